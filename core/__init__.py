@@ -1,0 +1,1 @@
+"""Shared by trainer, predictor and the ingest function: settings, schema, logging and the model store."""

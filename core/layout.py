@@ -1,0 +1,41 @@
+"""The bucket layout: one bucket, four prefixes, and the artifact naming rule."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+INCOMING = "incoming/"
+"""Where people drop training CSVs."""
+DATA = "data/"
+"""Validated training CSVs (what the trainer reads)."""
+QUARANTINE = "quarantine/"
+"""Rejected content, each with a `.error.json` report beside it."""
+MODELS = "models/"
+"""Model artifacts `models/model-<version>.pkl` (and the trainer's claims under `models/claims/`)."""
+CLAIMS = MODELS + "claims/"
+MODEL_PREFIX = MODELS + "model-"
+
+_VERSION_FORMAT = "%Y%m%dT%H%M%S%fZ"
+_MODEL_NAME = re.compile(r"^models/model-(\d{8}T\d{12}Z)\.pkl$")
+
+
+def format_version(moment: datetime) -> str:
+    """Fixed-width, lexically sortable UTC timestamp, e.g. 20261127T093817123456Z."""
+    return moment.astimezone(UTC).strftime(_VERSION_FORMAT)
+
+
+def version_time(version: str) -> datetime:
+    """The UTC moment a version name encodes."""
+    return datetime.strptime(version, _VERSION_FORMAT).replace(tzinfo=UTC)
+
+
+def model_object(version: str) -> str:
+    """Object name of the artifact with this version."""
+    return f"{MODEL_PREFIX}{version}.pkl"
+
+
+def model_version(name: str) -> str | None:
+    """The version encoded in an artifact's object name, or None if the name is not an artifact."""
+    match = _MODEL_NAME.match(name)
+    return match.group(1) if match else None

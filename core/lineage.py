@@ -1,0 +1,51 @@
+"""An artifact's lineage, kept in the GCS object's custom metadata (string values only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from core.errors import ArtifactRejected
+
+_JSON_FIELDS = ("metrics", "feature_names", "classes")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model came from and the signature that vouches for it."""
+
+    version: str
+    created_at: str
+    sha256: str
+    signature: str
+    sklearn_version: str
+    python_version: str
+    model_type: str
+    data_fingerprint: str
+    row_count: int
+    metrics: dict[str, float]
+    feature_names: list[str]
+    classes: list[str]
+
+    def to_metadata(self) -> dict[str, str]:
+        """Custom metadata for the object: JSON for structured fields, text for the rest."""
+        fields = asdict(self)
+        return {k: json.dumps(v) if k in _JSON_FIELDS else str(v) for k, v in fields.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, name: str) -> Lineage:
+        """Parse object metadata; an artifact without signature fields is `unsigned`."""
+        metadata = metadata or {}
+        if not metadata.get("signature") or not metadata.get("sha256"):
+            raise ArtifactRejected("unsigned", "artifact has no signature in its metadata", name)
+        try:
+            values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
+            values.update({k: json.loads(metadata[k]) for k in _JSON_FIELDS})
+            values["row_count"] = int(values["row_count"])
+        except (KeyError, ValueError) as e:
+            raise ArtifactRejected("bad_metadata", f"lineage metadata unreadable: {e}", name) from e
+        return cls(**values)

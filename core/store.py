@@ -1,0 +1,179 @@
+"""The model store: signed, timestamped, never-overwritten artifacts under models/ in the bucket.
+
+Reads verify the signature and the content hash before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from typing import Any
+
+import numpy as np
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+from google.cloud import storage
+
+from core import layout, signing, unpickle
+from core.errors import ArtifactRejected, StoreUnavailable
+from core.gcs import REQUEST_TIMEOUT
+from core.lineage import Lineage
+from core.schema import CLASSES, EXAMPLES, FEATURES
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """One artifact object: its name, generation and (unverified) metadata."""
+
+    name: str
+    generation: int
+    version: str
+    metadata: dict[str, str]
+    created: datetime | None = None
+
+    @classmethod
+    def from_blob(cls, blob: storage.Blob) -> ArtifactRef:
+        version = layout.model_version(blob.name) or ""
+        return cls(blob.name, int(blob.generation or 0), version, dict(blob.metadata or {}), blob.time_created)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, unpickled, warmed-up model and where it came from."""
+
+    ref: ArtifactRef
+    lineage: Lineage
+    model: Any
+
+    @property
+    def version(self) -> str:
+        return self.lineage.version
+
+
+OnReject = Callable[[ArtifactRef, ArtifactRejected], None]
+
+
+def check_model(model: Any, name: str) -> None:
+    """Schema and warm-up checks: four features, the three classes, sane predictions on known flowers."""
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if classes != list(CLASSES) or getattr(model, "n_features_in_", None) != len(FEATURES):
+        raise ArtifactRejected("schema_mismatch", f"classes {classes} / features do not match the schema", name)
+    try:
+        proba = model.predict_proba(np.array(list(EXAMPLES.values()), dtype=np.float64))
+    except Exception as e:
+        raise ArtifactRejected("warmup_failed", f"predict_proba failed: {e}", name) from e
+    predicted = [CLASSES[i] for i in np.argmax(proba, axis=1)]
+    if predicted != list(EXAMPLES) or not all(math.isclose(s, 1.0, abs_tol=1e-6) for s in proba.sum(axis=1)):
+        raise ArtifactRejected("warmup_failed", f"known flowers predicted as {predicted}", name)
+
+
+class ModelStore:
+    """Publishes and loads artifacts in one bucket, signing with / verifying against one HMAC key."""
+
+    def __init__(self, bucket: storage.Bucket, key: bytes, retry: Retry) -> None:
+        self.bucket, self._key, self.retry = bucket, key, retry
+
+    def publish(self, model: Any, *, data_fingerprint: str, row_count: int, metrics: dict[str, float]) -> Lineage:
+        """Pickle, sign and upload `model` as a new artifact; never overwrites (if_generation_match=0)."""
+        data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        now = datetime.now(UTC)
+        version, digest = layout.format_version(now), signing.sha256_hex(data)
+        lineage = Lineage(
+            version=version,
+            created_at=now.isoformat(),
+            sha256=digest,
+            signature=signing.sign(self._key, version, digest),
+            sklearn_version=package_version("scikit-learn"),
+            python_version=platform.python_version(),
+            model_type=_model_type(model),
+            data_fingerprint=data_fingerprint,
+            row_count=row_count,
+            metrics=metrics,
+            feature_names=list(FEATURES),
+            classes=list(CLASSES),
+        )
+        blob = self.bucket.blob(layout.model_object(version))
+        blob.metadata = lineage.to_metadata()
+        self._call(
+            blob.upload_from_string,
+            data,
+            content_type="application/octet-stream",
+            if_generation_match=0,
+            timeout=REQUEST_TIMEOUT,
+        )
+        return lineage
+
+    def list_versions(self) -> list[ArtifactRef]:
+        """Every artifact object under models/, oldest first (by version)."""
+        blobs = self._call(
+            lambda **kw: list(self.bucket.client.list_blobs(self.bucket, **kw)),
+            prefix=layout.MODEL_PREFIX,
+            timeout=REQUEST_TIMEOUT,
+        )
+        refs = [ArtifactRef.from_blob(b) for b in blobs if layout.model_version(b.name)]
+        return sorted(refs, key=lambda r: r.version)
+
+    def ref(self, name: str, generation: int | None = None) -> ArtifactRef:
+        """Fresh metadata of one artifact object (a specific generation if given)."""
+        blob = self._call(self.bucket.get_blob, name, generation=generation, timeout=REQUEST_TIMEOUT)
+        if blob is None:
+            raise ArtifactRejected("not_found", f"no object {name} (generation {generation})", name)
+        return ArtifactRef.from_blob(blob)
+
+    def load(self, ref: ArtifactRef) -> LoadedModel:
+        """Verify name, signature and hash, then unpickle and check the model; ArtifactRejected otherwise."""
+        lineage = self.verify_metadata(ref)
+        blob = self.bucket.blob(ref.name, generation=ref.generation)
+        try:
+            data = self._call(blob.download_as_bytes, timeout=REQUEST_TIMEOUT)
+        except gexc.NotFound as e:
+            raise ArtifactRejected("not_found", f"{ref.name} generation {ref.generation} is gone", ref.name) from e
+        if signing.sha256_hex(data) != lineage.sha256:
+            raise ArtifactRejected("hash_mismatch", "content does not match its signed SHA-256", ref.name)
+        try:
+            model = unpickle.loads(data)
+        except Exception as e:
+            raise ArtifactRejected("unpickle_failed", f"{type(e).__name__}: {e}", ref.name) from e
+        check_model(model, ref.name)
+        return LoadedModel(ref, lineage, model)
+
+    def verify_metadata(self, ref: ArtifactRef) -> Lineage:
+        """Name and signature checks that need no download."""
+        if not ref.version:
+            raise ArtifactRejected("bad_name", "not a models/model-<version>.pkl object", ref.name)
+        lineage = Lineage.from_metadata(ref.metadata, ref.name)
+        if lineage.version != ref.version:
+            raise ArtifactRejected("version_mismatch", f"signed for {lineage.version}, named {ref.version}", ref.name)
+        if not signing.verify(self._key, lineage.version, lineage.sha256, lineage.signature):
+            raise ArtifactRejected("bad_signature", "signature does not verify with this key", ref.name)
+        return lineage
+
+    def newest_valid(self, on_reject: OnReject | None = None, newer_than: str = "") -> LoadedModel | None:
+        """The newest artifact that passes every check (only versions > newer_than are tried)."""
+        for ref in reversed(self.list_versions()):
+            if ref.version <= newer_than:
+                return None
+            try:
+                return self.load(ref)
+            except ArtifactRejected as e:
+                if on_reject:
+                    on_reject(ref, e)
+        return None
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a GCS call under the retry policy; StoreUnavailable once retries are exhausted."""
+        try:
+            return fn(*args, retry=self.retry, **kwargs)
+        except (gexc.RetryError, gexc.ServerError, ConnectionError) as e:
+            raise StoreUnavailable(f"GCS unavailable: {e}") from e
+
+
+def _model_type(model: Any) -> str:
+    steps = getattr(model, "steps", None)
+    parts = [type(step).__name__ for _, step in steps] if steps else [type(model).__name__]
+    return "+".join(parts)

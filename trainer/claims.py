@@ -1,0 +1,53 @@
+"""One trainer per data fingerprint: a claim object created with if_generation_match=0 decides who trains."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from core import layout
+from core.gcs import REQUEST_TIMEOUT
+
+
+@dataclass
+class Claim:
+    """The claim this run holds on one fingerprint (object name and generation for conditional updates)."""
+
+    blob: storage.Blob
+    generation: int
+
+    def finish(self, state: str, retry: Any, **details: Any) -> None:
+        """Record the outcome (published / rejected / failed) so no one trains the same data again."""
+        body = json.dumps({"state": state, "at": time.time(), **details})
+        # PreconditionFailed: taken over as stale meanwhile; the newer holder records its own outcome
+        with contextlib.suppress(gexc.PreconditionFailed):
+            self.blob.upload_from_string(body, "application/json", if_generation_match=self.generation, retry=retry)
+
+
+def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry: Any) -> Claim | str:
+    """Take the claim on `fingerprint`, or return why another run owns it."""
+    blob = bucket.blob(f"{layout.CLAIMS}{fingerprint}.json")
+    body = json.dumps({"state": "training", "at": time.time()})
+    try:
+        blob.upload_from_string(body, "application/json", if_generation_match=0, retry=retry)
+        return Claim(blob, int(blob.generation or 0))
+    except gexc.PreconditionFailed:
+        pass
+    existing = bucket.get_blob(blob.name, retry=retry, timeout=REQUEST_TIMEOUT)
+    if existing is None:
+        return "claim vanished while reading it; the next run will retry"
+    state = json.loads(existing.download_as_bytes(retry=retry) or b"{}")
+    age = time.time() - float(state.get("at", 0))
+    if state.get("state") != "training" or age < stale_after:
+        return f"data already claimed by another run (state {state.get('state')}, {age:.0f} s ago)"
+    try:
+        blob.upload_from_string(body, "application/json", if_generation_match=existing.generation, retry=retry)
+    except gexc.PreconditionFailed:
+        return "another run took over the stale claim first"
+    return Claim(blob, int(blob.generation or 0))

@@ -1,0 +1,80 @@
+"""One trainer run: fingerprint data/, skip if nothing changed, else train, gate, publish. Returns a summary."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core import gcs, layout, schema
+from core.errors import ArtifactRejected
+from core.store import ArtifactRef, ModelStore
+from trainer import claims, data
+from trainer.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+
+
+def newest_signed(store: ModelStore) -> ArtifactRef | None:
+    """The newest artifact whose metadata signature verifies (no download)."""
+    for ref in reversed(store.list_versions()):
+        try:
+            store.verify_metadata(ref)
+            return ref
+        except ArtifactRejected:
+            continue
+    return None
+
+
+def train_once(settings: TrainerSettings, force: bool = False) -> dict[str, Any]:
+    """Run the trainer once; the summary's `status` is published, skipped or rejected."""
+    client = gcs.client(settings)
+    bucket, retry = client.bucket(settings.gcs_bucket), gcs.retry(settings)
+    store = ModelStore(bucket, settings.signing_key(), retry)
+    blobs = data.list_csvs(bucket, retry)
+    if not blobs and data.seed_iris_csv(bucket, retry):
+        log.info("seeded data/iris.csv from scikit-learn's bundled iris data")
+        blobs = data.list_csvs(bucket, retry)
+    fp = data.fingerprint(blobs)
+    summary: dict[str, Any] = {"data_fingerprint": fp, "files": len(blobs)}
+    newest = newest_signed(store)
+    if not force and newest is not None and newest.metadata.get("data_fingerprint") == fp:
+        return summary | {"status": "skipped", "reason": "no new data", "model_version": newest.version}
+    claim = None if force else claims.acquire(bucket, fp, settings.claim_stale_after, retry)
+    if isinstance(claim, str):
+        return summary | {"status": "skipped", "reason": claim}
+    try:
+        result = _train(store, blobs, fp, settings)
+    except Exception as e:
+        if claim:
+            claim.finish("failed", retry, error=str(e)[:500])
+        raise
+    if claim:
+        claim.finish(result["status"], retry, version=result.get("model_version"), reason=result.get("reason"))
+    return summary | result
+
+
+def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettings) -> dict[str, Any]:
+    from trainer import model  # scikit-learn is imported only when there is work
+
+    limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=100_000_000)
+    dataset = data.read_dataset(blobs, limits, store.retry)
+    stats: dict[str, Any] = {"rows": dataset.rows, "file_reports": dataset.reports}
+    try:
+        evaluated = model.fit_and_evaluate(dataset, settings)
+    except model.InsufficientData as e:
+        return stats | {"status": "rejected", "reason": str(e)}
+    current = store.newest_valid(on_reject=_log_reject)
+    reason = model.gate(evaluated, current.model if current else None, settings)
+    if reason:
+        return stats | {"status": "rejected", "reason": reason, "metrics": evaluated.metrics}
+    lineage = store.publish(evaluated.model, data_fingerprint=fp, row_count=dataset.rows, metrics=evaluated.metrics)
+    return stats | {
+        "status": "published",
+        "model_version": lineage.version,
+        "object": layout.model_object(lineage.version),
+        "metrics": evaluated.metrics,
+    }
+
+
+def _log_reject(ref: ArtifactRef, error: ArtifactRejected) -> None:
+    log.warning("skipping invalid artifact %s: %s", ref.name, error.message, extra={"reason": error.reason})

@@ -1,0 +1,26 @@
+"""Trainer settings (environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from core.settings import SigningSettings
+
+
+class TrainerSettings(SigningSettings):
+    """One trainer run, or the scheduler that repeats it."""
+
+    train_schedule: str = "0 * * * *"
+    """Cron expression for `python -m trainer --schedule` (the CronJob's schedule in the cluster)."""
+    accuracy_floor: float = Field(0.9, ge=0, le=1)
+    """A model scoring below this accuracy on held-out data is never published."""
+    regression_tolerance: float = Field(0.02, ge=0, le=1)
+    """A new model may score at most this much below the current one on the same held-out data."""
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    """Share of rows held out for evaluation."""
+    random_seed: int = 42
+    """Seed for the split and the estimator."""
+    claim_stale_after: float = Field(1800.0, gt=0)
+    """Seconds after which another trainer's unfinished claim on the same data may be taken over."""
+    max_csv_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    """Largest CSV file read from data/; larger ones are skipped with a report."""
