@@ -1,0 +1,50 @@
+"""Predictor settings (environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from core.settings import SigningSettings
+
+
+class PredictorSettings(SigningSettings):
+    """One predictor pod: HTTP server, model loading, event subscription and admin access."""
+
+    port: int = Field(8080, ge=1, le=65535)
+    """TCP port gunicorn binds on 0.0.0.0."""
+    web_concurrency: int = Field(2, ge=1)
+    """gunicorn worker processes (gunicorn's own WEB_CONCURRENCY variable)."""
+    worker_threads: int = Field(4, ge=1)
+    """Threads per gunicorn worker (gthread worker class)."""
+    graceful_timeout: int = Field(20, ge=1)
+    """Seconds a stopping worker gets to finish in-flight requests and delete its subscription."""
+    worker_timeout: int = Field(30, ge=1)
+    """Seconds of silence after which gunicorn restarts a worker."""
+    model_name: str = "iris"
+    """Model name in the Open Inference Protocol V2 routes."""
+    max_batch_size: int = Field(1000, ge=1)
+    """Most instances accepted in one prediction request."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest request body accepted; larger ones get 413."""
+    admin_token: SecretStr | None = None
+    """Bearer token for /admin/*; with none set the admin routes answer 404."""
+    pinned_model_version: str | None = None
+    """Serve exactly this version and ignore newer ones (also settable with PUT /admin/pin)."""
+    model_events_enabled: bool = True
+    """Subscribe to MODEL_EVENTS_TOPIC; when false, the reconcile poll is the only trigger."""
+    subscription_prefix: str = "predictor"
+    """Prefix of each worker's own subscription name (the rest is pod name, pid and a random suffix)."""
+    subscription_ttl_days: int = Field(1, ge=1)
+    """Expiration TTL of a worker's subscription: a crashed pod's subscription disappears after this."""
+    reconcile_interval: float = Field(60.0, gt=0)
+    """Seconds between listings of models/ that catch anything the subscriber missed."""
+    reconcile_interval_without_events: float = Field(5.0, gt=0)
+    """Reconcile interval when MODEL_EVENTS_ENABLED is false."""
+    load_retry_max: float = Field(30.0, gt=0)
+    """Cap of the exponential backoff between load attempts while no model is loaded."""
+    swap_history_size: int = Field(50, ge=1)
+    """How many swaps /v1/model remembers."""
+    pod_name: str = "local"
+    """Pod name from the downward API; part of the subscription name."""
+    pod_uid: str = ""
+    """Pod UID from the downward API; part of the subscription name."""
