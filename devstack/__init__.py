@@ -1,0 +1,1 @@
+"""Local development stack: real emulators (fake-gcs-server, Pub/Sub emulator) on loopback."""
