@@ -1,0 +1,49 @@
+# Two commands on a fresh clone: `make run` (the local stack) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
+PACKAGES := core trainer predictor functions devstack
+
+.PHONY: venv run test lint fmt train drop bench bench-trainer bench-predictor clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.lock pyproject.toml
+	command -v uv >/dev/null || python3 -m pip install --quiet uv
+	test -x $(PY) || uv venv --quiet --python python3.11 $(VENV) || uv venv --quiet $(VENV)
+	VIRTUAL_ENV=$(VENV) uv pip install --quiet -r requirements-dev.lock
+	VIRTUAL_ENV=$(VENV) uv pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+run: venv  ## the local stack: emulators, trainer, predictor, function (Ctrl-C stops all)
+	$(PY) -m devstack.run
+
+test: venv lint  ## lint, types and the whole pytest suite
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(PACKAGES)
+
+fmt: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+train: venv  ## one trainer run against the running local stack
+	set -a && source .stack/env && $(PY) -m trainer
+
+drop: venv  ## make drop CSV=file.csv: upload a training CSV to incoming/ of the running local stack
+	set -a && source .stack/env && $(PY) -m devstack.drop "$(CSV)"
+
+bench: bench-trainer bench-predictor
+
+bench-trainer: venv
+	$(PY) bench/trainer_bench.py
+
+bench-predictor: venv
+	$(PY) bench/predictor_bench.py
+
+clean:
+	rm -rf .stack test-output .pytest_cache .mypy_cache .ruff_cache
