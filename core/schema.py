@@ -226,7 +226,7 @@ def scan(stream: IO[bytes], report: CsvReport, limits: Limits = Limits()) -> Ite
     text = io.TextIOWrapper(io.BufferedReader(_Counted(stream, limits.max_bytes)), "utf-8-sig", newline="")
     try:
         reader = csv.reader(text)
-        header = next(reader, None)
+        header = next((r for r in reader if any(f.strip() for f in r)), None)  # blank lines before the header
         positions = _header_map(header, report) if header else None
         if header is None:
             report.fatal = "empty file"
@@ -254,7 +254,7 @@ def to_csv(rows: Iterable[Row]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((*FEATURES, LABEL))
-    writer.writerows((*(repr(v) for v in row.values or ()), row.label) for row in rows)
+    writer.writerows((*(repr(float(v)) for v in row.values or ()), row.label) for row in rows)
     return out.getvalue().encode()
 
 
