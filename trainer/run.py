@@ -31,8 +31,9 @@ def train_once(settings: TrainerSettings, force: bool = False) -> dict[str, Any]
     bucket, retry = client.bucket(settings.gcs_bucket), gcs.retry(settings)
     store = ModelStore(bucket, settings.signing_key(), retry)
     blobs = data.list_csvs(bucket, retry)
-    if not blobs and data.seed_iris_csv(bucket, retry):
-        log.info("seeded data/iris.csv from scikit-learn's bundled iris data")
+    if not blobs:  # re-list even when another run seeded first
+        if data.seed_iris_csv(bucket, retry):
+            log.info("seeded data/iris.csv from scikit-learn's bundled iris data")
         blobs = data.list_csvs(bucket, retry)
     fp = data.fingerprint(blobs)
     summary: dict[str, Any] = {"data_fingerprint": fp, "files": len(blobs)}
