@@ -14,6 +14,9 @@ from google.cloud import storage
 from core import layout
 from core.gcs import REQUEST_TIMEOUT
 
+_SETTLED = ("published", "rejected")
+"""Outcomes that end a fingerprint; a `failed` (or stale `training`) claim may be taken over."""
+
 
 @dataclass
 class Claim:
@@ -43,9 +46,9 @@ def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry:
     if existing is None:
         return "claim vanished while reading it; the next run will retry"
     state = json.loads(existing.download_as_bytes(retry=retry) or b"{}")
-    age = time.time() - float(state.get("at", 0))
-    if state.get("state") != "training" or age < stale_after:
-        return f"data already claimed by another run (state {state.get('state')}, {age:.0f} s ago)"
+    holder, age = state.get("state"), time.time() - float(state.get("at", 0))
+    if holder in _SETTLED or (holder == "training" and age < stale_after):
+        return f"data already claimed by another run (state {holder}, {age:.0f} s ago)"
     try:
         blob.upload_from_string(body, "application/json", if_generation_match=existing.generation, retry=retry)
     except gexc.PreconditionFailed:
