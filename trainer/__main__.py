@@ -7,6 +7,9 @@ import json
 import logging
 import sys
 
+import requests
+from google.api_core import exceptions as gexc
+
 from core import logs, settings
 from core.errors import ServiceError
 from trainer.run import train_once
@@ -21,6 +24,8 @@ def run_and_report(config: TrainerSettings, force: bool) -> int:
         summary = train_once(config, force=force)
     except ServiceError as e:
         summary = {"status": "failed", "error": e.message}
+    except (gexc.GoogleAPIError, requests.RequestException) as e:  # retries exhausted or a non-retryable reply
+        summary = {"status": "failed", "error": f"GCS unavailable: {e}"}
     except Exception as e:
         log.exception("trainer run failed")
         summary = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
