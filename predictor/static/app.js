@@ -1,0 +1,258 @@
+// The iris page: submits the form to POST /predict and keeps the model panel fresh from GET /v1/model.
+// Vanilla JS, no dependencies. Server data is only ever written with textContent.
+"use strict";
+
+(function () {
+  const config = JSON.parse(document.getElementById("page-config").textContent);
+  const PREDICT_URL = "/predict";
+  const MODEL_URL = "/v1/model";
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "class") node.className = value;
+      else if (key === "style") node.setAttribute("style", value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  function percent(p) {
+    return (Math.round(p * 1000) / 10).toFixed(1) + " %";
+  }
+
+  function formatTime(iso) {
+    if (!iso) return "—";
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return String(iso);
+    return when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  }
+
+  function timeNode(iso) {
+    return iso ? el("time", { datetime: iso }, formatTime(iso)) : "—";
+  }
+
+  // ---- the form -------------------------------------------------------------------------------
+
+  const form = $("predict-form");
+  const formError = $("form-error");
+  const button = $("predict-button");
+
+  function clearErrors() {
+    for (const name of config.features) {
+      $(name + "-error").textContent = "";
+      $(name).removeAttribute("aria-invalid");
+    }
+    formError.textContent = "";
+  }
+
+  function showFieldError(name, message) {
+    const slot = $(name + "-error");
+    slot.textContent = slot.textContent ? slot.textContent + " " + message : message;
+    $(name).setAttribute("aria-invalid", "true");
+  }
+
+  // The API's value for one input: a number, or the raw text / null so the server names the problem.
+  function readValue(input) {
+    if (input.value.trim() === "") return input.validity.badInput ? input.value : null;
+    const number = Number(input.value);
+    return Number.isFinite(number) ? number : input.value;
+  }
+
+  // Which form field an error location like "instances[0].petal_width" or ["instances", 0, "petal_width"] names.
+  function fieldOf(location) {
+    const parts = Array.isArray(location) ? location.map(String) : String(location || "").split(/[.\[\]]+/);
+    return parts.reverse().find((part) => config.features.includes(part)) || null;
+  }
+
+  // Normalise the API's error details into [{field, message}] (field may be null).
+  function detailItems(details, fallback) {
+    if (details === null || details === undefined) return [];
+    if (Array.isArray(details)) {
+      return details.flatMap((item) => {
+        if (item && typeof item === "object") {
+          const location = item.field ?? item.loc ?? item.path ?? item.location ?? item.name;
+          const message = item.message ?? item.msg ?? item.reason ?? item.error ?? fallback;
+          return [{ field: fieldOf(location), message: String(message) }];
+        }
+        return [{ field: fieldOf(item), message: fallback }];
+      });
+    }
+    if (typeof details === "object") {
+      if ("field" in details || "loc" in details || "path" in details) return detailItems([details], fallback);
+      return Object.entries(details).map(([key, value]) => ({
+        field: fieldOf(key),
+        message: typeof value === "string" ? value : (value && (value.message || value.msg)) || fallback,
+      }));
+    }
+    return [{ field: fieldOf(details), message: fallback }];
+  }
+
+  function showApiError(status, body) {
+    const error = (body && body.error) || {};
+    const message = error.message || "The service answered with HTTP " + status + ".";
+    const items = status === 400 ? detailItems(error.details, message) : [];
+    const placed = items.filter((item) => item.field);
+    for (const item of placed) showFieldError(item.field, item.message);
+    if (placed.length === 0 || items.length > placed.length) formError.textContent = message;
+    $("result").replaceChildren(el("p", { class: "muted", id: "result-error" }, "No prediction: " + message));
+    if (placed.length) $(placed[0].field).focus();
+  }
+
+  function renderPrediction(body, headerVersion) {
+    const prediction = body.predictions[0];
+    const version = body.model_version || headerVersion || "unknown";
+    const probabilities = prediction.probabilities || {};
+    const classes = config.classes.filter((c) => c in probabilities);
+    const bars = el("ul", { class: "bars", "aria-label": "Probability of each species" });
+    for (const species of classes) {
+      const p = Number(probabilities[species]) || 0;
+      const width = Math.max(0, Math.min(100, p * 100)).toFixed(1);
+      bars.append(
+        el(
+          "li",
+          { class: species === prediction.species ? "bar-row top" : "bar-row" },
+          el("span", { class: "bar-label" }, species),
+          el("span", { class: "bar-track", "aria-hidden": "true" },
+            el("span", { class: "bar-fill", style: "width: " + width + "%" })),
+          el("span", { class: "bar-value" }, percent(p)),
+        ),
+      );
+    }
+    const result = $("result");
+    result.replaceChildren(
+      el("p", { class: "species" }, "Species: ", el("strong", { id: "result-species" }, prediction.species)),
+      bars,
+      el("p", { class: "answered-by" }, "Answered by model ", el("code", { id: "result-version" }, version)),
+    );
+  }
+
+  async function submit(event) {
+    if (event) event.preventDefault();
+    clearErrors();
+    const instance = {};
+    for (const name of config.features) instance[name] = readValue($(name));
+    button.disabled = true;
+    button.textContent = "Predicting…";
+    try {
+      const response = await fetch(PREDICT_URL, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ instances: [instance] }),
+      });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body && Array.isArray(body.predictions) && body.predictions.length) {
+        renderPrediction(body, response.headers.get("X-Model-Version"));
+      } else {
+        showApiError(response.status, body);
+      }
+    } catch (err) {
+      formError.textContent = "Could not reach the service: " + err.message;
+      $("result").replaceChildren(el("p", { class: "muted", id: "result-error" }, "No prediction: service unreachable."));
+    } finally {
+      button.disabled = false;
+      button.textContent = "Predict species";
+    }
+  }
+
+  form.addEventListener("submit", submit);
+  for (const example of document.querySelectorAll("button.example")) {
+    example.addEventListener("click", () => {
+      const values = JSON.parse(example.dataset.values);
+      for (const [name, value] of Object.entries(values)) $(name).value = value;
+      submit(null);
+    });
+  }
+
+  // ---- the model panel ------------------------------------------------------------------------
+
+  let shownVersion = null;
+  let changeTimer = null;
+
+  function metric(metrics, ...names) {
+    for (const name of names) {
+      if (metrics && typeof metrics[name] === "number") return percent(metrics[name]);
+    }
+    return "—";
+  }
+
+  function historyItem(entry) {
+    const outcome = String(entry.outcome || "unknown");
+    const head = el(
+      "div",
+      { class: "history-head" },
+      el("span", { class: "outcome outcome-" + outcome.replace(/[^a-z]/g, "") }, outcome),
+      " ",
+      el("code", {}, entry.version || entry.object || "—"),
+    );
+    const facts = [entry.trigger ? "via " + entry.trigger : null];
+    if (typeof entry.duration_s === "number") facts.push(entry.duration_s.toFixed(2) + " s");
+    const meta = el("div", { class: "history-meta" }, timeNode(entry.at), " ", facts.filter(Boolean).join(" · "));
+    const reason = entry.reason ? el("div", { class: "history-reason" }, entry.reason) : null;
+    return el("li", { class: "history-item" }, head, meta, reason);
+  }
+
+  function renderHistory(history) {
+    const items = (history || []).slice().sort((a, b) => String(b.at || "").localeCompare(String(a.at || "")));
+    $("model-history").replaceChildren(...items.map(historyItem));
+    $("history-empty").hidden = items.length > 0;
+  }
+
+  function markChange(previous, version) {
+    $("model-announce").textContent = "Model changed: now serving " + version + " (was " + previous + ").";
+    const panel = $("model-panel");
+    panel.classList.remove("changed");
+    void panel.offsetWidth; // restart the highlight animation
+    panel.classList.add("changed");
+    $("model-changed").hidden = false;
+    clearTimeout(changeTimer);
+    changeTimer = setTimeout(() => {
+      panel.classList.remove("changed");
+      $("model-changed").hidden = true;
+    }, 10000);
+  }
+
+  function renderModel(info) {
+    const lineage = info.lineage || info.model || {};
+    const version = info.version || info.model_version || lineage.version || null;
+    if (!version || info.ready === false) {
+      $("model-status").textContent = "No model is loaded yet; the service is waiting for one.";
+      $("model-facts").hidden = true;
+    } else {
+      $("model-status").textContent = "";
+      $("model-facts").hidden = false;
+      $("model-version").textContent = version;
+      $("model-created").replaceChildren(timeNode(lineage.created_at));
+      const trigger = info.loaded_trigger || info.trigger;
+      $("model-loaded").replaceChildren(timeNode(info.loaded_at), trigger ? " via " + trigger : "");
+      $("model-accuracy").textContent = metric(lineage.metrics, "accuracy");
+      $("model-f1").textContent = metric(lineage.metrics, "f1_macro", "f1");
+      $("model-rows").textContent = typeof lineage.row_count === "number" ? lineage.row_count.toLocaleString() : "—";
+      $("model-type").textContent = lineage.model_type || "—";
+      $("model-pinned").textContent = info.pinned ? "yes (" + info.pinned + ")" : "no";
+      if (info.pinned === true) $("model-pinned").textContent = "yes";
+      if (shownVersion !== null && shownVersion !== version) markChange(shownVersion, version);
+      shownVersion = version;
+    }
+    renderHistory(info.history);
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(MODEL_URL, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const body = await response.json().catch(() => null);
+      if (body && !body.error) renderModel(body);
+      else $("model-status").textContent = (body && body.error && body.error.message) || "Model information unavailable.";
+    } catch (err) {
+      $("model-status").textContent = "Model information unavailable (retrying).";
+    } finally {
+      setTimeout(poll, config.poll_ms);
+    }
+  }
+
+  poll();
+})();
