@@ -1,0 +1,304 @@
+"""Model events: each gunicorn worker has its own Pub/Sub subscription and streaming-pull subscriber.
+
+Why one subscriber and one subscription per worker: every worker holds its own model in memory, so every worker
+must see every OBJECT_FINALIZE of a new artifact. With a subscription of its own, Pub/Sub fans each event out to
+each worker directly: no inter-process communication, no leader election, nothing shared between workers or pods.
+The cost is one subscription per worker per pod (WEB_CONCURRENCY x replicas, a handful), created at worker start
+and deleted on graceful exit; a crashed worker's subscription expires after SUBSCRIPTION_TTL_DAYS of inactivity.
+The reconcile job (predictor.reconcile) lists models/ periodically and after every reconnect, so an event lost
+while no subscription existed only delays a swap, never loses it.
+
+The client library runs the stream and our callback in its own threads; a supervisor thread of ours resubscribes
+(recreating the subscription when it vanished, e.g. after an emulator restart) with capped backoff. gRPC's own
+reconnect backoff is capped by CHANNEL_OPTIONS (its default grows to 120 s). Nothing here blocks a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.message import Message
+from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+from core import layout
+from core.errors import StoreUnavailable
+from predictor.settings import PredictorSettings
+
+log = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),  # gRPC's default cap is 120 s: far too slow after a restart
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]
+"""gRPC channel options of the subscriber (the library's defaults plus a capped reconnect backoff)."""
+ACK_DEADLINE_S = 30
+SEEN_SIZE = 1024
+OFFER_RETRY_DELAYS = (1.0, 2.0, 4.0)
+"""Sleeps between offers while the store is unavailable; after the last one the message is nacked."""
+RESUBSCRIBE_BACKOFF = (0.25, 3.0)
+"""Initial and maximum delay between resubscribe attempts."""
+FINALIZE = "OBJECT_FINALIZE"
+
+
+class Offers(Protocol):
+    """What the subscriber needs from the registry."""
+
+    def offer(self, name: str, generation: int | None, trigger: str, finalized_at: datetime | None = None) -> Any: ...
+
+
+class Malformed(ValueError):
+    """A message whose attributes cannot be a GCS notification."""
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    """A new model artifact object, from an OBJECT_FINALIZE notification."""
+
+    bucket: str
+    name: str
+    generation: int
+    finalized_at: datetime | None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.bucket, self.name, self.generation
+
+
+def parse(attributes: Mapping[str, str], data: bytes, publish_time: datetime | None, bucket: str) -> ModelEvent | None:
+    """The model event in a GCS notification, None for any other object or event; Malformed if unreadable."""
+    try:
+        name, generation, event_type = attributes["objectId"], attributes["objectGeneration"], attributes["eventType"]
+        bucket_id = attributes["bucketId"]
+    except KeyError as e:
+        raise Malformed(f"missing attribute {e}") from e
+    if event_type != FINALIZE or bucket_id != bucket or layout.model_version(name) is None:
+        return None
+    if not generation.isdigit():
+        raise Malformed(f"objectGeneration {generation[:40]!r} is not a number")
+    finalized = _finalized_at(data) if attributes.get("payloadFormat") == "JSON_API_V1" else None
+    return ModelEvent(bucket_id, name, int(generation), finalized or publish_time)
+
+
+def _finalized_at(data: bytes) -> datetime | None:
+    """timeCreated (else updated) of the object resource in the notification's JSON payload, if readable."""
+    try:
+        resource = json.loads(data)
+        stamp = resource.get("timeCreated") or resource.get("updated")
+        moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        log.warning("model event payload is not an object resource; using the publish time")
+        return None
+    return moment.replace(tzinfo=moment.tzinfo or UTC) if moment else None
+
+
+class SeenEvents:
+    """A bounded, thread-safe LRU set of (bucket, object, generation) keys already handled."""
+
+    def __init__(self, size: int = SEEN_SIZE) -> None:
+        self._keys: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._size, self._lock = size, threading.Lock()
+
+    def __contains__(self, key: tuple[str, str, int]) -> bool:
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return True
+            return False
+
+    def add(self, key: tuple[str, str, int]) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+
+
+def subscriber_client(settings: PredictorSettings) -> pubsub_v1.SubscriberClient:
+    """A subscriber on the emulator (settings.pubsub_emulator_host, never the process env) or on GCP."""
+    host = settings.pubsub_emulator_host
+    if host:
+        transport = SubscriberGrpcTransport(host=host, channel=grpc.insecure_channel(host, options=CHANNEL_OPTIONS))
+    else:
+        target = f"{SubscriberGrpcTransport.DEFAULT_HOST}:443"
+        channel = SubscriberGrpcTransport.create_channel(target, options=CHANNEL_OPTIONS)  # default credentials
+        transport = SubscriberGrpcTransport(channel=channel)
+    return pubsub_v1.SubscriberClient(transport=transport)
+
+
+def subscription_id(settings: PredictorSettings, pid: int | None = None) -> str:
+    """`{prefix}-{pod_name}-{pid}-{random}`, made a valid Pub/Sub id (starts with a letter, 3-255 chars)."""
+    tail = f"-{pid or os.getpid()}-{secrets.token_hex(4)}"
+    head = re.sub(r"[^A-Za-z0-9._~+%-]", "-", f"{settings.subscription_prefix}-{settings.pod_name}")
+    if not head[:1].isalpha() or head.lower().startswith("goog"):
+        head = "s" + head
+    return head[: 255 - len(tail)] + tail
+
+
+class ModelEvents:
+    """One worker's own subscription and streaming pull, kept alive by a supervisor thread."""
+
+    def __init__(self, registry: Offers, settings: PredictorSettings, on_reconnect: Callable[[], None]) -> None:
+        self._registry, self._settings, self._on_reconnect = registry, settings, on_reconnect
+        self._client = subscriber_client(settings)
+        self.subscription = self._client.subscription_path(settings.google_cloud_project, subscription_id(settings))
+        self._seen, self._stop, self._lock = SeenEvents(), threading.Event(), threading.Lock()
+        self._future: pubsub_v1.subscriber.futures.StreamingPullFuture | None = None
+        self._thread = threading.Thread(target=self._supervise, name="model-events", daemon=True)
+        self.connects, self.last_error, self.counts = 0, "", Counter[str]()
+
+    def start(self) -> None:
+        """Create the subscription and start pulling, in the background (never blocks)."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the stream, delete the subscription and close the client, all within about `timeout` s."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        with self._lock:
+            future = self._future
+        if future is not None:
+            future.cancel()
+            try:
+                future.result(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as e:  # the stream's own error, or a timeout: nothing left to do about it
+                log.info("model events stream ended: %s", e)
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        with self._client:
+            self._delete_subscription(max(0.5, deadline - time.monotonic()))
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            connected = self._future is not None and not self._future.done()
+            counts = dict(self.counts)
+        return {
+            "subscription": self.subscription,
+            "connected": connected,
+            "connects": self.connects,
+            "last_error": self.last_error or None,
+            "messages": counts,
+        }
+
+    def _supervise(self) -> None:
+        delay, catch_up = RESUBSCRIBE_BACKOFF[0], False
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._ensure_subscription()
+                self._stream(catch_up)
+            except Exception as e:  # NotFound after an emulator restart, Unavailable, PermissionDenied, ...
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.warning("model events: %s; resubscribing in %.2f s", self.last_error, delay)
+            catch_up = True
+            delay = RESUBSCRIBE_BACKOFF[0] if time.monotonic() - started > 30 else delay
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, RESUBSCRIBE_BACKOFF[1])
+
+    def _stream(self, catch_up: bool) -> None:
+        """Subscribe and block until the stream ends; the first time after a gap, ask for a reconcile."""
+        scheduler = ThreadScheduler(ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-events-callback"))
+        flow = pubsub_v1.types.FlowControl(max_messages=10)
+        future = self._client.subscribe(self.subscription, self._handle, flow_control=flow, scheduler=scheduler)
+        with self._lock:
+            self._future = future
+        if self._stop.is_set():
+            future.cancel()
+        self.connects += 1
+        log.info("model events: subscribed", extra={"subscription": self.subscription, "connects": self.connects})
+        if catch_up:
+            self._catch_up()
+        future.result()
+
+    def _catch_up(self) -> None:
+        try:
+            self._on_reconnect()
+        except Exception:
+            log.exception("model events: reconcile after reconnect failed to start")
+
+    def _ensure_subscription(self) -> None:
+        settings = self._settings
+        request = {
+            "name": self.subscription,
+            "topic": f"projects/{settings.google_cloud_project}/topics/{settings.model_events_topic}",
+            "filter": f'hasPrefix(attributes.objectId, "{layout.MODELS}")',
+            "ack_deadline_seconds": ACK_DEADLINE_S,
+            "expiration_policy": {"ttl": timedelta(days=settings.subscription_ttl_days)},
+            "message_retention_duration": timedelta(minutes=10),  # GCP: must not exceed the TTL
+            "retry_policy": {"minimum_backoff": timedelta(seconds=5), "maximum_backoff": timedelta(seconds=60)},
+        }
+        try:
+            self._client.create_subscription(request=request, timeout=10, retry=None)
+            log.info("model events: created subscription", extra={"subscription": self.subscription})
+        except gexc.AlreadyExists:
+            pass
+
+    def _delete_subscription(self, timeout: float) -> None:
+        try:
+            self._client.delete_subscription(subscription=self.subscription, timeout=timeout, retry=None)
+            log.info("model events: deleted subscription", extra={"subscription": self.subscription})
+        except gexc.NotFound:
+            pass
+        except Exception as e:  # its TTL removes it eventually
+            log.warning("model events: could not delete %s: %s", self.subscription, e)
+
+    def _handle(self, message: Message) -> None:
+        """Streaming-pull callback (client thread): offer a new artifact, then ack; nack if the store stays down."""
+        try:
+            event = parse(message.attributes, message.data, message.publish_time, self._settings.gcs_bucket)
+        except Malformed as e:
+            log.warning("model events: ignoring malformed message %s: %s", message.message_id, e)
+            return self._settle(message, "malformed", ack=True)
+        if event is None:
+            return self._settle(message, "ignored", ack=True)
+        if event.key in self._seen:
+            return self._settle(message, "duplicate", ack=True)
+        try:
+            done = self._offer(event)
+        except Exception:  # a bug in the registry must not kill the subscriber; reconcile catches up
+            log.exception("model events: offering %s failed", event.name)
+            done = True
+        if done:
+            self._seen.add(event.key)
+        return self._settle(message, "offered" if done else "nacked", ack=done)
+
+    def _settle(self, message: Message, outcome: str, ack: bool) -> None:
+        with self._lock:
+            self.counts[outcome] += 1
+        if ack:
+            message.ack()
+        else:
+            message.nack()
+
+    def _offer(self, event: ModelEvent) -> bool:
+        """Offer `event` to the registry; retry while the store is unavailable. False: give up for now."""
+        for delay in (*OFFER_RETRY_DELAYS, None):
+            try:
+                record = self._registry.offer(event.name, event.generation, "notification", event.finalized_at)
+            except StoreUnavailable as e:
+                if delay is None or self._stop.wait(delay):
+                    log.warning("model events: store unavailable, nacking %s: %s", event.name, e)
+                    return False
+                continue
+            log.info("model events: offered %s", event.name, extra={"outcome": getattr(record, "outcome", None)})
+            return True
+        return False

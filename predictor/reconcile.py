@@ -1,0 +1,88 @@
+"""The reconcile job: list models/ and load the newest valid artifact if it is newer than the one served.
+
+It runs at worker start (with backoff until a model is ready), every RECONCILE_INTERVAL
+(RECONCILE_INTERVAL_WITHOUT_EVENTS when the subscriber is disabled) and at once after every subscriber
+reconnect, so a missed notification only delays a swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from core.errors import StoreUnavailable
+from predictor.settings import PredictorSettings
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "reconcile"
+NOW_JOB_ID = "reconcile-now"
+FIRST_RETRY_S = 0.5
+"""First delay between startup load attempts; it doubles up to LOAD_RETRY_MAX."""
+
+
+class Reconciles(Protocol):
+    """What the reconcile job needs from the registry."""
+
+    def reconcile(self, trigger: str = "reconcile") -> Any: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+def interval(settings: PredictorSettings) -> float:
+    """Seconds between reconciles: short when the poll is the only trigger."""
+    if settings.model_events_enabled:
+        return settings.reconcile_interval
+    return settings.reconcile_interval_without_events
+
+
+def reconcile_once(registry: Reconciles, trigger: str = "reconcile") -> Any:
+    """One reconcile; errors are logged, never raised (the next run tries again)."""
+    try:
+        return registry.reconcile(trigger)
+    except StoreUnavailable as e:
+        log.warning("reconcile (%s): store unavailable: %s", trigger, e.message)
+    except Exception:
+        log.exception("reconcile (%s) failed", trigger)
+    return None
+
+
+def initial_load(registry: Reconciles, settings: PredictorSettings, stop: threading.Event) -> bool:
+    """Reconcile with exponential backoff (capped by LOAD_RETRY_MAX) until a model is ready; False if stopped."""
+    delay = FIRST_RETRY_S
+    while not stop.is_set():
+        reconcile_once(registry, "startup")
+        if registry.ready:
+            return True
+        log.warning("no model loaded yet; next attempt in %.1f s", delay)
+        if stop.wait(delay):
+            break
+        delay = min(delay * 2, settings.load_retry_max)
+    return False
+
+
+def scheduler(registry: Reconciles, settings: PredictorSettings) -> BackgroundScheduler:
+    """A (not yet started) scheduler with the interval reconcile job."""
+    sched = BackgroundScheduler(timezone=UTC, daemon=True, job_defaults={"misfire_grace_time": None})
+    seconds = interval(settings)
+    sched.add_job(
+        reconcile_once, "interval", seconds=seconds, args=(registry,), id=JOB_ID, max_instances=1, coalesce=True
+    )
+    return sched
+
+
+def run_now(sched: BackgroundScheduler, registry: Reconciles) -> None:
+    """Reconcile as soon as possible in the scheduler's threads (pending requests coalesce into one)."""
+    sched.add_job(
+        reconcile_once,
+        "date",
+        run_date=datetime.now(UTC),
+        args=(registry, "reconcile"),
+        id=NOW_JOB_ID,
+        replace_existing=True,
+    )
