@@ -1,0 +1,70 @@
+"""Admin routes behind a bearer token: reload (reconcile now), pin and unpin a model version.
+
+Every call acts on the one gunicorn worker that receives it: a pin is per worker process. Both calls are idempotent,
+so repeating them until every worker answered is safe; for a fleet-wide pin in Kubernetes set PINNED_MODEL_VERSION
+in the Deployment instead. With no ADMIN_TOKEN configured every /admin route answers 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from core import layout
+from predictor import inputs
+from predictor.api import json_response
+from predictor.errors import BadRequest, NotFound, Unauthorized, bad_field
+from predictor.registry import Registry, SwapRecord
+from predictor.settings import PredictorSettings
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def authorize() -> None:
+    settings: PredictorSettings = current_app.extensions["settings"]
+    if settings.admin_token is None:
+        raise NotFound("admin routes are disabled (no ADMIN_TOKEN configured)")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.admin_token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+def _answer(registry: Registry, record: SwapRecord | None, status: int = 200) -> Response:
+    body: dict[str, Any] = {
+        "model_version": registry.version,
+        "pinned": registry.pinned,
+        "record": record.as_dict() if record else None,
+    }
+    return json_response(body, registry.version or "none", status)
+
+
+@bp.post("/reload")
+def reload() -> Response:
+    """List models/ now and swap to the newest valid version (or the pinned one)."""
+    registry: Registry = current_app.extensions["registry"]
+    return _answer(registry, registry.reconcile("admin"))
+
+
+@bp.put("/pin")
+def pin() -> Response:
+    """Pin ``{"version": "<version>"}``: load it if needed; 422 (pin unchanged) if that artifact is rejected."""
+    body = inputs.read_json()
+    if type(body) is not dict or set(body) != {"version"}:
+        raise BadRequest('expected {"version": "<model version>"}', {"field": "body", "reason": "wrong shape"})
+    version = body["version"]
+    if type(version) is not str or layout.model_version(layout.model_object(version)) != version:
+        raise bad_field("version", "not a model version like 20261127T093817123456Z")
+    registry: Registry = current_app.extensions["registry"]
+    record = registry.pin(version)
+    return _answer(registry, record, 422 if record.outcome in ("rejected", "failed") else 200)
+
+
+@bp.delete("/pin")
+def unpin() -> Response:
+    """Drop the pin (no-op when none) and catch up with the newest valid version."""
+    registry: Registry = current_app.extensions["registry"]
+    return _answer(registry, registry.unpin())

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one app, correct under gunicorn's multiple worker processes.
+
+With PROMETHEUS_MULTIPROC_DIR set (``python -m predictor`` sets it before prometheus_client is imported) every worker
+writes its samples to files there and GET /metrics aggregates all workers with a MultiProcessCollector; gunicorn's
+``child_exit`` hook calls ``mark_process_dead`` so the ``livesum`` gauge forgets dead workers. Without it (tests),
+the app's own CollectorRegistry is exposed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter as Tally
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from core.schema import CLASSES
+
+bp = Blueprint("metrics", __name__)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SWAP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """The metric families and cached label children (a hot request touches three samples)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "predictor_requests", "HTTP requests by route and status.", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "predictor_request_duration_seconds", "HTTP request latency by route and status.",
+            ["route", "status"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.predictions = Counter("predictor_predictions", "Predicted instances by species.", ["species"], registry=r)
+        self.serving = Gauge(
+            "predictor_model_serving", "1 per live worker serving this model version (summed over workers).",
+            ["version"], multiprocess_mode="livesum", registry=r,
+        )  # fmt: skip
+        self.swaps = Counter(
+            "predictor_model_swaps", "Model offers by trigger and outcome.", ["trigger", "outcome"], registry=r
+        )
+        self.rejected = Counter("predictor_artifacts_rejected", "Artifacts refused, by reason.", ["reason"], registry=r)
+        self.swap_latency = Histogram(
+            "predictor_swap_latency_seconds", "Seconds from an artifact's upload (finalize) to serving it.",
+            buckets=SWAP_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._species_children = [self.predictions.labels(species) for species in CLASSES]
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        children = self._request_children.get((route, status))
+        if children is None:
+            labels = (route, str(status))
+            children = self._request_children[(route, status)] = (
+                self.requests.labels(*labels), self.latency.labels(*labels),
+            )  # fmt: skip
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_predictions(self, class_ids: list[int]) -> None:
+        if len(class_ids) == 1:
+            self._species_children[class_ids[0]].inc()
+            return
+        for class_id, count in Tally(class_ids).items():
+            self._species_children[class_id].inc(count)
+
+    def set_serving(self, old: str | None, new: str) -> None:
+        if old is not None and old != new:
+            self.serving.labels(old).set(0)
+        self.serving.labels(new).set(1)
+
+    def render(self) -> bytes:
+        """The exposition text: every live and dead worker's samples in multiprocess mode, else this app's."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        aggregate = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregate)
+        return generate_latest(aggregate)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    data = current_app.extensions["metrics"].render()
+    return current_app.response_class(data, content_type=CONTENT_TYPE_LATEST)

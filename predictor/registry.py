@@ -1,0 +1,204 @@
+"""The model registry of one worker process: which verified model serves, and the rules for swapping it.
+
+Readers take ``registry.current`` once per request and never lock; a swap is one reference assignment made while
+holding the load lock, so a request is answered entirely by the old or entirely by the new model. Loads are
+serialized by that lock: concurrent offers of the same object load it once, and a version is never replaced by an
+older one unless an explicit pin asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core import layout
+from core.errors import ArtifactRejected, StoreUnavailable
+from core.store import ArtifactRef, LoadedModel, ModelStore
+from predictor.metrics import Metrics
+from predictor.settings import PredictorSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SwapRecord:
+    """What became of one offered artifact."""
+
+    version: str | None
+    trigger: str
+    """startup | notification | reconcile | admin"""
+    outcome: str
+    """swapped | rejected | ignored | failed"""
+    reason: str | None
+    duration_s: float
+    at: str
+    """ISO-8601 UTC time of the decision."""
+    object: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Registry:
+    """The serving model of this process, its pin and its recent swap history."""
+
+    def __init__(self, store: ModelStore, settings: PredictorSettings, metrics: Metrics | None = None) -> None:
+        self.store, self.settings = store, settings
+        self.metrics = metrics or Metrics()
+        self.current: LoadedModel | None = None
+        self.loaded_at: datetime | None = None
+        self.loaded_trigger: str | None = None
+        self.pinned: str | None = settings.pinned_model_version
+        self._lock = threading.RLock()
+        self._seen: set[tuple[str, int]] = set()
+        self._history: deque[SwapRecord] = deque(maxlen=settings.swap_history_size)
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    @property
+    def version(self) -> str | None:
+        current = self.current
+        return current.version if current else None
+
+    def history(self) -> list[SwapRecord]:
+        """Recorded swaps, rejections and failures, newest first."""
+        return list(self._history)
+
+    def offer(
+        self, name: str, generation: int | None, trigger: str, finalized_at: datetime | None = None
+    ) -> SwapRecord:
+        """Consider one object (from a notification, say); load and swap it if the rules allow."""
+        with self._lock:
+            skip = self._skip_reason(name, layout.model_version(name), generation)
+            if skip:
+                return self._ignored(name, trigger, skip)
+            return self._load(name, generation, trigger, finalized_at)
+
+    def reconcile(self, trigger: str = "reconcile") -> SwapRecord | None:
+        """List models/ and serve the newest valid version newer than the current one (or exactly the pin)."""
+        with self._lock:
+            refs = self.store.list_versions()
+            if self.pinned is not None:
+                return self._reconcile_pinned(refs, trigger)
+            outcome: SwapRecord | None = None
+            for ref in reversed(refs):
+                if self.version is not None and ref.version <= self.version:
+                    break
+                if self._skip_reason(ref.name, ref.version, ref.generation):
+                    continue
+                outcome = self._load(ref.name, ref.generation, trigger, None, ref)
+                if outcome.outcome == "swapped":
+                    break
+            return outcome
+
+    def pin(self, version: str) -> SwapRecord:
+        """Serve exactly `version` from now on (loading it, older or not); the pin holds only if it loads."""
+        with self._lock:
+            if self.version == version:
+                self.pinned = version
+                return self._ignored(layout.model_object(version), "admin", "already_serving")
+            record = self._load(layout.model_object(version), None, "admin", None)
+            if record.outcome == "swapped":
+                self.pinned = version
+            return record
+
+    def unpin(self) -> SwapRecord | None:
+        """Drop the pin and catch up with the newest valid version."""
+        with self._lock:
+            self.pinned = None
+            return self.reconcile("admin")
+
+    def _skip_reason(self, name: str, version: str | None, generation: int | None) -> str | None:
+        if version is None:
+            return "not_a_model"
+        if generation is not None and (name, generation) in self._seen:
+            return "duplicate"
+        if version == self.version:
+            return "already_serving"
+        if self.pinned is not None:
+            return None if version == self.pinned else "pinned"
+        if self.version is not None and version < self.version:
+            return "older"
+        return None
+
+    def _reconcile_pinned(self, refs: list[ArtifactRef], trigger: str) -> SwapRecord | None:
+        if self.version == self.pinned:
+            return None
+        match = [ref for ref in refs if ref.version == self.pinned]
+        if not match:
+            log.warning("pinned model version %s is not in the bucket", self.pinned)
+            return None
+        ref = match[-1]
+        if (ref.name, ref.generation) in self._seen:
+            return None
+        return self._load(ref.name, ref.generation, trigger, None, ref)
+
+    def _load(
+        self,
+        name: str,
+        generation: int | None,
+        trigger: str,
+        finalized_at: datetime | None,
+        ref: ArtifactRef | None = None,
+    ) -> SwapRecord:
+        started = time.perf_counter()
+        try:
+            ref = ref or self.store.ref(name, generation)
+            loaded = self.store.load(ref)
+        except ArtifactRejected as e:
+            self._seen.update({(name, g) for g in (generation, ref.generation if ref else None) if g is not None})
+            return self._rejected(name, trigger, e, time.perf_counter() - started)
+        except StoreUnavailable:
+            self.metrics.swaps.labels(trigger, "failed").inc()
+            raise
+        except Exception as e:
+            log.exception("loading %s failed", name)
+            return self._record(SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), name))
+        self._seen.add((name, ref.generation))
+        return self._swap(loaded, trigger, finalized_at, started)
+
+    def _swap(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None, started: float) -> SwapRecord:
+        old = self.version
+        self.loaded_at, self.loaded_trigger = datetime.now(UTC), trigger
+        self.current = loaded
+        self.metrics.set_serving(old, loaded.version)
+        if finalized_at is not None:
+            self.metrics.swap_latency.observe(max(0.0, (datetime.now(UTC) - finalized_at).total_seconds()))
+        record = SwapRecord(loaded.version, trigger, "swapped", None, _since(started), _now(), loaded.ref.name)
+        log.info("serving model %s (was %s)", loaded.version, old, extra={"swap": record.as_dict()})
+        return self._record(record)
+
+    def _rejected(self, name: str, trigger: str, error: ArtifactRejected, seconds: float) -> SwapRecord:
+        self.metrics.rejected.labels(error.reason).inc()
+        log.warning("rejected artifact %s: %s", name, error.message, extra={"reason": error.reason})
+        return self._record(
+            SwapRecord(layout.model_version(name), trigger, "rejected", error.reason, seconds, _now(), name)
+        )
+
+    def _ignored(self, name: str, trigger: str, reason: str) -> SwapRecord:
+        record = SwapRecord(layout.model_version(name), trigger, "ignored", reason, 0.0, _now(), name)
+        self.metrics.swaps.labels(trigger, "ignored").inc()
+        if reason == "pinned":
+            log.info("pinned to %s: not swapping to %s", self.pinned, name)
+            self._history.appendleft(record)
+        return record
+
+    def _record(self, record: SwapRecord) -> SwapRecord:
+        self.metrics.swaps.labels(record.trigger, record.outcome).inc()
+        self._history.appendleft(record)
+        return record
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 6)

@@ -1,0 +1,160 @@
+"""Open Inference Protocol V2 (KServe / MLServer REST): server and model metadata, model readiness, inference.
+
+One input tensor of shape [N, 4] (FEATURES order), datatype FP32 or FP64, ``data`` flat (row-major) or nested;
+outputs ``predict`` (INT64 class ids, shape [N]) and ``predict_proba`` (FP64, shape [N, 3], CLASSES order).
+Errors on /v2/ routes use the protocol's own body ``{"error": "<message>"}`` (the message names the field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+
+from core.schema import CLASSES, FEATURES
+from predictor import inputs
+from predictor.api import json_response, run_model, serving
+from predictor.errors import ModelNotReady, NotFound, bad_field
+from predictor.registry import Registry
+
+bp = Blueprint("v2", __name__, url_prefix="/v2")
+
+OUTPUTS = ("predict", "predict_proba")
+_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+_TENSOR_KEYS = {"name", "shape", "datatype", "parameters", "data"}
+
+
+def _registry(model_name: str) -> Registry:
+    registry: Registry = current_app.extensions["registry"]
+    if model_name != registry.settings.model_name:
+        raise NotFound(f"unknown model {model_name[:100]!r}; this server serves {registry.settings.model_name!r}")
+    return registry
+
+
+@bp.get("")
+def server_metadata() -> dict[str, Any]:
+    return {"name": "iris-predictor", "version": "1.0.0", "extensions": []}
+
+
+@bp.get("/models/<model_name>")
+def model_metadata(model_name: str) -> dict[str, Any]:
+    registry = _registry(model_name)
+    version = registry.version
+    return {
+        "name": model_name,
+        "versions": [version] if version else [],
+        "platform": "sklearn",
+        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(FEATURES)]}],
+        "outputs": [
+            {"name": "predict", "datatype": "INT64", "shape": [-1]},
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(CLASSES)]},
+        ],
+    }
+
+
+@bp.get("/models/<model_name>/ready")
+def model_ready(model_name: str) -> dict[str, Any]:
+    if not _registry(model_name).ready:
+        raise ModelNotReady(f"model {model_name} has no verified version loaded yet")
+    return {"name": model_name, "ready": True}
+
+
+@bp.post("/models/<model_name>/infer")
+def infer(model_name: str) -> Response:
+    registry = _registry(model_name)
+    body = inputs.read_json()
+    if type(body) is not dict:
+        raise bad_field("body", "expected an inference request object")
+    _only(body, _REQUEST_KEYS, "")
+    if "id" in body and type(body["id"]) is not str:
+        raise bad_field("id", "expected a string")
+    if "parameters" in body and type(body["parameters"]) is not dict:
+        raise bad_field("parameters", "expected an object")
+    wanted = _requested_outputs(body.get("outputs"))
+    rows = _rows(body.get("inputs"), registry.settings.max_batch_size)
+    loaded = serving()
+    class_ids, proba = run_model(loaded, rows)
+    tensors = {
+        "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": class_ids},
+        "predict_proba": {
+            "name": "predict_proba", "shape": [len(rows), len(CLASSES)], "datatype": "FP64",
+            "data": [p for row in proba for p in row],
+        },
+    }  # fmt: skip
+    answer: dict[str, Any] = {"model_name": model_name, "model_version": loaded.version}
+    if "id" in body:
+        answer["id"] = body["id"]
+    answer["outputs"] = [tensors[name] for name in wanted]
+    return json_response(answer, loaded.version)
+
+
+def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(str(key) for key in obj if key not in allowed)
+    if extra:
+        raise bad_field(f"{where}{extra[0]}", "unknown field")
+
+
+def _requested_outputs(requested: Any) -> list[str]:
+    if requested is None:
+        return list(OUTPUTS)
+    if type(requested) is not list or not requested:
+        raise bad_field("outputs", "expected a non-empty list of {'name': ...}")
+    names = []
+    for index, item in enumerate(requested):
+        if type(item) is not dict or item.get("name") not in OUTPUTS:
+            raise bad_field(f"outputs[{index}].name", f"expected one of {', '.join(OUTPUTS)}")
+        _only(item, {"name", "parameters"}, f"outputs[{index}].")
+        if type(item.get("parameters", {})) is not dict:
+            raise bad_field(f"outputs[{index}].parameters", "expected an object")
+        names.append(item["name"])
+    return names
+
+
+def _rows(tensors: Any, limit: int) -> inputs.Rows:
+    if type(tensors) is not list or len(tensors) != 1 or type(tensors[0]) is not dict:
+        raise bad_field("inputs", "expected exactly one input tensor object")
+    tensor = tensors[0]
+    _only(tensor, _TENSOR_KEYS, "inputs[0].")
+    for key in ("name", "shape", "datatype", "data"):
+        if key not in tensor:
+            raise bad_field(f"inputs[0].{key}", "missing field")
+    if type(tensor["name"]) is not str:
+        raise bad_field("inputs[0].name", "expected a string")
+    if type(tensor.get("parameters", {})) is not dict:
+        raise bad_field("inputs[0].parameters", "expected an object")
+    if tensor["datatype"] not in ("FP32", "FP64"):
+        raise bad_field("inputs[0].datatype", "expected FP32 or FP64")
+    count = _batch_size(tensor["shape"], limit)
+    return _data(tensor["data"], count)
+
+
+def _batch_size(shape: Any, limit: int) -> int:
+    if (
+        type(shape) is not list
+        or len(shape) != 2
+        or any(type(n) is not int for n in shape)
+        or shape[1] != len(FEATURES)
+    ):
+        raise bad_field("inputs[0].shape", f"expected [N, {len(FEATURES)}]")
+    if not 1 <= shape[0] <= limit:
+        raise bad_field("inputs[0].shape", f"batch size must be 1..{limit} (MAX_BATCH_SIZE)")
+    return int(shape[0])
+
+
+def _data(data: Any, count: int) -> inputs.Rows:
+    width = len(FEATURES)
+    if type(data) is not list or not data:
+        raise bad_field("inputs[0].data", "expected a list of numbers")
+    if type(data[0]) is list:
+        if len(data) != count:
+            raise bad_field("inputs[0].data", f"expected {count} rows to match the shape, got {len(data)}")
+        return [_row(row, f"inputs[0].data[{i}]") for i, row in enumerate(data)]
+    if len(data) != count * width:
+        raise bad_field("inputs[0].data", f"expected {count * width} numbers to match the shape, got {len(data)}")
+    return [_row(data[i * width : (i + 1) * width], f"inputs[0].data[{i}]") for i in range(count)]
+
+
+def _row(row: Any, where: str) -> list[float]:
+    if type(row) is not list or len(row) != len(FEATURES):
+        raise bad_field(where, f"expected a row of {len(FEATURES)} numbers")
+    return [inputs.measurement(value, where, name) for value, name in zip(row, FEATURES, strict=True)]
