@@ -56,9 +56,11 @@
     $(name).setAttribute("aria-invalid", "true");
   }
 
-  // The API's value for one input: a number, or the raw text / null so the server names the problem.
+  // The API's value for one input: a number; null for text the browser cannot read as a number; undefined (the
+  // feature is left out) for an empty input. The server names the problem either way.
   function readValue(input) {
-    if (input.value.trim() === "") return input.validity.badInput ? input.value : null;
+    if (input.validity.badInput) return null;
+    if (input.value.trim() === "") return undefined;
     const number = Number(input.value);
     return Number.isFinite(number) ? number : input.value;
   }
@@ -135,7 +137,10 @@
     if (event) event.preventDefault();
     clearErrors();
     const instance = {};
-    for (const name of config.features) instance[name] = readValue($(name));
+    for (const name of config.features) {
+      const value = readValue($(name));
+      if (value !== undefined) instance[name] = value;
+    }
     button.disabled = true;
     button.textContent = "Predicting…";
     try {
@@ -233,8 +238,7 @@
       $("model-f1").textContent = metric(lineage.metrics, "f1_macro", "f1");
       $("model-rows").textContent = typeof lineage.row_count === "number" ? lineage.row_count.toLocaleString() : "—";
       $("model-type").textContent = lineage.model_type || "—";
-      $("model-pinned").textContent = info.pinned ? "yes (" + info.pinned + ")" : "no";
-      if (info.pinned === true) $("model-pinned").textContent = "yes";
+      $("model-pinned").textContent = info.pinned ? "yes, to " + info.pinned : "no";
       if (shownVersion !== null && shownVersion !== version) markChange(shownVersion, version);
       shownVersion = version;
     }
