@@ -1,0 +1,146 @@
+"""core.signing, core.layout and core.lineage: signatures, artifact names and lineage metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from core import layout, signing
+from core.errors import ArtifactRejected
+from core.lineage import Lineage
+
+KEY = b"k" * 32
+DIGEST = hashlib.sha256(b"model").hexdigest()
+VERSION = "20260101T000000000000Z"
+
+
+def test_sha256_hex() -> None:
+    assert signing.sha256_hex(b"model") == DIGEST
+
+
+def test_signature_verifies_with_the_same_key_version_and_digest() -> None:
+    signature = signing.sign(KEY, VERSION, DIGEST)
+    assert len(signature) == 64
+    assert signing.verify(KEY, VERSION, DIGEST, signature)
+
+
+@pytest.mark.parametrize(
+    ("key", "version", "digest"),
+    [
+        (b"other-key", VERSION, DIGEST),
+        (KEY, "20260101T000000000001Z", DIGEST),
+        (KEY, VERSION, hashlib.sha256(b"tampered").hexdigest()),
+    ],
+)
+def test_signature_fails_for_another_key_version_or_digest(key: bytes, version: str, digest: str) -> None:
+    assert not signing.verify(key, version, digest, signing.sign(KEY, VERSION, DIGEST))
+
+
+def test_version_is_fixed_width_utc_and_sorts_like_time() -> None:
+    base = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    moments = [base + timedelta(microseconds=n) for n in (0, 1, 999_999, 10**6, 10**9)]
+    moments += [base + timedelta(days=400), datetime(2026, 1, 2, 4, 4, 5, 6, tzinfo=timezone(timedelta(hours=1)))]
+    versions = [layout.format_version(m) for m in moments]
+    assert layout.format_version(base) == "20260102T030405000006Z"
+    assert {len(v) for v in versions} == {22}
+    assert sorted(versions) == [layout.format_version(m) for m in sorted(moments)]
+    assert [layout.version_time(v) for v in versions] == [m.astimezone(UTC) for m in moments]
+
+
+def test_model_object_and_version_parsing_round_trip() -> None:
+    name = layout.model_object(VERSION)
+    assert name == f"models/model-{VERSION}.pkl"
+    assert layout.model_version(name) == VERSION
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "models/model-latest.pkl",
+        "models/model-20260101T000000Z.pkl",
+        "models/claims/abc.json",
+        f"data/model-{VERSION}.pkl",
+        f"models/model-{VERSION}.pkl.tmp",
+        f"models/sub/model-{VERSION}.pkl",
+    ],
+)
+def test_names_that_are_not_artifacts(name: str) -> None:
+    assert layout.model_version(name) is None
+
+
+def test_prefixes() -> None:
+    assert (layout.INCOMING, layout.DATA, layout.QUARANTINE, layout.MODELS) == (
+        "incoming/",
+        "data/",
+        "quarantine/",
+        "models/",
+    )
+    assert layout.CLAIMS.startswith(layout.MODELS)
+    assert layout.model_version(layout.CLAIMS + "x.pkl") is None
+
+
+def lineage() -> Lineage:
+    return Lineage(
+        version=VERSION,
+        created_at="2026-01-01T00:00:00+00:00",
+        sha256=DIGEST,
+        signature=signing.sign(KEY, VERSION, DIGEST),
+        sklearn_version="1.7.0",
+        python_version="3.11.9",
+        model_type="StandardScaler+LogisticRegression",
+        data_fingerprint="f" * 64,
+        row_count=150,
+        metrics={"accuracy": 0.97, "f1_macro": 0.96},
+        feature_names=["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        classes=["setosa", "versicolor", "virginica"],
+    )
+
+
+def test_lineage_metadata_is_strings_and_round_trips() -> None:
+    original = lineage()
+    metadata = original.to_metadata()
+    assert all(isinstance(v, str) for v in metadata.values())
+    assert json.loads(metadata["metrics"]) == {"accuracy": 0.97, "f1_macro": 0.96}
+    assert metadata["row_count"] == "150"
+    assert Lineage.from_metadata(metadata, "n") == original
+    assert original.as_dict()["classes"] == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("drop", ["signature", "sha256"])
+def test_lineage_without_signature_is_unsigned(drop: str) -> None:
+    metadata = lineage().to_metadata()
+    del metadata[drop]
+    with pytest.raises(ArtifactRejected) as info:
+        Lineage.from_metadata(metadata, "models/x")
+    assert (info.value.reason, info.value.name) == ("unsigned", "models/x")
+
+
+@pytest.mark.parametrize("metadata", [None, {}, {"signature": ""}])
+def test_no_metadata_is_unsigned(metadata: dict | None) -> None:
+    with pytest.raises(ArtifactRejected) as info:
+        Lineage.from_metadata(metadata, "n")
+    assert info.value.reason == "unsigned"
+
+
+@pytest.mark.parametrize(
+    "change", [{"metrics": "{not json"}, {"row_count": "many"}, {"classes": ""}, {"model_type": None}]
+)
+def test_unreadable_lineage_is_bad_metadata(change: dict) -> None:
+    metadata = lineage().to_metadata() | change
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    with pytest.raises(ArtifactRejected) as info:
+        Lineage.from_metadata(metadata, "n")
+    assert info.value.reason == "bad_metadata"
+    assert info.value.as_dict()["error"]["details"] == {"reason": "bad_metadata", "artifact": "n"}
+    assert info.value.status == 422
+
+
+def test_lineage_is_immutable() -> None:
+    value = lineage()
+    assert replace(value, row_count=1).row_count == 1
+    with pytest.raises(AttributeError):
+        value.row_count = 1  # type: ignore[misc]
