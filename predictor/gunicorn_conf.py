@@ -35,6 +35,7 @@ keepalive = 5
 graceful_timeout = _settings.graceful_timeout
 timeout = _settings.worker_timeout
 preload_app = False
+control_socket_disable = True  # no gunicornc socket under $HOME (read-only in the container, shared between local runs)
 accesslog = None
 
 

@@ -1,0 +1,183 @@
+"""Registry semantics against fake-gcs-server: never downgrade, dedupe, rejection keeps the old model, pin."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sklearn.pipeline import Pipeline
+
+from core import gcs, layout, signing
+from core.errors import StoreUnavailable
+from core.lineage import Lineage
+from core.store import ModelStore
+from predictor.registry import Registry
+from predictor.settings import PredictorSettings
+from tests.conftest import SIGNING_KEY
+from tests.predictor.conftest import publish
+
+pytestmark = pytest.mark.integration
+
+
+def tampered(store: ModelStore, model: Pipeline, how: str) -> str:
+    """Upload a newer artifact that must be rejected for `how`; returns its object name."""
+    data = pickle.dumps(model)
+    version = layout.format_version(datetime.now(UTC))
+    good = publish_metadata(version, signing.sha256_hex(data), SIGNING_KEY.encode())
+    if how == "hash_mismatch":
+        data = data[:-8] + b"tampered"
+    elif how == "bad_signature":
+        good = publish_metadata(version, signing.sha256_hex(data), b"another key")
+    elif how == "unsigned":
+        good = {}
+    blob = store.bucket.blob(layout.model_object(version))
+    blob.metadata = good
+    blob.upload_from_string(data)
+    return blob.name
+
+
+def publish_metadata(version: str, digest: str, key: bytes) -> dict[str, str]:
+    lineage = Lineage(
+        version=version, created_at=datetime.now(UTC).isoformat(), sha256=digest,
+        signature=signing.sign(key, version, digest), sklearn_version="x", python_version="x", model_type="x",
+        data_fingerprint="x", row_count=1, metrics={}, feature_names=[], classes=[],
+    )  # fmt: skip
+    return lineage.to_metadata()
+
+
+def test_reconcile_loads_the_newest_and_never_downgrades(registry: Registry, store: ModelStore, fitted_model) -> None:
+    assert registry.reconcile() is None
+    assert not registry.ready
+    old, new = publish(store, fitted_model), publish(store, fitted_model)
+    record = registry.reconcile("startup")
+    assert record is not None
+    assert (record.outcome, record.version, record.trigger) == (
+        "swapped",
+        new.version,
+        "startup",
+    )
+    assert registry.ready
+    assert registry.version == new.version
+    assert registry.loaded_trigger == "startup"
+    older = registry.offer(layout.model_object(old.version), None, "notification")
+    assert (older.outcome, older.reason, registry.version) == ("ignored", "older", new.version)
+    assert registry.reconcile() is None
+
+
+def test_offer_swaps_once_per_generation(registry: Registry, store: ModelStore, fitted_model) -> None:
+    lineage = publish(store, fitted_model)
+    ref = store.ref(layout.model_object(lineage.version))
+    finalized = datetime.now(UTC) - timedelta(seconds=2)
+    first = registry.offer(ref.name, ref.generation, "notification", finalized_at=finalized)
+    again = registry.offer(ref.name, ref.generation, "notification")
+    assert (first.outcome, again.outcome, again.reason) == ("swapped", "ignored", "duplicate")
+    assert [r.outcome for r in registry.history()] == ["swapped"]
+    text = registry.metrics.render().decode()
+    assert "predictor_swap_latency_seconds_count 1.0" in text
+    assert f'predictor_model_serving{{version="{lineage.version}"}} 1.0' in text
+
+
+def test_offer_ignores_objects_that_are_not_artifacts(registry: Registry) -> None:
+    record = registry.offer("models/claims/abc.json", 1, "notification")
+    assert (record.outcome, record.reason) == ("ignored", "not_a_model")
+    assert registry.history() == []
+
+
+@pytest.mark.parametrize("how", ["hash_mismatch", "bad_signature", "unsigned"])
+def test_rejected_artifact_keeps_the_old_model(registry: Registry, store: ModelStore, fitted_model, how: str) -> None:
+    good = publish(store, fitted_model)
+    registry.reconcile()
+    name = tampered(store, fitted_model, how)
+    record = registry.offer(name, None, "notification")
+    assert (record.outcome, record.reason) == ("rejected", how)
+    assert registry.version == good.version
+    assert registry.history()[0] == record
+    assert f'predictor_artifacts_rejected_total{{reason="{how}"}} 1.0' in registry.metrics.render().decode()
+    generation = store.ref(name).generation
+    assert registry.offer(name, generation, "notification").reason == "duplicate"
+
+
+def test_reconcile_falls_back_past_a_rejected_newest(registry: Registry, store: ModelStore, fitted_model) -> None:
+    good = publish(store, fitted_model)
+    tampered(store, fitted_model, "hash_mismatch")
+    record = registry.reconcile()
+    assert record is not None
+    assert (record.outcome, record.version) == ("swapped", good.version)
+    assert [r.outcome for r in registry.history()] == ["swapped", "rejected"]
+    assert registry.reconcile() is None  # the rejected one is not downloaded again
+
+
+def test_pin_serves_an_older_version_and_holds(registry: Registry, store: ModelStore, fitted_model) -> None:
+    old, new = publish(store, fitted_model), publish(store, fitted_model)
+    registry.reconcile()
+    assert registry.pin(old.version).outcome == "swapped"
+    assert (registry.version, registry.pinned) == (old.version, old.version)
+    newest = publish(store, fitted_model)
+    record = registry.offer(layout.model_object(newest.version), None, "notification")
+    assert (record.outcome, record.reason) == ("ignored", "pinned")
+    assert registry.history()[0] == record  # recorded, not swapped
+    assert registry.reconcile() is None
+    assert registry.version == old.version
+    assert registry.pin(old.version).reason == "already_serving"
+    unpinned = registry.unpin()
+    assert unpinned is not None
+    assert unpinned.version == newest.version
+    assert registry.pinned is None
+    assert new.version < newest.version
+
+
+def test_pin_to_a_missing_version_changes_nothing(registry: Registry, store: ModelStore, fitted_model) -> None:
+    good = publish(store, fitted_model)
+    registry.reconcile()
+    record = registry.pin("20200101T000000000000Z")
+    assert (record.outcome, record.reason) == ("rejected", "not_found")
+    assert (registry.version, registry.pinned) == (good.version, None)
+
+
+def test_pinned_setting_loads_exactly_that_version(
+    predictor_settings: PredictorSettings, store: ModelStore, fitted_model
+) -> None:
+    old = publish(store, fitted_model)
+    publish(store, fitted_model)
+    registry = Registry(store, predictor_settings.model_copy(update={"pinned_model_version": old.version}))
+    record = registry.reconcile("startup")
+    assert record is not None
+    assert record.version == old.version
+    assert registry.pinned == old.version
+
+
+def test_concurrent_offers_load_once(registry: Registry, store: ModelStore, fitted_model) -> None:
+    lineage = publish(store, fitted_model)
+    ref = store.ref(layout.model_object(lineage.version))
+    outcomes: list[str] = []
+    threads = [
+        threading.Thread(
+            target=lambda: outcomes.append(registry.offer(ref.name, ref.generation, "notification").outcome)
+        )
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["ignored"] * 7 + ["swapped"]
+
+
+def test_history_is_bounded_and_newest_first(registry: Registry, store: ModelStore, fitted_model) -> None:
+    versions = [publish(store, fitted_model).version for _ in range(7)]
+    for version in versions:
+        registry.offer(layout.model_object(version), None, "notification")
+    assert [r.version for r in registry.history()] == versions[::-1][:5]
+
+
+def test_store_outage_propagates(predictor_settings: PredictorSettings) -> None:
+    settings = predictor_settings.model_copy(update={"storage_emulator_host": "127.0.0.1:9", "gcs_retry_deadline": 0.5})
+    client = gcs.client(settings)
+    registry = Registry(ModelStore(client.bucket("nowhere"), b"k", gcs.retry(settings)), settings)
+    with pytest.raises(StoreUnavailable):
+        registry.reconcile()
+    with pytest.raises(StoreUnavailable):
+        registry.offer(layout.model_object("20260101T000000000000Z"), 1, "notification")
+    assert not registry.ready
