@@ -1,0 +1,134 @@
+"""Ingest one uploaded object: validate it, write its data/ and quarantine/ outputs once, then delete the upload.
+
+Every step is safe to repeat: outputs are create-only and tagged with the source generation, and the
+upload is deleted only if it is still that generation. A redelivered event therefore either finishes
+the work an earlier delivery left halfway or finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, get_args
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from core import gcs, layout
+from core.gcs import REQUEST_TIMEOUT
+from core.schema import Limits
+from functions import verdict as verdicts
+from functions.outputs import REPORT_SUFFIX, Folder, Source, SourceGone, Writer
+from functions.settings import FunctionSettings, Policy
+
+log = logging.getLogger(__name__)
+_LEVELS = {"promoted": logging.INFO, "stale": logging.INFO, "ignored": logging.DEBUG}
+
+
+@dataclass
+class Outcome:
+    """What happened to one event: status promoted, split, quarantined, stale or ignored, and where things went."""
+
+    status: str
+    source: str
+    generation: int | None
+    reason: str | None = None
+    data: str | None = None
+    quarantine: str | None = None
+    report: str | None = None
+    rows_total: int = 0
+    rows_valid: int = 0
+    rows_invalid: int = 0
+
+
+def wanted(name: str) -> bool:
+    """Only uploads under incoming/ are ingested: never our own data/ and quarantine/ writes, nor folders."""
+    return name.startswith(layout.INCOMING) and not name.endswith("/")
+
+
+def handle(client: storage.Client, event: Mapping[str, Any], settings: FunctionSettings) -> Outcome:
+    """Ingest the object of one `object.finalized` event (its data: the object resource) and log the outcome."""
+    bucket, name = str(event.get("bucket", "")), str(event.get("name", ""))
+    generation = int(event["generation"]) if str(event.get("generation", "")).isdigit() else None
+    if bucket != settings.gcs_bucket:
+        outcome = Outcome("ignored", name, generation, f"bucket {bucket!r} is not GCS_BUCKET")
+    elif generation is None:
+        outcome = Outcome("ignored", name, generation, "event without an object generation")
+    else:
+        outcome = ingest(client.bucket(bucket), name, generation, settings)
+    level = _LEVELS.get(outcome.status, logging.WARNING)
+    log.log(level, "ingest %s: %s", outcome.status, name, extra={"ingest": asdict(outcome)})
+    return outcome
+
+
+def ingest(bucket: storage.Bucket, name: str, generation: int, settings: FunctionSettings) -> Outcome:
+    """Validate `name` at `generation`, promote it to data/ or quarantine/; a no-op unless that generation is live."""
+    if not wanted(name):
+        return Outcome("ignored", name, generation, "not under incoming/")
+    retry = gcs.retry(settings)
+    blob = bucket.get_blob(name, retry=retry, timeout=REQUEST_TIMEOUT)
+    if blob is None or blob.generation != generation:
+        return Outcome("stale", name, generation, "this generation no longer exists (already ingested or replaced)")
+    source = Source(bucket, name, generation, retry)
+    try:
+        outcome = _write_outputs(source, blob, settings)
+    except SourceGone:
+        return Outcome("stale", name, generation, "this generation disappeared while it was being ingested")
+    # NotFound: a concurrent delivery deleted it; PreconditionFailed: replaced by a new upload with its own event.
+    with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
+        bucket.delete_blob(name, if_generation_match=generation, retry=retry, timeout=REQUEST_TIMEOUT)
+    return outcome
+
+
+def _write_outputs(source: Source, blob: storage.Blob, settings: FunctionSettings) -> Outcome:
+    data_dir = Folder(source, layout.DATA, _csv_name(source.relative))
+    quarantine = Folder(source, layout.QUARANTINE, source.relative)
+    policy = _policy(quarantine.policy() or data_dir.policy(), settings.invalid_rows_policy)
+    verdict = _judge(source, blob, policy, settings)
+    rows = verdict.report
+    outcome = Outcome(verdict.status, source.name, source.generation, verdict.reason)
+    outcome.rows_total, outcome.rows_valid, outcome.rows_invalid = rows.rows_total, rows.rows_valid, rows.rows_invalid
+    if verdict.data is not None:
+        write = Writer(source, verdict.data, "text/csv", source.tags("data", policy))
+        outcome.data = data_dir.place("data", data_dir.names(), write)
+    if verdict.quarantines:
+        kind = "text/csv" if verdict.status == "split" else blob.content_type or "application/octet-stream"
+        write = Writer(source, verdict.quarantine, kind, source.tags("quarantine", policy))
+        outcome.quarantine = quarantine.place("quarantine", quarantine.names(("", REPORT_SUFFIX)), write)
+        places = {"data": outcome.data, "quarantine": outcome.quarantine}
+        report = verdicts.report_json(verdict, _describe(blob), policy, places)
+        write = Writer(source, report, "application/json", source.tags("report", policy))
+        outcome.report = quarantine.place("report", [outcome.quarantine + REPORT_SUFFIX], write)
+    return outcome
+
+
+def _judge(source: Source, blob: storage.Blob, policy: Policy, settings: FunctionSettings) -> verdicts.Verdict:
+    """Download the pinned generation (unless it is too large) and decide where its content goes."""
+    size = blob.size or 0
+    if size > settings.max_upload_bytes:
+        return verdicts.too_large(size, settings.max_upload_bytes)
+    pinned = source.bucket.blob(source.name, generation=source.generation)
+    try:
+        content = pinned.download_as_bytes(retry=source.retry, timeout=REQUEST_TIMEOUT)
+    except gexc.NotFound as e:
+        raise SourceGone(source.name) from e
+    return verdicts.judge(content, policy, Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows))
+
+
+def _policy(earlier: str | None, configured: Policy) -> Policy:
+    """An earlier delivery's policy wins, so a settings change mid-way cannot split one file two ways."""
+    for policy in get_args(Policy):
+        if earlier == policy:
+            return policy
+    return configured
+
+
+def _csv_name(relative: str) -> str:
+    """The data/ name: the trainer reads only `*.csv`, so other names get the extension added."""
+    return relative if relative.lower().endswith(".csv") else relative + ".csv"
+
+
+def _describe(blob: storage.Blob) -> dict[str, Any]:
+    return {"bucket": blob.bucket.name, "object": blob.name, "generation": blob.generation, "size": blob.size}

@@ -1,0 +1,22 @@
+"""Ingest function settings (environment variables)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from core.settings import CommonSettings
+
+Policy = Literal["reject", "split"]
+
+
+class FunctionSettings(CommonSettings):
+    """The ingest function: what to do with invalid rows and how large a file it reads."""
+
+    invalid_rows_policy: Policy = "reject"
+    """reject: a file with a bad row goes whole to quarantine/; split: valid rows to data/, bad rows to quarantine/."""
+    max_upload_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    """Largest file read and validated; a larger one is quarantined unread (server-side copy) with a report."""
+    max_rows: int = Field(5_000_000, gt=0)
+    """Most data rows validated in one file; a longer file is quarantined with a report."""

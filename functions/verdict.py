@@ -1,0 +1,83 @@
+"""The pure decision for one uploaded file: what goes to data/, what to quarantine/, and the report saying why."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from core import schema
+from core.schema import CsvReport, Limits, Row
+from functions.settings import Policy
+
+Status = Literal["promoted", "split", "quarantined"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where the content of one file goes; `copy_source` quarantines the source object itself, unread."""
+
+    status: Status
+    report: CsvReport
+    reason: str | None = None
+    data: bytes | None = None
+    quarantine: bytes | None = None
+    copy_source: bool = False
+
+    @property
+    def quarantines(self) -> bool:
+        return self.quarantine is not None or self.copy_source
+
+
+def fatal_reason(report: CsvReport) -> str | None:
+    """Why the whole file is unusable, or None; a file that yields no row at all is never usable."""
+    if report.fatal is None and report.rows_total == 0:
+        return "no data rows"
+    return report.fatal
+
+
+def header(content: bytes) -> list[str]:
+    """The header row as `schema.scan` reads it: the first CSV row that is not blank (`read_header` takes line 1)."""
+    rows = csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""))
+    return next((row for row in rows if any(f.strip() for f in row)), None) or schema.read_header(content)
+
+
+def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
+    """Validate `content` with the shared schema and apply the invalid-rows policy."""
+    report, valid, invalid = CsvReport(), list[Row](), list[Row]()
+    for row in schema.scan(io.BytesIO(content), report, limits):
+        if policy == "split":
+            (valid if row.valid else invalid).append(row)
+    fatal = fatal_reason(report)
+    if fatal is not None:
+        return Verdict("quarantined", report, fatal, quarantine=content)
+    if report.errors_total == 0:
+        return Verdict("promoted", report, data=content)
+    reason = f"{report.rows_invalid} of {report.rows_total} rows invalid"
+    if policy == "reject" or not valid:
+        return Verdict("quarantined", report, reason, quarantine=content)
+    quarantine = schema.raw_csv(header(content), invalid)
+    return Verdict("split", report, reason, data=schema.to_csv(valid), quarantine=quarantine)
+
+
+def too_large(size: int, limit: int) -> Verdict:
+    """A file over MAX_UPLOAD_BYTES: quarantined as it is, never downloaded."""
+    reason = f"file is {size} bytes, larger than MAX_UPLOAD_BYTES={limit}"
+    return Verdict("quarantined", CsvReport(fatal=reason), reason, copy_source=True)
+
+
+def report_json(verdict: Verdict, source: dict[str, Any], policy: Policy, destinations: dict[str, str | None]) -> bytes:
+    """The `<name>.error.json` report: source object and generation, policy, outcome, counts and row errors."""
+    body = {
+        "source": source,
+        "policy": policy,
+        "outcome": verdict.status,
+        "reason": verdict.reason,
+        "destinations": destinations,
+        **verdict.report.as_dict(),
+        "time": datetime.now(UTC).isoformat(),
+    }
+    return json.dumps(body, indent=2).encode()

@@ -1,0 +1,209 @@
+"""on_upload with real CloudEvents on fake-gcs-server: promotion, clashes, policies, fatal files, ignored objects."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+
+import pytest
+from google.cloud import storage
+
+from core import schema
+from functions.main import on_upload
+from functions.outputs import POLICY, ROLE, SOURCE_GENERATION, SOURCE_OBJECT
+from tests.functions.helpers import MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
+
+pytestmark = pytest.mark.integration
+
+
+def _report(bucket: storage.Bucket, name: str) -> dict:
+    return json.loads(bucket.blob(name).download_as_bytes())
+
+
+def _rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode())))
+
+
+def test_valid_file_is_promoted_and_the_upload_deleted(bucket: storage.Bucket, function_env: Callable) -> None:
+    source = upload(bucket, "incoming/iris.csv", VALID_CSV)
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == ["data/iris.csv"]
+    promoted = bucket.get_blob("data/iris.csv")
+    assert promoted.download_as_bytes() == VALID_CSV
+    assert promoted.content_type == "text/csv"
+    assert promoted.metadata == {
+        SOURCE_OBJECT: "incoming/iris.csv",
+        SOURCE_GENERATION: str(source.generation),
+        ROLE: "data",
+        POLICY: "reject",
+    }
+
+
+def test_nested_and_non_csv_names_keep_their_path_and_get_the_csv_extension(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    on_upload(event_for(upload(bucket, "incoming/team-a/2026/batch.txt", VALID_CSV)))
+
+    assert names(bucket) == ["data/team-a/2026/batch.txt.csv"]
+
+
+def test_name_clash_gets_a_generation_suffix_and_overwrites_nothing(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    existing = upload(bucket, "data/iris.csv", b"someone else's file")
+    first = upload(bucket, "incoming/iris.csv", VALID_CSV)
+    on_upload(event_for(first))
+    second = upload(bucket, "incoming/iris.csv", VALID_CSV.replace(b"5.1", b"5.2"))
+    on_upload(event_for(second))
+
+    after = snapshot(bucket)
+    assert sorted(after) == [
+        f"data/iris-{first.generation}.csv",
+        f"data/iris-{second.generation}.csv",
+        "data/iris.csv",
+    ]
+    assert after["data/iris.csv"][:2] == (existing.generation, b"someone else's file")
+    assert after[f"data/iris-{first.generation}.csv"][1] == VALID_CSV
+    assert b"5.2" in after[f"data/iris-{second.generation}.csv"][1]
+
+
+def test_reject_policy_quarantines_the_whole_file_with_a_row_level_report(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == ["quarantine/mixed.csv", "quarantine/mixed.csv.error.json"]
+    assert bucket.blob("quarantine/mixed.csv").download_as_bytes() == MIXED_CSV
+    report = _report(bucket, "quarantine/mixed.csv.error.json")
+    assert report["source"] == {
+        "bucket": bucket.name,
+        "object": "incoming/mixed.csv",
+        "generation": source.generation,
+        "size": len(MIXED_CSV),
+    }
+    assert (report["policy"], report["outcome"], report["fatal"]) == ("reject", "quarantined", None)
+    assert (report["rows_total"], report["rows_valid"], report["rows_invalid"]) == (4, 2, 2)
+    assert report["errors"] == [
+        {"row": 3, "column": "sepal_length", "reason": "not a number: 'abc'"},
+        {"row": 5, "column": "species", "reason": "unknown species 'tulip'"},
+    ]
+    assert report["destinations"] == {"data": None, "quarantine": "quarantine/mixed.csv"}
+
+
+def test_split_policy_promotes_valid_rows_and_quarantines_the_rest(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    function_env(invalid_rows_policy="split")
+    source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == ["data/mixed.csv", "quarantine/mixed.csv", "quarantine/mixed.csv.error.json"]
+    valid = bucket.blob("data/mixed.csv").download_as_bytes()
+    assert _rows(valid) == [
+        [*schema.FEATURES, schema.LABEL],
+        ["5.1", "3.5", "1.4", "0.2", "setosa"],
+        ["5.9", "2.8", "4.3", "1.3", "versicolor"],
+    ]
+    invalid = bucket.blob("quarantine/mixed.csv").download_as_bytes()
+    assert _rows(invalid)[1:] == [["abc", "3.5", "1.4", "0.2", "setosa"], ["6.7", "3.1", "5.8", "2.2", "tulip"]]
+    report = _report(bucket, "quarantine/mixed.csv.error.json")
+    assert (report["policy"], report["outcome"]) == ("split", "split")
+    assert report["destinations"] == {"data": "data/mixed.csv", "quarantine": "quarantine/mixed.csv"}
+    assert [e["row"] for e in report["errors"]] == [3, 5]
+
+
+def test_split_keeps_the_header_when_blank_lines_precede_it(bucket: storage.Bucket, function_env: Callable) -> None:
+    function_env(invalid_rows_policy="split")
+    on_upload(event_for(upload(bucket, "incoming/mixed.csv", b"\r\n \n" + MIXED_CSV)))
+
+    invalid = bucket.blob("quarantine/mixed.csv").download_as_bytes()
+    assert _rows(invalid)[0] == [*schema.FEATURES, schema.LABEL]
+
+
+def test_split_policy_with_no_valid_row_quarantines_the_original_file(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    function_env(invalid_rows_policy="split")
+    content = b"sepal_length,sepal_width,petal_length,petal_width,species\n-1,3,1,0.2,setosa\n"
+    on_upload(event_for(upload(bucket, "incoming/bad.csv", content)))
+
+    assert names(bucket) == ["quarantine/bad.csv", "quarantine/bad.csv.error.json"]
+    assert bucket.blob("quarantine/bad.csv").download_as_bytes() == content
+
+
+HEADER = b"sepal_length,sepal_width,petal_length,petal_width,species\n"
+FATAL = {
+    "not-utf8": (HEADER + "5.1,3.5,1.4,0.2,sétosa\n".encode("latin-1"), "not UTF-8"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "not UTF-8"),
+    "empty": (b"", "empty file"),
+    "header-only": (HEADER, "header only"),
+    "json-not-csv": (b'{"sepal_length": 5.1, "species": "setosa"}\n', "missing columns"),
+    "huge-field": (HEADER + b"5.1,3.5,1.4,0.2," + b"x" * 200_000 + b"\n", "not a valid CSV"),
+    "duplicate-column": (b"sepal_length,SepalLengthCm,sepal_width,petal_length,petal_width,species\n", "duplicate"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FATAL))
+def test_unusable_files_are_quarantined_whole_with_a_report(
+    bucket: storage.Bucket, function_env: Callable, kind: str
+) -> None:
+    content, reason = FATAL[kind]
+    source = upload(bucket, f"incoming/{kind}.csv", content, content_type="application/octet-stream")
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == [f"quarantine/{kind}.csv", f"quarantine/{kind}.csv.error.json"]
+    quarantined = bucket.get_blob(f"quarantine/{kind}.csv")
+    assert quarantined.download_as_bytes() == content
+    assert quarantined.content_type == "application/octet-stream"
+    report = _report(bucket, f"quarantine/{kind}.csv.error.json")
+    assert reason in report["reason"]
+    assert report["outcome"] == "quarantined"
+    assert report["source"]["generation"] == source.generation
+
+
+def test_file_over_max_upload_bytes_is_quarantined_unread(bucket: storage.Bucket, function_env: Callable) -> None:
+    function_env(max_upload_bytes="64")
+    source = upload(bucket, "incoming/big.csv", VALID_CSV)
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == ["quarantine/big.csv", "quarantine/big.csv.error.json"]
+    copy = bucket.get_blob("quarantine/big.csv")
+    assert copy.download_as_bytes() == VALID_CSV
+    assert copy.metadata[SOURCE_GENERATION] == str(source.generation)
+    report = _report(bucket, "quarantine/big.csv.error.json")
+    assert report["reason"] == f"file is {len(VALID_CSV)} bytes, larger than MAX_UPLOAD_BYTES=64"
+    assert report["rows_total"] == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["data/iris.csv", "quarantine/x.csv", "quarantine/x.csv.error.json", "models/m.pkl", "incoming/", "iris.csv"],
+)
+def test_objects_outside_incoming_are_ignored(bucket: storage.Bucket, function_env: Callable, name: str) -> None:
+    blob = upload(bucket, name, MIXED_CSV)
+    before = snapshot(bucket)
+
+    on_upload(event_for(blob))
+
+    assert snapshot(bucket) == before
+
+
+def test_event_from_another_bucket_is_ignored(
+    bucket: storage.Bucket, storage_client: storage.Client, function_env: Callable
+) -> None:
+    other = storage_client.create_bucket(f"{bucket.name}-other")
+    blob = upload(other, "incoming/iris.csv", VALID_CSV)
+
+    on_upload(event_for(blob))
+
+    assert names(other) == ["incoming/iris.csv"]
+    assert names(bucket) == []
