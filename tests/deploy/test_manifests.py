@@ -1,0 +1,208 @@
+"""k8s/: schema validation, and the manifests agree with the code (settings fields, routes, ports, labels)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from pydantic_settings import BaseSettings
+
+from predictor.app import create_app
+from predictor.settings import PredictorSettings
+from tests.deploy.conftest import (
+    K8S,
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    base_resources,
+    find,
+    kustomization,
+    load_yaml_docs,
+    overlay_literals,
+)
+from trainer.settings import TrainerSettings
+
+EXTRA_ENV = {"PROMETHEUS_MULTIPROC_DIR", "HOME", "TMPDIR"}
+SETTINGS: dict[str, type[BaseSettings]] = {"predictor": PredictorSettings, "trainer": TrainerSettings}
+RESOURCES = base_resources()
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return spec["template"]["spec"]
+
+
+def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("Deployment", "CronJob")]
+
+
+def env_names(container: dict[str, Any], docs: list[dict[str, Any]]) -> set[str]:
+    names = {e["name"] for e in container.get("env", [])}
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    for source in container.get("envFrom", []):
+        names |= set(configmaps[source["configMapRef"]["name"]]["data"])
+    return names
+
+
+def validate(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {e.message} at {list(e.path)}")
+
+
+def test_base_files_validate_against_the_kubernetes_schema() -> None:
+    validate(RESOURCES)
+    assert {d["kind"] for d in RESOURCES} >= {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "CronJob",
+    }
+
+
+def test_kustomize_builds_and_validates(built: list[dict[str, Any]]) -> None:
+    validate(built)
+    assert {d["metadata"].get("namespace") for d in built if d["kind"] != "Namespace"} == {"iris"}
+
+
+def test_invalid_manifest_is_rejected() -> None:
+    broken = find(RESOURCES, "Deployment") | {"spec": {"replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["base", *OVERLAYS])
+def test_every_env_var_is_a_settings_field(overlay: str) -> None:
+    docs = [dict(d) for d in RESOURCES]
+    for name, literals in ({} if overlay == "base" else overlay_literals(overlay)).items():
+        find(docs, "ConfigMap", name)["data"].update(literals)
+    for workload in workloads(docs):
+        for container in pod_spec(workload)["containers"]:
+            fields = {f.upper() for f in SETTINGS[container["name"]].model_fields}
+            unknown = {n for n in env_names(container, docs) - fields - EXTRA_ENV if not n.startswith("PYTHON")}
+            assert not unknown, f"{container['name']}: not settings fields: {sorted(unknown)}"
+
+
+def test_configmaps_hold_valid_settings() -> None:
+    docs = RESOURCES
+    deployment, cronjob = find(docs, "Deployment"), find(docs, "CronJob")
+    for workload, cls in ((deployment, PredictorSettings), (cronjob, TrainerSettings)):
+        container = pod_spec(workload)["containers"][0]
+        values: dict[str, str] = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        for source in container["envFrom"]:
+            values |= find(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
+        fields = {k.lower(): v for k, v in values.items() if k.lower() in cls.model_fields}
+        cls.model_validate(fields | {"model_signing_key": "k", "model_signing_key_file": None})
+
+
+def test_probes_hit_real_routes_on_the_container_port() -> None:
+    app = create_app(PredictorSettings.model_validate({"model_signing_key": "k"}))
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    container = pod_spec(find(RESOURCES, "Deployment"))["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert int(env["PORT"]) == ports["http"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] in routes
+        assert get["port"] == "http"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    template = find(RESOURCES, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert template["prometheus.io/path"] in routes
+    assert int(template["prometheus.io/port"]) == ports["http"]
+
+
+def test_selectors_match_labels() -> None:
+    deployment = find(RESOURCES, "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+    assert find(RESOURCES, "Service")["spec"]["selector"] == selector
+    assert find(RESOURCES, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+    for constraint in pod_spec(deployment)["topologySpreadConstraints"]:
+        assert constraint["labelSelector"]["matchLabels"] == selector
+    hpa = find(RESOURCES, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
+    assert (hpa["kind"], hpa["name"]) == ("Deployment", deployment["metadata"]["name"])
+
+
+def test_service_exposes_port_80_to_http() -> None:
+    service = find(RESOURCES, "Service")["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(80, "http")]
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "CronJob"])
+def test_pods_are_locked_down(kind: str) -> None:
+    spec = pod_spec(find(RESOURCES, kind))
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for container in spec["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        assert {"requests", "limits"} <= container["resources"].keys()
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        key_file = next(e["value"] for e in container["env"] if e["name"] == "MODEL_SIGNING_KEY_FILE")
+        key_volume = volumes[mounts[key_file.rsplit("/", 1)[0]]]
+        assert key_volume["secret"]["secretName"] == "iris-secrets"
+
+
+def test_predictor_rollout_and_shutdown_budget() -> None:
+    deployment = find(RESOURCES, "Deployment")
+    spec = pod_spec(deployment)
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    container = spec["containers"][0]
+    env = env_names(container, RESOURCES)
+    assert {"POD_NAME", "POD_UID", "PROMETHEUS_MULTIPROC_DIR"} <= env
+    fields = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "valueFrom" in e and "fieldRef" in e["valueFrom"]
+    }
+    assert fields == {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid"}
+    multiproc = next(e["value"] for e in container["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR")
+    assert multiproc in {m["mountPath"] for m in container["volumeMounts"]}
+    graceful = int(find(RESOURCES, "ConfigMap", "iris-predictor")["data"]["GRACEFUL_TIMEOUT"])
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert spec["terminationGracePeriodSeconds"] > graceful + pre_stop
+
+
+def test_trainer_cronjob_policy() -> None:
+    cronjob = find(RESOURCES, "CronJob")["spec"]
+    job = cronjob["jobTemplate"]["spec"]
+    assert cronjob["concurrencyPolicy"] == "Forbid"
+    assert {"startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"} <= cronjob.keys()
+    assert job["backoffLimit"] >= 1
+    assert job["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
+    stale_after = float(find(RESOURCES, "ConfigMap", "iris-trainer")["data"]["CLAIM_STALE_AFTER"])
+    assert job["activeDeadlineSeconds"] < stale_after, "a live run must never look stale to the next one"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_sets_schedule_project_and_workload_identity(overlay: str) -> None:
+    directory = K8S / "overlays" / overlay
+    kust = kustomization(directory)
+    common = overlay_literals(overlay)["iris-common"]
+    project, bucket = common["GOOGLE_CLOUD_PROJECT"], common["GCS_BUCKET"]
+    assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", project)
+    assert "PROJECT_ID" not in bucket
+    schedule = [p for p in kust["patches"] if p.get("target", {}).get("kind") == "CronJob"]
+    assert schedule
+    assert "/spec/schedule" in schedule[0]["patch"]
+    accounts = load_yaml_docs(directory / "serviceaccounts.yaml")
+    assert {a["metadata"]["name"] for a in accounts} == {"iris-predictor", "iris-trainer"}
+    for account in accounts:
+        gsa = account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        assert gsa == f"{account['metadata']['name']}@{project}.iam.gserviceaccount.com"

@@ -1,0 +1,148 @@
+"""deploy/setup-gcp.sh: valid bash, shellcheck-clean, --dry-run runs nothing and plans every resource, and a re-run
+against existing resources creates nothing."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import BASE, K8S, OVERLAYS, kustomization, load_yaml_docs, overlay_literals
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "setup-gcp.sh"
+PROJECT = "demo-project"
+
+# Stand-ins for gcloud and kubectl: log each call; "describe"/"get" succeed (everything exists already).
+STUB = """#!/usr/bin/env bash
+printf '%s\\n' "$(basename "$0") $*" >> "$STUB_LOG"
+case "$*" in
+  *"notifications list"*) echo '[{"topic": "//pubsub.googleapis.com/projects/p/topics/model-events"}]' ;;
+  *service-agent*) echo "service-1@gs-project-accounts.iam.gserviceaccount.com" ;;
+esac
+"""
+
+
+def run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("gcloud", "kubectl"):
+        (bin_dir / name).write_text(STUB)
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STUB_LOG": str(log), "HOME": str(tmp_path)}
+    result = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def planned(stdout: str) -> list[list[str]]:
+    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[list[str]]]:
+    result, calls = run(
+        tmp_path_factory.mktemp("dry"), "--project", PROJECT, "--dry-run", "--github-owner", "o", "--github-repo", "r"
+    )
+    assert calls == [], "--dry-run must not call gcloud or kubectl"
+    return result.stdout, planned(result.stdout)
+
+
+def has(commands: list[list[str]], *words: str) -> list[str]:
+    matches = [c for c in commands if all(w in c for w in words)]
+    assert matches, f"no planned command contains {words}"
+    return matches[0]
+
+
+def test_bash_syntax() -> None:
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, timeout=30).returncode == 0
+
+
+def test_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_requires_a_project(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"]}
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, env=env, timeout=30)
+    assert result.returncode == 2
+    assert "--project" in result.stderr
+
+
+def test_bucket_notification_for_models(dry_run: tuple[str, list[list[str]]]) -> None:
+    _, commands = dry_run
+    bucket = f"gs://{PROJECT}-iris"
+    has(commands, "gcloud", "storage", "buckets", "create", bucket, "--uniform-bucket-level-access")
+    has(
+        commands,
+        "notifications",
+        "create",
+        bucket,
+        "--event-types=OBJECT_FINALIZE",
+        "--payload-format=json",
+        "--object-prefix=models/",
+        f"--topic=projects/{PROJECT}/topics/model-events",
+    )
+    has(commands, "buckets", "update", bucket, "--no-versioning")
+    assert '"matchesPrefix": ["models/"]' in dry_run[0]
+
+
+def test_workload_identity_bindings_match_the_service_accounts(dry_run: tuple[str, list[list[str]]]) -> None:
+    _, commands = dry_run
+    namespace = kustomization(BASE)["namespace"]
+    for account in load_yaml_docs(BASE / "serviceaccounts.yaml"):
+        name = account["metadata"]["name"]
+        has(
+            commands,
+            "add-iam-policy-binding",
+            f"{name}@{PROJECT}.iam.gserviceaccount.com",
+            "--role=roles/iam.workloadIdentityUser",
+            f"--member=serviceAccount:{PROJECT}.svc.id.goog[{namespace}/{name}]",
+        )
+        has(commands, "iam", "service-accounts", "create", name)
+
+
+def test_cluster_registry_secret_and_trigger(dry_run: tuple[str, list[list[str]]]) -> None:
+    _, commands = dry_run
+    has(commands, "container", "clusters", "create-auto", "iris")
+    has(commands, "artifacts", "repositories", "create", "iris", "--repository-format=docker")
+    secret = has(commands, "kubectl", "create", "secret", "generic", "iris-secrets")
+    assert not any(a.startswith("--from-literal") for a in secret), "secret values never on a command line"
+    assert {a.split("=")[1] for a in secret if a.startswith("--from-file")} == {"model-signing-key", "admin-token"}
+    has(commands, "builds", "triggers", "create", "github", "--build-config=cloudbuild.yaml")
+    has(
+        commands,
+        f"--member=serviceAccount:iris-ingest@{PROJECT}.iam.gserviceaccount.com",
+        "--role=roles/eventarc.eventReceiver",
+    )
+
+
+def test_bucket_access_is_limited_to_prefixes(dry_run: tuple[str, list[list[str]]]) -> None:
+    stdout, commands = dry_run
+    grants = [c for c in commands if c[:4] == ["gcloud", "storage", "buckets", "add-iam-policy-binding"]]
+    assert grants
+    assert all(any(a.startswith("--condition-from-file=") for a in c) for c in grants)
+    assert f'startsWith("projects/_/buckets/{PROJECT}-iris/objects/models/")' in stdout
+    assert not any("roles/pubsub.editor" in c for c in commands)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_bucket_follows_the_script_default(overlay: str) -> None:
+    common = overlay_literals(overlay)["iris-common"]
+    assert common["GCS_BUCKET"] == f"{common['GOOGLE_CLOUD_PROJECT']}-iris"
+    assert (K8S / "overlays" / overlay / "serviceaccounts.yaml").is_file()
+
+
+def test_rerun_creates_nothing_that_exists(tmp_path: Path) -> None:
+    result, calls = run(tmp_path, "--project", PROJECT)
+    creates = [c for c in calls if " create " in f" {c} " or " create-auto " in f" {c} "]
+    assert creates == [], creates
+    assert any("describe" in c for c in calls)
+    assert "exists:" in result.stdout
