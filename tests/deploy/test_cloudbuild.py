@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from functions.settings import FunctionSettings
 from tests.deploy.conftest import BASE, K8S, OVERLAYS, ROOT, base_resources, kustomization, overlay_literals
 
 IMAGES = {"iris-predictor", "iris-trainer"}
@@ -127,6 +128,11 @@ def test_function_deploy_matches_the_bucket_trigger(cloudbuild: dict[str, Any]) 
         "--trigger-event-filters=bucket=${_BUCKET}",
     ):
         assert flag in script
+    env_vars = re.search(r"--set-env-vars=(\S+)", script)
+    assert env_vars
+    names = {pair.split("=")[0] for pair in env_vars.group(1).split(",")}
+    assert names <= {f.upper() for f in FunctionSettings.model_fields}
+    assert {"GCS_BUCKET", "GOOGLE_CLOUD_PROJECT", "INVALID_ROWS_POLICY"} <= names
 
 
 @pytest.mark.parametrize("step_id", ["deploy-k8s", "rollout-status"])
