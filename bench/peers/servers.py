@@ -1,0 +1,128 @@
+"""Start the three servers under test on loopback, each in its own process group, and wait until they answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from devstack.emulators import LOOPBACK, Service, free_port
+
+PEERS = Path(__file__).resolve().parent
+REPO = PEERS.parent.parent
+MLSERVER_TEMPLATES = PEERS / "mlserver"
+
+
+def spawn(
+    name: str, cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> Service:
+    """Start ``cmd`` in a new session (so ``Service.stop`` signals exactly its process group)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return Service(name=name, host=f"{LOOPBACK}:{port}", process=proc, log_path=log)
+
+
+def status(url: str, body: bytes | None = None, timeout: float = 2) -> int:
+    """HTTP status of one GET (or JSON POST with ``body``) on a new connection; 0 when nothing answers."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - loopback only
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def wait_ready(service: Service, path: str, timeout: float = 60, body: bytes | None = None) -> float:
+    """Seconds from now until ``path`` answers 200; raises with the log tail if the process dies or times out."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not service.alive():
+            raise RuntimeError(f"{service.name} exited ({service.process.returncode}):\n{service.log_tail()}")
+        if status(f"{service.url}{path}", body, timeout=1) == 200:
+            return time.monotonic() - start
+        time.sleep(0.01)
+    service.stop()
+    raise RuntimeError(f"{service.name} not ready after {timeout:.0f} s:\n{service.log_tail()}")
+
+
+def start_predictor(env: dict[str, str], port: int, log: Path, workers: int = 2, threads: int = 4) -> Service:
+    """``python -m predictor`` from the project's interpreter (gunicorn gthread workers)."""
+    env = env | {"PORT": str(port), "WEB_CONCURRENCY": str(workers), "WORKER_THREADS": str(threads)}
+    return spawn("predictor", [sys.executable, "-m", "predictor"], port, log, env)
+
+
+def start_bare_flask(
+    bin_dir: Path, model_pickle: Path, port: int, log: Path, workers: int = 2, threads: int = 1
+) -> Service:
+    """The bare Flask app under gunicorn: sync workers for ``threads == 1``, else gthread."""
+    worker_class = "sync" if threads == 1 else "gthread"
+    cmd = [str(bin_dir / "gunicorn"), "--bind", f"{LOOPBACK}:{port}", "--workers", str(workers)]
+    cmd += ["--worker-class", worker_class, "--threads", str(threads), "--no-control-socket", "bare_flask:create_app()"]
+    env = _clean_env() | {"BENCH_MODEL_PATH": str(model_pickle)}
+    return spawn("bare-flask", cmd, port, log, env, cwd=PEERS)
+
+
+def start_mlserver(bin_dir: Path, model: Any, repo: Path, port: int, log: Path, parallel_workers: int = 0) -> Service:
+    """MLServer's sklearn runtime on a joblib dump of ``model``, configured from ``bench/peers/mlserver/*.json``."""
+    repo.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, repo / "model.joblib")
+    settings = json.loads((MLSERVER_TEMPLATES / "settings.json").read_text())
+    settings |= {"parallel_workers": parallel_workers, "http_port": port}
+    settings |= {"grpc_port": free_port(), "metrics_port": free_port()}
+    (repo / "settings.json").write_text(json.dumps(settings))
+    (repo / "model-settings.json").write_text((MLSERVER_TEMPLATES / "model-settings.json").read_text())
+    return spawn("mlserver", [str(bin_dir / "mlserver"), "start", str(repo)], port, log, _clean_env(), cwd=repo)
+
+
+def worker_pids(root_pid: int) -> list[int]:
+    """The gunicorn workers under ``root_pid``: the children of the process (in its tree) that has the most."""
+    tree = {root_pid: _children(root_pid)}
+    pending = list(tree[root_pid])
+    while pending:
+        pid = pending.pop()
+        tree[pid] = _children(pid)
+        pending += tree[pid]
+    master = max(tree, key=lambda p: len(tree[p]))
+    return sorted(tree[master])
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` in MB (MiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        files = Path(f"/proc/{pid}/task").glob("*/children")
+        return [int(c) for f in files for c in f.read_text().split()]
+    except OSError:
+        return []
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without the project's virtualenv and emulator variables."""
+    drop = {"VIRTUAL_ENV", "PYTHONPATH", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
