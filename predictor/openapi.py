@@ -1,4 +1,9 @@
-"""GET /openapi.json: the OpenAPI 3 document of the HTTP API."""
+"""GET /openapi.json: the OpenAPI 3 document of the HTTP API, built from the running settings.
+
+Limits (batch size, body size, model name) come from the settings, and the admin paths appear only when an admin
+token is configured (otherwise they answer 404 like any unknown path). Every status listed is one the route really
+returns; tests fuzz the document against the app with schemathesis.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,310 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
+from core.schema import CLASSES, FEATURES, MAX_CM
+from predictor.settings import PredictorSettings
+from predictor.v2 import OUTPUTS
+
 bp = Blueprint("openapi", __name__)
 
+JSON = "application/json"
+VERSION_HEADER = {"X-Model-Version": {"$ref": "#/components/headers/ModelVersion"}}
+ERROR_TEXT = {
+    400: "Malformed JSON or a value that breaks the schema; `details.field` names it.",
+    401: "Missing or wrong bearer token.",
+    413: "Body larger than MAX_BODY_BYTES.",
+    415: "Content-Type is not JSON.",
+    422: "The artifact of that version was rejected (the pin is unchanged).",
+    503: "No verified model is loaded yet (or the bucket is unreachable).",
+}
 
-def document(settings: Any) -> dict[str, Any]:
-    return {"openapi": "3.0.3", "info": {"title": "Iris predictor", "version": "1.0.0"}, "paths": {}}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _response(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
+    return {"description": description, "headers": VERSION_HEADER, "content": {media: {"schema": schema}}}
+
+
+def _errors(*codes: int, v2: bool = False) -> dict[str, Any]:
+    return {str(code): _response(ERROR_TEXT[code], _ref("V2Error" if v2 else "Error")) for code in codes}
+
+
+def _operation(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **more.pop("errors", {})}, **more}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    return operation
+
+
+def schemas(settings: PredictorSettings) -> dict[str, Any]:
+    measurement = {"type": "number", "minimum": 0, "maximum": MAX_CM, "description": "Centimetres."}
+    row = {"type": "array", "items": _ref("Measurement"), "minItems": len(FEATURES), "maxItems": len(FEATURES)}
+    limit = settings.max_batch_size
+    probabilities = {
+        "type": "object",
+        "required": list(CLASSES),
+        "properties": {c: {"type": "number"} for c in CLASSES},
+    }
+    prediction = {
+        "type": "object",
+        "required": ["species", "class_id", "probabilities"],
+        "properties": {
+            "species": {"type": "string", "enum": list(CLASSES)},
+            "class_id": {"type": "integer", "minimum": 0, "maximum": len(CLASSES) - 1},
+            "probabilities": probabilities,
+        },
+    }
+    tensor_out = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string", "enum": list(OUTPUTS)},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string", "enum": ["INT64", "FP64"]},
+            "data": {"type": "array", "items": {"type": "number"}},
+        },
+    }
+    return {
+        "Measurement": measurement,
+        "InstanceList": {**row, "description": f"The four measurements in order: {', '.join(FEATURES)}."},
+        "InstanceObject": {
+            "type": "object",
+            "required": list(FEATURES),
+            "additionalProperties": False,
+            "properties": {name: _ref("Measurement") for name in FEATURES},
+        },
+        "Instance": {"oneOf": [_ref("InstanceObject"), _ref("InstanceList")]},
+        "PredictRequest": {
+            "type": "object",
+            "required": ["instances"],
+            "additionalProperties": False,
+            "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": limit, "items": _ref("Instance")}},
+        },
+        "PredictResponse": {
+            "type": "object",
+            "required": ["model_version", "predictions"],
+            "properties": {"model_version": {"type": "string"}, "predictions": {"type": "array", "items": prediction}},
+        },
+        "ApiRequest": {
+            "oneOf": [
+                _ref("InstanceList"),
+                {"type": "array", "minItems": 1, "maxItems": limit, "items": _ref("InstanceList")},
+            ]
+        },
+        "ApiResponse": {
+            "type": "string",
+            "pattern": r"^\[[0-2](, [0-2])*\]$",
+            "description": 'Class ids of iris.target as a JSON string, e.g. "[0]" or "[0, 2]".',
+        },
+        "InferRequest": {
+            "type": "object",
+            "required": ["inputs"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string"},
+                "parameters": {"type": "object"},
+                "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": _ref("InputTensor")},
+                "outputs": {"type": "array", "minItems": 1, "items": _ref("RequestedOutput")},
+            },
+        },
+        "InputTensor": {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "shape": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer"}},
+                "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
+                "parameters": {"type": "object"},
+                "data": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "N*4 numbers row-major, or N rows of 4 numbers; must agree with shape [N, 4].",
+                    "items": {"oneOf": [_ref("Measurement"), _ref("InstanceList")]},
+                },
+            },
+        },
+        "RequestedOutput": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": {"type": "object"}},
+        },
+        "InferResponse": {
+            "type": "object",
+            "required": ["model_name", "model_version", "outputs"],
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string"},
+                "outputs": {"type": "array", "items": tensor_out},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {"description": "null, or an object such as {field, reason}."},
+                    },
+                }
+            },
+        },
+        "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "SwapRecord": {
+            "type": "object",
+            "required": ["version", "trigger", "outcome", "reason", "duration_s", "at", "object"],
+            "properties": {
+                "version": {"type": "string", "nullable": True},
+                "trigger": {"type": "string", "enum": ["startup", "notification", "reconcile", "admin"]},
+                "outcome": {"type": "string", "enum": ["swapped", "rejected", "ignored", "failed"]},
+                "reason": {"type": "string", "nullable": True},
+                "duration_s": {"type": "number"},
+                "at": {"type": "string", "format": "date-time"},
+                "object": {"type": "string", "nullable": True},
+            },
+        },
+        "ModelInfo": {
+            "type": "object",
+            "required": ["model_version", "lineage", "loaded_at", "loaded_trigger", "pinned", "ready", "history"],
+            "properties": {
+                "model_version": {"type": "string", "nullable": True},
+                "lineage": {"type": "object", "nullable": True, "description": "Lineage of the serving artifact."},
+                "object": {"type": "string", "nullable": True},
+                "generation": {"type": "integer", "nullable": True},
+                "loaded_at": {"type": "string", "format": "date-time", "nullable": True},
+                "loaded_trigger": {"type": "string", "nullable": True},
+                "pinned": {"type": "string", "nullable": True},
+                "ready": {"type": "boolean"},
+                "history": {"type": "array", "items": _ref("SwapRecord")},
+            },
+        },
+        "AdminResult": {
+            "type": "object",
+            "required": ["model_version", "pinned", "record"],
+            "properties": {
+                "model_version": {"type": "string", "nullable": True},
+                "pinned": {"type": "string", "nullable": True},
+                "record": {"allOf": [_ref("SwapRecord")], "nullable": True},
+            },
+        },
+    }
+
+
+def paths(settings: PredictorSettings) -> dict[str, Any]:
+    name = settings.model_name
+    any_object = {"type": "object"}
+    ready_errors = {"503": _response(ERROR_TEXT[503], _ref("Error"))}
+    v2_ready_errors = {"503": _response(ERROR_TEXT[503], _ref("V2Error"))}
+    live = _operation("Liveness", _response("The process is up.", {"type": "object", "required": ["live"]}))
+    ready_ok = _response("A verified model is loaded.", {"type": "object", "required": ["ready"]})
+    found: dict[str, Any] = {
+        "/predict": {
+            "post": _operation(
+                "Predict species with probabilities",
+                _response("One prediction per instance, all by the same model.", _ref("PredictResponse")),
+                _ref("PredictRequest"),
+                errors=_errors(400, 413, 415, 503),
+            )
+        },
+        "/api": {
+            "post": _operation(
+                "Original client contract: measurements in, class ids out as a JSON string",
+                _response("Class ids (0 setosa, 1 versicolor, 2 virginica).", _ref("ApiResponse")),
+                _ref("ApiRequest"),
+                errors=_errors(400, 413, 415, 503),
+            )
+        },
+        "/v2": {"get": _operation("Server metadata (OIP V2)", _response("Server metadata.", any_object))},
+        "/v2/health/live": {"get": live},
+        "/healthz": {"get": live},
+        "/v2/health/ready": {"get": _operation("Readiness (OIP V2)", ready_ok, errors=v2_ready_errors)},
+        "/readyz": {"get": _operation("Readiness", ready_ok, errors=ready_errors)},
+        f"/v2/models/{name}": {"get": _operation("Model metadata (OIP V2)", _response("Model metadata.", any_object))},
+        f"/v2/models/{name}/ready": {
+            "get": _operation("Model readiness (OIP V2)", _response("Ready.", any_object), errors=v2_ready_errors)
+        },
+        f"/v2/models/{name}/infer": {
+            "post": _operation(
+                "Inference (OIP V2); errors are {'error': message}",
+                _response("predict (INT64 class ids) and predict_proba (FP64 [N, 3]).", _ref("InferResponse")),
+                _ref("InferRequest"),
+                errors=_errors(400, 413, 415, 503, v2=True),
+            )
+        },
+        "/v1/model": {
+            "get": _operation("Serving model, lineage and swap history", _response("Model.", _ref("ModelInfo")))
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus metrics of every worker", _response("Exposition.", {"type": "string"}, "text/plain")
+            )
+        },
+        "/openapi.json": {"get": _operation("This document", _response("OpenAPI 3 document.", any_object))},
+    }
+    if settings.admin_token is not None:
+        found.update(admin_paths())
+    return found
+
+
+def admin_paths() -> dict[str, Any]:
+    result = _response("What the worker serves now and what this call did.", _ref("AdminResult"))
+    security: list[dict[str, list[str]]] = [{"bearer": []}]
+    pin_body = {
+        "type": "object",
+        "required": ["version"],
+        "additionalProperties": False,
+        "properties": {"version": {"type": "string", "pattern": r"^\d{8}T\d{12}Z$"}},
+    }
+    rejected = {"422": {**result, "description": ERROR_TEXT[422]}}
+    return {
+        "/admin/reload": {
+            "post": _operation("Reconcile now (this worker)", result, security=security, errors=_errors(401, 503))
+        },
+        "/admin/pin": {
+            "put": _operation(
+                "Pin a version (this worker; use PINNED_MODEL_VERSION for a fleet)",
+                result,
+                pin_body,
+                security=security,
+                errors={**_errors(400, 401, 413, 415, 503), **rejected},
+            ),
+            "delete": _operation(
+                "Unpin and catch up (this worker)", result, security=security, errors=_errors(401, 503)
+            ),
+        },
+    }
+
+
+def document(settings: PredictorSettings) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Iris predictor",
+            "version": "1.0.0",
+            "description": "Iris species predictions from the newest verified model, hot-swapped without downtime. "
+            "Every response carries X-Model-Version.",
+        },
+        "paths": paths(settings),
+        "components": {
+            "schemas": schemas(settings),
+            "headers": {
+                "ModelVersion": {
+                    "description": "Version of the model that answered (or serves now); 'none' before the first load.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
 
 
 @bp.get("/openapi.json")
