@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import math
 import re
@@ -112,6 +113,7 @@ def canonical_column(name: str) -> str | None:
     return _HEADER_ALIASES.get(key)
 
 
+@functools.lru_cache(maxsize=256)
 def canonical_label(text: str) -> str | None:
     """Map `Iris-setosa`, ` SETOSA ` etc. to a class name, or None if unknown."""
     key = text.strip().lower()
@@ -183,7 +185,7 @@ def _parse_fields(
         except ValueError:
             errors.append(RowError(number, name, f"not a number: {text[:40]!r}"))
             continue
-        problem = check_measurement(value)
+        problem = None if 0.0 <= value <= MAX_CM else check_measurement(value)  # fast path for the common case
         if problem:
             errors.append(RowError(number, name, problem))
         values.append(value)
@@ -209,7 +211,7 @@ def _parse_row(raw: list[str], positions: dict[str, int], number: int, report: C
 
 def _rows(reader: Iterator[list[str]], positions: dict[str, int], report: CsvReport, limits: Limits) -> Iterator[Row]:
     for raw in reader:
-        if not raw or all(not f.strip() for f in raw):
+        if not raw or (not raw[0].strip() and all(not f.strip() for f in raw)):
             continue
         if report.rows_total >= limits.max_rows:
             report.fatal = f"more than {limits.max_rows} rows"
