@@ -65,12 +65,13 @@ def seed_iris_csv(bucket: storage.Bucket, retry: Any) -> bool:
 def _read_one(blob: storage.Blob, limits: schema.Limits, retry: Any) -> tuple[array, array, schema.CsvReport]:
     """Stream one CSV; valid rows as flat float and class-index arrays."""
     values, codes, report = array("d"), array("B"), schema.CsvReport()
+    code = {name: i for i, name in enumerate(schema.CLASSES)}
     pinned = blob.bucket.blob(blob.name, generation=blob.generation)
     with pinned.open("rb", chunk_size=8 * 1024 * 1024, retry=retry) as stream:
         for row in schema.scan(stream, report, limits):
             if row.values is not None and row.label is not None:
                 values.extend(row.values)
-                codes.append(schema.CLASSES.index(row.label))
+                codes.append(code[row.label])
     return values, codes, report
 
 
