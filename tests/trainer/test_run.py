@@ -1,0 +1,221 @@
+"""train_once in-process against fake-gcs-server: seed, skip, retrain, bad input, quality gate, claims."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from google.cloud import storage
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from core import layout, signing
+from core.schema import EXAMPLES
+from core.store import ModelStore
+from tests.conftest import SIGNING_KEY
+from tests.trainer.conftest import csv_text, iris_rows, model_names, put
+from trainer import data
+from trainer.run import train_once
+from trainer.settings import TrainerSettings
+
+pytestmark = pytest.mark.integration
+
+
+def configured(settings: TrainerSettings, **changes: Any) -> TrainerSettings:
+    return settings.model_copy(update=changes)
+
+
+def test_first_run_seeds_iris_and_publishes_a_signed_artifact(
+    trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket
+) -> None:
+    summary = train_once(trainer_settings)
+    assert summary["status"] == "published", summary
+    assert bucket.get_blob("data/iris.csv") is not None
+    assert (summary["files"], summary["rows"]) == (1, 150)
+    [ref] = store.list_versions()
+    assert ref.name == summary["object"] == layout.model_object(summary["model_version"])
+    loaded = store.load(ref)
+    lineage = loaded.lineage
+    assert signing.verify(SIGNING_KEY.encode(), lineage.version, lineage.sha256, lineage.signature)
+    assert lineage.data_fingerprint == summary["data_fingerprint"]
+    assert lineage.row_count == 150
+    assert lineage.metrics == summary["metrics"]
+    assert lineage.metrics["accuracy"] >= trainer_settings.accuracy_floor
+    assert lineage.metrics["test_rows"] == 30
+    assert lineage.model_type == "StandardScaler+LogisticRegression"
+    assert all(lineage.to_metadata()[k] for k in lineage.to_metadata())
+
+
+def test_second_run_skips_without_new_data(trainer_settings: TrainerSettings, bucket: storage.Bucket) -> None:
+    first = train_once(trainer_settings)
+    second = train_once(trainer_settings)
+    assert second == {
+        "data_fingerprint": first["data_fingerprint"],
+        "files": 1,
+        "status": "skipped",
+        "reason": "no new data",
+        "model_version": first["model_version"],
+    }
+    assert model_names(bucket) == [first["object"]]
+
+
+def test_a_new_csv_retrains(trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket) -> None:
+    first = train_once(trainer_settings)
+    put(bucket, "data/more.csv", csv_text(iris_rows(noise=0.02, seed=1)))
+    second = train_once(trainer_settings)
+    assert second["status"] == "published", second
+    assert second["data_fingerprint"] != first["data_fingerprint"]
+    assert second["model_version"] > first["model_version"]
+    assert (second["files"], second["rows"]) == (2, 300)
+    assert store.newest_valid().lineage.row_count == 300  # type: ignore[union-attr]
+
+
+def test_replacing_a_csv_changes_the_fingerprint(trainer_settings: TrainerSettings, bucket: storage.Bucket) -> None:
+    put(bucket, "data/a.csv", csv_text(iris_rows()))
+    before = data.fingerprint(data.list_csvs(bucket, None))
+    put(bucket, "data/a.csv", csv_text(iris_rows()))  # same bytes, new generation
+    after = data.fingerprint(data.list_csvs(bucket, None))
+    put(bucket, "data/notes.txt", b"not a csv")
+    assert before != after == data.fingerprint(data.list_csvs(bucket, None))
+
+
+def test_bad_rows_and_bad_files_are_reported_skipped_and_left_in_place(
+    trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = csv_text(iris_rows())
+    with_bad_rows = good + b"abc,3.5,1.4,0.2,setosa\n5.1,3.5,1.4,0.2,rose\n-1,1,1,1,setosa\n"
+    objects = {
+        "data/iris.csv": with_bad_rows,
+        "data/latin1.csv": b"sepal_length,sepal_width,petal_length,petal_width,species\n5.1,3.5,1.4,0.2,s\xe9tosa\n",
+        "data/no-label.csv": b"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n",
+        "data/empty.csv": b"",
+    }
+    for name, content in objects.items():
+        put(bucket, name, content)
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        summary = train_once(trainer_settings)
+    assert summary["status"] == "published", summary
+    assert summary["rows"] == 150
+    reports = summary["file_reports"]
+    assert reports["data/iris.csv"] == {"rows_valid": 150, "rows_invalid": 3, "fatal": None}
+    assert reports["data/latin1.csv"]["fatal"].startswith("not UTF-8")
+    assert reports["data/no-label.csv"]["fatal"].startswith("missing columns: species")
+    assert reports["data/empty.csv"]["fatal"] == "empty file"
+    assert {r.file for r in caplog.records} == set(objects)  # type: ignore[attr-defined]
+    for name, content in objects.items():
+        assert bucket.blob(name).download_as_bytes() == content
+    assert store.newest_valid().lineage.row_count == 150  # type: ignore[union-attr]
+
+
+def test_a_fatal_file_contributes_no_rows_even_after_valid_ones(
+    trainer_settings: TrainerSettings, bucket: storage.Bucket
+) -> None:
+    put(bucket, "data/iris.csv", csv_text(iris_rows()))
+    put(bucket, "data/tail-broken.csv", csv_text(iris_rows()) + b"5.1,3.5,1.4,0.2,\xff\n")
+    summary = train_once(trainer_settings)
+    assert summary["rows"] == 150
+    assert summary["file_reports"]["data/tail-broken.csv"]["fatal"].startswith("not UTF-8")
+
+
+def test_accuracy_floor_rejects_and_publishes_nothing(
+    trainer_settings: TrainerSettings, bucket: storage.Bucket
+) -> None:
+    summary = train_once(configured(trainer_settings, accuracy_floor=1.0))  # iris held-out accuracy is ~0.93
+    assert summary["status"] == "rejected"
+    assert summary["reason"].startswith("accuracy ")
+    assert "below floor 1.0" in summary["reason"]
+    assert model_names(bucket) == []
+
+
+def test_too_few_rows_of_a_species_is_rejected(trainer_settings: TrainerSettings, bucket: storage.Bucket) -> None:
+    put(bucket, "data/setosa.csv", csv_text(r for r in iris_rows() if r[1] == "setosa"))
+    summary = train_once(trainer_settings)
+    assert summary["status"] == "rejected"
+    assert "at least 2 valid rows" in summary["reason"]
+    assert model_names(bucket) == []
+
+
+def test_regression_against_the_current_model_is_rejected(
+    trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket
+) -> None:
+    rows = iris_rows(noise=0.5, seed=3) + [(values, name) for name, values in EXAMPLES.items()]
+    put(bucket, "data/noisy.csv", csv_text(rows))
+    x = np.array([values for values, _ in rows])
+    y = np.array([label for _, label in rows])
+    current = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1)).fit(x, y)  # knows every row
+    published = store.publish(current, data_fingerprint="earlier", row_count=len(rows), metrics={"accuracy": 1.0})
+    summary = train_once(configured(trainer_settings, accuracy_floor=0.0))
+    assert summary["status"] == "rejected", summary
+    assert "regresses from current" in summary["reason"]
+    assert summary["metrics"]["baseline_accuracy"] > summary["metrics"]["accuracy"] + 0.02
+    assert model_names(bucket) == [layout.model_object(published.version)]
+
+
+def test_within_tolerance_of_the_current_model_publishes(
+    trainer_settings: TrainerSettings, store: ModelStore, fitted_model: Any
+) -> None:
+    store.publish(fitted_model, data_fingerprint="earlier", row_count=150, metrics={"accuracy": 0.97})
+    strict = train_once(trainer_settings)  # the current model saw the held-out rows: 0.967 vs 0.933
+    assert strict["status"] == "rejected", strict
+    assert (
+        strict["metrics"]["baseline_accuracy"] - strict["metrics"]["accuracy"] > trainer_settings.regression_tolerance
+    )
+    summary = train_once(configured(trainer_settings, regression_tolerance=0.05), force=True)
+    assert summary["status"] == "published", summary
+    assert summary["metrics"]["baseline_accuracy"] == strict["metrics"]["baseline_accuracy"]
+
+
+def test_force_retrains_the_same_data(trainer_settings: TrainerSettings, store: ModelStore) -> None:
+    first = train_once(trainer_settings)
+    forced = train_once(trainer_settings, force=True)
+    assert forced["status"] == "published"
+    assert forced["data_fingerprint"] == first["data_fingerprint"]
+    assert [r.version for r in store.list_versions()] == [first["model_version"], forced["model_version"]]
+
+
+def test_an_invalid_newest_artifact_does_not_cause_a_skip(
+    trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket
+) -> None:
+    first = train_once(trainer_settings)
+    forged = ModelStore(store.bucket, b"other-key", store.retry)
+    forged.publish(object(), data_fingerprint=first["data_fingerprint"], row_count=1, metrics={})
+    assert train_once(trainer_settings)["status"] == "skipped"  # the valid one already has this data
+    put(bucket, "data/more.csv", csv_text(iris_rows(seed=2)))
+    forged.publish(object(), data_fingerprint=data.fingerprint(data.list_csvs(bucket, None)), row_count=1, metrics={})
+    assert train_once(trainer_settings)["status"] == "published"
+
+
+def _claim(bucket: storage.Bucket, fingerprint: str, state: str, age: float) -> None:
+    body = json.dumps({"state": state, "at": time.time() - age})
+    bucket.blob(f"{layout.CLAIMS}{fingerprint}.json").upload_from_string(body, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("state", "age", "status"),
+    [
+        ("training", 10, "skipped"),
+        ("published", 10**6, "skipped"),
+        ("rejected", 10, "skipped"),
+        ("training", 10**6, "published"),
+        ("failed", 10, "published"),
+    ],
+)
+def test_claims_decide_who_trains(
+    trainer_settings: TrainerSettings, bucket: storage.Bucket, state: str, age: float, status: str
+) -> None:
+    put(bucket, "data/iris.csv", csv_text(iris_rows()))
+    fingerprint = data.fingerprint(data.list_csvs(bucket, None))
+    _claim(bucket, fingerprint, state, age)
+    summary = train_once(trainer_settings)
+    assert summary["status"] == status, summary
+    if status == "skipped":
+        assert summary["reason"].startswith("data already claimed by another run")
+        assert model_names(bucket) == []
+    else:
+        claim = json.loads(bucket.blob(f"{layout.CLAIMS}{fingerprint}.json").download_as_bytes())
+        assert (claim["state"], claim["version"]) == ("published", summary["model_version"])
