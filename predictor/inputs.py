@@ -26,6 +26,8 @@ def read_json() -> Any:
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(f"expected Content-Type application/json, got {mimetype or 'none'!r}")
     data = request.get_data(cache=False)
+    if request.content_length is None and len(data) >= (request.max_content_length or len(data) + 1):
+        request.stream.read(1)  # chunked body cut at the limit: werkzeug raises 413 if anything is left
     try:
         return json.loads(data, parse_constant=_no_constants)
     except (ValueError, RecursionError) as e:
