@@ -55,7 +55,8 @@ class Registry:
         self.loaded_trigger: str | None = None
         self.pinned: str | None = settings.pinned_model_version
         self._lock = threading.RLock()
-        self._seen: set[tuple[str, int]] = set()
+        self._refused: set[tuple[str, int]] = set()
+        """(object, generation) pairs that failed verification: never downloaded again except by an explicit pin."""
         self._history: deque[SwapRecord] = deque(maxlen=settings.swap_history_size)
 
     @property
@@ -118,8 +119,8 @@ class Registry:
     def _skip_reason(self, name: str, version: str | None, generation: int | None) -> str | None:
         if version is None:
             return "not_a_model"
-        if generation is not None and (name, generation) in self._seen:
-            return "duplicate"
+        if generation is not None and (name, generation) in self._refused:
+            return "already_rejected"
         if version == self.version:
             return "already_serving"
         if self.pinned is not None:
@@ -136,7 +137,7 @@ class Registry:
             log.warning("pinned model version %s is not in the bucket", self.pinned)
             return None
         ref = match[-1]
-        if (ref.name, ref.generation) in self._seen:
+        if (ref.name, ref.generation) in self._refused:
             return None
         return self._load(ref.name, ref.generation, trigger, None, ref)
 
@@ -153,7 +154,7 @@ class Registry:
             ref = ref or self.store.ref(name, generation)
             loaded = self.store.load(ref)
         except ArtifactRejected as e:
-            self._seen.update({(name, g) for g in (generation, ref.generation if ref else None) if g is not None})
+            self._refused.update({(name, g) for g in (generation, ref.generation if ref else None) if g is not None})
             return self._rejected(name, trigger, e, time.perf_counter() - started)
         except StoreUnavailable:
             self.metrics.swaps.labels(trigger, "failed").inc()
@@ -161,7 +162,6 @@ class Registry:
         except Exception as e:
             log.exception("loading %s failed", name)
             return self._record(SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), name))
-        self._seen.add((name, ref.generation))
         return self._swap(loaded, trigger, finalized_at, started)
 
     def _swap(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None, started: float) -> SwapRecord:

@@ -72,7 +72,7 @@ def test_offer_swaps_once_per_generation(registry: Registry, store: ModelStore, 
     finalized = datetime.now(UTC) - timedelta(seconds=2)
     first = registry.offer(ref.name, ref.generation, "notification", finalized_at=finalized)
     again = registry.offer(ref.name, ref.generation, "notification")
-    assert (first.outcome, again.outcome, again.reason) == ("swapped", "ignored", "duplicate")
+    assert (first.outcome, again.outcome, again.reason) == ("swapped", "ignored", "already_serving")
     assert [r.outcome for r in registry.history()] == ["swapped"]
     text = registry.metrics.render().decode()
     assert "predictor_swap_latency_seconds_count 1.0" in text
@@ -96,7 +96,7 @@ def test_rejected_artifact_keeps_the_old_model(registry: Registry, store: ModelS
     assert registry.history()[0] == record
     assert f'predictor_artifacts_rejected_total{{reason="{how}"}} 1.0' in registry.metrics.render().decode()
     generation = store.ref(name).generation
-    assert registry.offer(name, generation, "notification").reason == "duplicate"
+    assert registry.offer(name, generation, "notification").reason == "already_rejected"
 
 
 def test_reconcile_falls_back_past_a_rejected_newest(registry: Registry, store: ModelStore, fitted_model) -> None:
