@@ -1,0 +1,93 @@
+"""`python -m predictor` as a real gunicorn server: 2 workers, ready, /predict, /api (seed client), V2, /metrics."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from core.lineage import Lineage
+from core.schema import EXAMPLES
+from devstack.emulators import Service, free_port
+from tests.predictor.conftest import publish
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 40.0
+
+
+@pytest.fixture
+def served(store, fitted_model) -> Lineage:
+    return publish(store, fitted_model)
+
+
+@pytest.fixture
+def server(common_env: dict[str, str], served: Lineage, tmp_path: Path) -> Iterator[Service]:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), **common_env, "PORT": str(free_port()),
+        "WEB_CONCURRENCY": "2", "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "1",
+    }  # fmt: skip
+    log_path = tmp_path / "predictor.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "predictor"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    service = Service("predictor", f"127.0.0.1:{env['PORT']}", process, log_path)
+    try:
+        _wait_until_every_worker_serves(service, served.version)
+        yield service
+    finally:
+        service.stop()
+
+
+def _wait_until_every_worker_serves(service: Service, version: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and service.alive():
+        try:
+            text = requests.get(f"{service.url}/metrics", timeout=1).text
+            if f'predictor_model_serving{{version="{version}"}} 2.0' in text:
+                return
+        except requests.RequestException:
+            pass  # not listening yet, or workers still booting
+        time.sleep(0.2)
+    raise AssertionError(f"both workers did not load {version}:\n{service.log_path.read_text()[-3000:]}")
+
+
+def test_server_answers_every_protocol(server: Service, served: Lineage) -> None:
+    url = server.url
+    assert requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
+    # The seed capstone client: a bare list of measurements, answered as a JSON string of class ids.
+    seed = requests.post(f"{url}/api", json=list(EXAMPLES["setosa"]), timeout=5)
+    assert (seed.status_code, seed.json(), seed.headers["X-Model-Version"]) == (200, "[0]", served.version)
+    predicted = requests.post(f"{url}/predict", json={"instances": [list(EXAMPLES["virginica"])]}, timeout=5).json()
+    assert predicted["predictions"][0]["species"] == "virginica"
+    infer = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": list(EXAMPLES["versicolor"])}]}
+    outputs = requests.post(f"{url}/v2/models/iris/infer", json=infer, timeout=5).json()["outputs"]
+    assert outputs[0]["data"] == [1]
+    chunked = requests.post(
+        f"{url}/api", data=iter([b"[5.1, 3.5, ", b"1.4, 0.2]"]), headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert chunked.json() == "[0]"
+    oversized = requests.post(f"{url}/api", data=iter([b"[" + b" " * (2 << 20), b"]"]), timeout=10,
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+    assert oversized.status_code == 413
+
+
+def test_metrics_aggregate_both_workers(server: Service) -> None:
+    for _ in range(20):
+        requests.post(f"{server.url}/api", json=list(EXAMPLES["setosa"]), timeout=5)
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    count = re.search(r'predictor_requests_total\{route="/api",status="200"\} (\S+)', text)
+    assert count is not None
+    assert float(count.group(1)) == 20.0
+    assert 'predictor_predictions_total{species="setosa"} 20.0' in text
+    assert "predictor_request_duration_seconds_bucket" in text
