@@ -118,6 +118,26 @@ class ModelStore:
         refs = [ArtifactRef.from_blob(b) for b in blobs if layout.model_version(b.name)]
         return sorted(refs, key=lambda r: r.version)
 
+    def retire_older(self, version: str) -> list[str]:
+        """Stamp `customTime` on artifacts older than `version` that lack one; returns their names.
+
+        The bucket's lifecycle rule deletes by days since customTime, so the serving (newest) artifact is never
+        deleted however long the data stays unchanged; superseded ones age out.
+        """
+        blobs = self._call(
+            lambda **kw: list(self.bucket.client.list_blobs(self.bucket, **kw)),
+            prefix=layout.MODEL_PREFIX,
+            timeout=REQUEST_TIMEOUT,
+        )
+        retired = []
+        for blob in blobs:
+            old = layout.model_version(blob.name)
+            if old and old < version and blob.custom_time is None:
+                blob.custom_time = datetime.now(UTC)
+                self._call(blob.patch, timeout=REQUEST_TIMEOUT)
+                retired.append(blob.name)
+        return retired
+
     def ref(self, name: str, generation: int | None = None) -> ArtifactRef:
         """Fresh metadata of one artifact object (a specific generation if given)."""
         blob = self._call(self.bucket.get_blob, name, generation=generation, timeout=REQUEST_TIMEOUT)

@@ -94,13 +94,13 @@ enable_apis() {
 }
 
 create_bucket() {
-  say "Bucket gs://$BUCKET: uniform access, no versioning, old models/ objects deleted after $MODEL_RETENTION_DAYS days"
+  say "Bucket gs://$BUCKET: uniform access, no versioning, superseded models deleted $MODEL_RETENTION_DAYS days after retirement"
   ensure gcloud storage buckets describe "gs://$BUCKET" -- \
     gcloud storage buckets create "gs://$BUCKET" --project="$PROJECT_ID" --location="$REGION" \
     --uniform-bucket-level-access --public-access-prevention
   cat >"$WORKDIR/lifecycle.json" <<EOF
 {"rule": [
-  {"action": {"type": "Delete"}, "condition": {"age": $MODEL_RETENTION_DAYS, "matchesPrefix": ["models/"]}},
+  {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": $MODEL_RETENTION_DAYS, "matchesPrefix": ["models/model-"]}},
   {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["models/claims/"]}}
 ]}
 EOF

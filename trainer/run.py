@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from google.api_core.exceptions import GoogleAPIError
+
 from core import gcs, layout, schema
-from core.errors import ArtifactRejected
+from core.errors import ArtifactRejected, ServiceError
 from core.store import ArtifactRef, ModelStore
 from trainer import claims, data
 from trainer.settings import TrainerSettings
@@ -69,12 +71,24 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     if reason:
         return stats | {"status": "rejected", "reason": reason, "metrics": evaluated.metrics}
     lineage = store.publish(evaluated.model, data_fingerprint=fp, row_count=dataset.rows, metrics=evaluated.metrics)
+    _retire(store, lineage.version)
     return stats | {
         "status": "published",
         "model_version": lineage.version,
         "object": layout.model_object(lineage.version),
         "metrics": evaluated.metrics,
     }
+
+
+def _retire(store: ModelStore, version: str) -> None:
+    """Mark superseded artifacts for the lifecycle rule; a failure here never fails the run."""
+    try:
+        retired = store.retire_older(version)
+    except (ServiceError, GoogleAPIError) as e:
+        log.warning("could not mark superseded artifacts: %s", e)
+        return
+    if retired:
+        log.info("marked superseded artifacts", extra={"retired": retired})
 
 
 def _log_reject(ref: ArtifactRef, error: ArtifactRejected) -> None:

@@ -178,6 +178,16 @@ def test_force_retrains_the_same_data(trainer_settings: TrainerSettings, store: 
     assert [r.version for r in store.list_versions()] == [first["model_version"], forced["model_version"]]
 
 
+def test_superseded_artifacts_get_a_custom_time_and_the_newest_none(
+    trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket
+) -> None:
+    first = train_once(trainer_settings)
+    second = train_once(trainer_settings, force=True)
+    custom_times = {b.name: b.custom_time for b in bucket.list_blobs(prefix=layout.MODEL_PREFIX)}
+    assert custom_times[layout.model_object(first["model_version"])] is not None
+    assert custom_times[layout.model_object(second["model_version"])] is None
+
+
 def test_an_invalid_newest_artifact_does_not_cause_a_skip(
     trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket
 ) -> None:
