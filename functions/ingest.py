@@ -85,8 +85,7 @@ def ingest(bucket: storage.Bucket, name: str, generation: int, settings: Functio
 def _write_outputs(source: Source, blob: storage.Blob, settings: FunctionSettings) -> Outcome:
     data_dir = Folder(source, layout.DATA, _csv_name(source.relative))
     quarantine = Folder(source, layout.QUARANTINE, source.relative)
-    policy = _policy(quarantine.policy() or data_dir.policy(), settings.invalid_rows_policy)
-    verdict = _judge(source, blob, policy, settings)
+    policy, verdict = _decide(source, blob, settings, data_dir, quarantine)
     rows = verdict.report
     outcome = Outcome(verdict.status, source.name, source.generation, verdict.reason)
     outcome.rows_total, outcome.rows_valid, outcome.rows_invalid = rows.rows_total, rows.rows_valid, rows.rows_invalid
@@ -104,25 +103,26 @@ def _write_outputs(source: Source, blob: storage.Blob, settings: FunctionSetting
     return outcome
 
 
-def _judge(source: Source, blob: storage.Blob, policy: Policy, settings: FunctionSettings) -> verdicts.Verdict:
-    """Download the pinned generation (unless it is too large) and decide where its content goes."""
-    size = blob.size or 0
-    if size > settings.max_upload_bytes:
-        return verdicts.too_large(size, settings.max_upload_bytes)
+def _decide(
+    source: Source, blob: storage.Blob, settings: FunctionSettings, *folders: Folder
+) -> tuple[Policy, verdicts.Verdict]:
+    """The verdict on the pinned generation. An earlier delivery's policy wins (a settings change cannot split
+    one file two ways); the folders are listed for it only when the policy matters."""
+    size, limit = blob.size or 0, settings.max_upload_bytes
+    if size > limit:
+        return settings.invalid_rows_policy, verdicts.too_large(size, limit)
     pinned = source.bucket.blob(source.name, generation=source.generation)
     try:
         content = pinned.download_as_bytes(retry=source.retry, timeout=REQUEST_TIMEOUT)
     except gexc.NotFound as e:
         raise SourceGone(source.name) from e
-    return verdicts.judge(content, policy, Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows))
-
-
-def _policy(earlier: str | None, configured: Policy) -> Policy:
-    """An earlier delivery's policy wins, so a settings change mid-way cannot split one file two ways."""
-    for policy in get_args(Policy):
-        if earlier == policy:
-            return policy
-    return configured
+    limits = Limits(max_bytes=limit, max_rows=settings.max_rows)
+    verdict = verdicts.judge(content, settings.invalid_rows_policy, limits)
+    if not verdict.depends_on_policy:
+        return settings.invalid_rows_policy, verdict
+    earlier = next((p for f in folders if (p := f.policy()) is not None), None)
+    policy = next((p for p in get_args(Policy) if p == earlier), settings.invalid_rows_policy)
+    return policy, verdict if policy == settings.invalid_rows_policy else verdicts.judge(content, policy, limits)
 
 
 def _csv_name(relative: str) -> str:

@@ -8,6 +8,7 @@ never writes a second copy and nothing is ever overwritten (`if_generation_match
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -74,15 +75,23 @@ def candidates(prefix: str, relative: str, generation: int, reserve: int = len(R
 
 
 class Folder:
-    """The objects that could clash with one source's destinations under one prefix (listed once)."""
+    """The objects that could clash with one source's destinations under one prefix."""
 
     def __init__(self, source: Source, prefix: str, relative: str) -> None:
         self.source, self.prefix, self.relative = source, prefix, relative
-        stem = _stem(prefix, relative, source.generation, len(REPORT_SUFFIX))[0]
-        blobs = source.bucket.client.list_blobs(
-            source.bucket, prefix=prefix + stem, delimiter="/", retry=source.retry, timeout=REQUEST_TIMEOUT
+
+    @functools.cached_property
+    def blobs(self) -> dict[str, storage.Blob]:
+        """The objects named like a candidate (listed on first use: one request)."""
+        stem = _stem(self.prefix, self.relative, self.source.generation, len(REPORT_SUFFIX))[0]
+        listing = self.source.bucket.client.list_blobs(
+            self.source.bucket,
+            prefix=self.prefix + stem,
+            delimiter="/",
+            retry=self.source.retry,
+            timeout=REQUEST_TIMEOUT,
         )
-        self.blobs: dict[str, storage.Blob] = {b.name: b for b in blobs}
+        return {b.name: b for b in listing}
 
     def written(self, role: str) -> str | None:
         """Name of the object this source generation already wrote in `role`, if any."""

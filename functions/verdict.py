@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -31,6 +32,11 @@ class Verdict:
     def quarantines(self) -> bool:
         return self.quarantine is not None or self.copy_source
 
+    @property
+    def depends_on_policy(self) -> bool:
+        """True when the file has invalid rows but is otherwise usable (the policy decides its fate)."""
+        return self.report.fatal is None and self.report.errors_total > 0
+
 
 def fatal_reason(report: CsvReport) -> str | None:
     """Why the whole file is unusable, or None; a file that yields no row at all is never usable."""
@@ -46,21 +52,29 @@ def header(content: bytes) -> list[str]:
 
 
 def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
-    """Validate `content` with the shared schema and apply the invalid-rows policy."""
-    report, valid, invalid = CsvReport(), list[Row](), list[Row]()
-    for row in schema.scan(io.BytesIO(content), report, limits):
-        if policy == "split":
-            (valid if row.valid else invalid).append(row)
+    """Validate `content` with the shared schema and apply the invalid-rows policy (no row is kept in memory)."""
+    report = CsvReport()
+    for _ in schema.scan(io.BytesIO(content), report, limits):
+        pass
     fatal = fatal_reason(report)
     if fatal is not None:
         return Verdict("quarantined", report, fatal, quarantine=content)
     if report.errors_total == 0:
         return Verdict("promoted", report, data=content)
     reason = f"{report.rows_invalid} of {report.rows_total} rows invalid"
-    if policy == "reject" or not valid:
+    if policy == "reject" or report.rows_valid == 0:
         return Verdict("quarantined", report, reason, quarantine=content)
-    quarantine = schema.raw_csv(header(content), invalid)
-    return Verdict("split", report, reason, data=schema.to_csv(valid), quarantine=quarantine)
+    data, quarantine = split(content, limits)
+    return Verdict("split", report, reason, data=data, quarantine=quarantine)
+
+
+def split(content: bytes, limits: Limits) -> tuple[bytes, bytes]:
+    """Valid rows as canonical CSV and invalid rows as they arrived, each streamed from its own scan."""
+
+    def rows(valid: bool) -> Iterator[Row]:
+        return (row for row in schema.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
+
+    return schema.to_csv(rows(valid=True)), schema.raw_csv(header(content), rows(valid=False))
 
 
 def too_large(size: int, limit: int) -> Verdict:

@@ -1,0 +1,162 @@
+"""Local event delivery for the ingest function: Pub/Sub OBJECT_FINALIZE messages -> CloudEvents over HTTP.
+
+In GCP, Eventarc calls the function. Locally fake-gcs-server publishes every object's OBJECT_FINALIZE
+to one Pub/Sub topic; this bridge subscribes to it, keeps the `incoming/` uploads of our bucket and
+POSTs each as a binary-mode `google.cloud.storage.object.v1.finalized` CloudEvent to the
+functions-framework server. A message is acked only on a 2xx answer; otherwise it comes back after
+`retry_delay` seconds (the platform's redelivery).
+
+    python -m devstack.bridge --function-url http://127.0.0.1:8081/
+    (env: PUBSUB_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT, MODEL_EVENTS_TOPIC, GCS_BUCKET)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+from google.api_core import exceptions as gexc
+
+from core import layout, logs
+from core.settings import CommonSettings, load
+from devstack import emulators
+
+log = logging.getLogger(__name__)
+EVENT_TYPE = "google.cloud.storage.object.v1.finalized"
+POST_TIMEOUT = 330.0
+"""Seconds to wait for the function's answer (a little over its deployed 300 s timeout)."""
+IDLE_WAIT = 0.05
+"""Seconds between pulls that returned nothing."""
+
+
+def to_cloud_event(attributes: Mapping[str, str], data: bytes, bucket: str) -> CloudEvent | None:
+    """The CloudEvent for one GCS notification, or None unless it is an OBJECT_FINALIZE under incoming/ of `bucket`."""
+    name = attributes.get("objectId", "")
+    if attributes.get("eventType") != "OBJECT_FINALIZE" or attributes.get("bucketId") != bucket:
+        return None
+    if not name.startswith(layout.INCOMING):
+        return None
+    try:
+        resource = json.loads(data)
+    except ValueError:
+        return None
+    generation = resource.get("generation") or attributes.get("objectGeneration", "")
+    event = {
+        "type": EVENT_TYPE,
+        "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        "subject": f"objects/{name}",
+        "id": f"{bucket}/{name}/{generation}",  # emulator message ids restart at 1; this names the event itself
+        "datacontenttype": "application/json",
+    }
+    if "eventTime" in attributes:
+        event["time"] = attributes["eventTime"]
+    return CloudEvent(event, resource)
+
+
+def post(session: requests.Session, url: str, event: CloudEvent, timeout: float = POST_TIMEOUT) -> bool:
+    """POST the event in binary mode; True on a 2xx answer."""
+    headers, body = to_binary(event)
+    try:
+        response = session.post(url, headers=headers, data=body, timeout=timeout)
+    except requests.RequestException as e:
+        log.warning("function unreachable: %s", e, extra={"event_id": event["id"]})
+        return False
+    if not response.ok:
+        log.warning("function answered %s", response.status_code, extra={"event_id": event["id"]})
+    return response.ok
+
+
+class Bridge:
+    """One subscription on the topic, pulled in a loop; every wanted message is delivered before it is acked."""
+
+    def __init__(self, settings: CommonSettings, function_url: str, retry_delay: int = 2) -> None:
+        if not settings.pubsub_emulator_host:
+            raise ValueError("PUBSUB_EMULATOR_HOST must be set: the bridge is for the local emulators only")
+        self.settings, self.url, self.retry_delay = settings, function_url, retry_delay
+        self.subscriber = emulators.subscriber_client(settings.pubsub_emulator_host)
+        self.session = requests.Session()
+        self.subscription = self.subscriber.subscription_path(
+            settings.google_cloud_project, f"ingest-bridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
+
+    def open(self) -> str:
+        """Create the topic if missing and this bridge's subscription (it sees messages published from now on)."""
+        settings = self.settings
+        topic = emulators.ensure_topic(
+            str(settings.pubsub_emulator_host), settings.google_cloud_project, settings.model_events_topic
+        )
+        self.subscriber.create_subscription(name=self.subscription, topic=topic, ack_deadline_seconds=60)
+        return str(self.subscription)
+
+    def pump(self, timeout: float = 1.0) -> int:
+        """Pull once and handle what arrived; returns how many messages arrived."""
+        try:
+            response = self.subscriber.pull(
+                subscription=self.subscription, max_messages=20, timeout=timeout, retry=None
+            )
+        except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
+            return 0
+        for received in response.received_messages:
+            self._handle(received)
+        return len(response.received_messages)
+
+    def _handle(self, received: Any) -> None:
+        """Deliver one message (others are just acked); a failed delivery comes back after `retry_delay` s."""
+        message = received.message
+        event = to_cloud_event(dict(message.attributes), bytes(message.data), self.settings.gcs_bucket)
+        if event is None or post(self.session, self.url, event):
+            self.subscriber.acknowledge(subscription=self.subscription, ack_ids=[received.ack_id])
+        else:
+            self.subscriber.modify_ack_deadline(
+                subscription=self.subscription, ack_ids=[received.ack_id], ack_deadline_seconds=self.retry_delay
+            )
+
+    def close(self) -> None:
+        """Delete the subscription and close the clients."""
+        try:
+            self.subscriber.delete_subscription(subscription=self.subscription, timeout=5)
+        except gexc.GoogleAPICallError as e:
+            log.warning("could not delete subscription %s: %s", self.subscription, e)
+        self.session.close()
+        self.subscriber.close()
+
+
+def run(settings: CommonSettings, function_url: str, stop: threading.Event, retry_delay: int = 2) -> None:
+    """Deliver events until `stop` is set (blocking); the subscription is deleted on the way out."""
+    bridge = Bridge(settings, function_url, retry_delay)
+    path = bridge.open()
+    log.info("bridge listening", extra={"subscription": path, "function_url": function_url})
+    try:
+        while not stop.is_set():
+            if not bridge.pump():
+                stop.wait(IDLE_WAIT)
+    finally:
+        bridge.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.bridge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--function-url", required=True, help="functions-framework server, e.g. http://127.0.0.1:8081/")
+    parser.add_argument("--retry-delay", type=int, default=2, help="seconds before a failed delivery is retried")
+    args = parser.parse_args(argv)
+    settings = load(CommonSettings)
+    logs.setup(settings.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(settings, args.function_url, stop, args.retry_delay)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

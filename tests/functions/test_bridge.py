@@ -1,0 +1,105 @@
+"""devstack.bridge: which notifications become CloudEvents, and acks only after a 2xx answer (real Pub/Sub emulator)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from cloudevents.http import from_http
+
+from core.settings import CommonSettings
+from devstack import emulators
+from devstack.bridge import EVENT_TYPE, Bridge, to_cloud_event
+from devstack.emulators import Service
+from tests.emulator_fixtures import PROJECT
+
+BUCKET = "iris-bucket"
+RESOURCE = {"bucket": BUCKET, "name": "incoming/a.csv", "generation": "1700000000000001", "size": "12"}
+
+
+def _attributes(**overrides: str) -> dict[str, str]:
+    base = {"eventType": "OBJECT_FINALIZE", "bucketId": BUCKET, "objectId": "incoming/a.csv"}
+    return {**base, "objectGeneration": "1700000000000001", "eventTime": "2026-11-27T10:00:00Z", **overrides}
+
+
+def test_an_incoming_finalize_becomes_a_storage_cloudevent() -> None:
+    event = to_cloud_event(_attributes(), json.dumps(RESOURCE).encode(), BUCKET)
+
+    assert event is not None
+    assert event["type"] == EVENT_TYPE == "google.cloud.storage.object.v1.finalized"
+    assert event["source"] == f"//storage.googleapis.com/projects/_/buckets/{BUCKET}"
+    assert event["subject"] == "objects/incoming/a.csv"
+    assert event["id"] == f"{BUCKET}/incoming/a.csv/1700000000000001"
+    assert event["time"] == "2026-11-27T10:00:00Z"
+    assert event.data == RESOURCE
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        _attributes(eventType="OBJECT_DELETE"),
+        _attributes(bucketId="another-bucket"),
+        _attributes(objectId="data/a.csv"),
+        _attributes(objectId="quarantine/incoming/a.csv"),
+    ],
+    ids=["delete", "other-bucket", "data", "quarantine"],
+)
+def test_other_notifications_are_not_delivered(attributes: dict[str, str]) -> None:
+    assert to_cloud_event(attributes, json.dumps(RESOURCE).encode(), BUCKET) is None
+
+
+class _Function(BaseHTTPRequestHandler):
+    """Answers 500 to the first POST, then 204; records every CloudEvent it receives."""
+
+    received: list = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(from_http(dict(self.headers), body))
+        self.send_response(500 if len(self.received) == 1 else 204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def function_stub() -> Iterator[str]:
+    _Function.received = []
+    server = ThreadingHTTPServer((emulators.LOOPBACK, 0), _Function)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{emulators.LOOPBACK}:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.integration
+def test_a_failed_delivery_is_retried_and_acked_only_after_a_2xx(pubsub_emulator: Service, function_stub: str) -> None:
+    topic = f"bridge-{uuid.uuid4().hex[:8]}"
+    env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
+    settings = CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET)
+    bridge = Bridge(settings, function_stub, retry_delay=1)
+    bridge.open()
+    try:
+        with emulators.publisher_client(pubsub_emulator.host) as publisher:
+            path = publisher.topic_path(PROJECT, topic)
+            publisher.publish(path, b"{}", **_attributes(objectId="data/a.csv")).result()
+            publisher.publish(path, json.dumps(RESOURCE).encode(), **_attributes()).result()
+        deadline = time.monotonic() + 10
+        while len(_Function.received) < 2 and time.monotonic() < deadline:
+            bridge.pump()
+        end = time.monotonic() + 2.5  # well past the 1 s redelivery delay: an acked message stays away
+        while time.monotonic() < end:
+            bridge.pump(timeout=0.5)
+    finally:
+        bridge.close()
+
+    assert [e["subject"] for e in _Function.received] == ["objects/incoming/a.csv"] * 2
+    assert _Function.received[1].data == RESOURCE

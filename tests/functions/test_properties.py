@@ -1,0 +1,92 @@
+"""Property-based: hundreds of malformed CSVs are each quarantined with a report, or split, and no row is lost."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from google.cloud import storage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import schema
+from functions import ingest
+from functions.ingest import Outcome
+from functions.settings import FunctionSettings
+from tests.functions.helpers import upload
+from tests.functions.strategies import Sample, samples
+
+pytestmark = pytest.mark.integration
+PROPERTY = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _ingest(bucket: storage.Bucket, content: bytes, settings: FunctionSettings) -> Outcome:
+    """Upload under a unique name and ingest it; whatever is quarantined has its report beside it.
+
+    (Exact object listings are asserted in the example-based tests; here every request counts.)
+    """
+    source = upload(bucket, f"incoming/{uuid.uuid4().hex}.csv", content)
+    outcome = ingest.ingest(bucket, source.name, source.generation, settings)
+    if outcome.quarantine:
+        assert outcome.report == outcome.quarantine + ".error.json"
+        report = json.loads(_read(bucket, outcome.report))
+        assert report["source"]["object"] == source.name
+        assert report["source"]["generation"] == source.generation
+        assert report["policy"] == settings.invalid_rows_policy
+        assert report["reason"]
+    return outcome
+
+
+def _read(bucket: storage.Bucket, name: str | None) -> bytes:
+    return bucket.blob(name).download_as_bytes() if name else b""
+
+
+@PROPERTY
+@given(content=st.one_of(st.binary(max_size=2048), st.binary(max_size=512).map(lambda b: b"species," + b)))
+def test_random_bytes_are_kept_whole_in_quarantine(
+    bucket: storage.Bucket, settings: FunctionSettings, content: bytes
+) -> None:
+    outcome = _ingest(bucket, content, settings)
+
+    assert outcome.status == "quarantined"
+    assert _read(bucket, outcome.quarantine) == content
+
+
+@PROPERTY
+@given(sample=samples())
+def test_reject_policy_promotes_or_quarantines_each_file_whole(
+    bucket: storage.Bucket, settings: FunctionSettings, sample: Sample
+) -> None:
+    outcome = _ingest(bucket, sample.content, settings)
+
+    if not sample.fatal and sample.valid == sample.rows:
+        assert (outcome.status, _read(bucket, outcome.data)) == ("promoted", sample.content)
+    else:
+        assert (outcome.status, _read(bucket, outcome.quarantine)) == ("quarantined", sample.content)
+        if not sample.fatal:
+            assert (outcome.rows_total, outcome.rows_valid) == (sample.rows, sample.valid)
+
+
+@PROPERTY
+@given(sample=samples())
+def test_split_policy_loses_no_row(bucket: storage.Bucket, settings: FunctionSettings, sample: Sample) -> None:
+    split = settings.model_copy(update={"invalid_rows_policy": "split"})
+    outcome = _ingest(bucket, sample.content, split)
+
+    data, quarantine = _read(bucket, outcome.data), _read(bucket, outcome.quarantine)
+    if sample.fatal or sample.valid in (0, sample.rows):
+        assert data + quarantine == sample.content
+        return
+    promoted, promoted_report = schema.validate_bytes(data)
+    rejected, rejected_report = schema.validate_bytes(quarantine)
+    assert outcome.status == "split"
+    assert promoted_report.ok
+    assert len(promoted) == sample.valid
+    assert rejected_report.fatal is None
+    assert rejected_report.rows_valid == 0
+    assert len(promoted) + len(rejected) == sample.rows
