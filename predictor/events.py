@@ -15,6 +15,7 @@ reconnect backoff is capped by CHANNEL_OPTIONS (its default grows to 120 s). Not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -57,13 +58,21 @@ OFFER_RETRY_DELAYS = (1.0, 2.0, 4.0)
 """Sleeps between offers while the store is unavailable; after the last one the message is nacked."""
 RESUBSCRIBE_BACKOFF = (0.25, 3.0)
 """Initial and maximum delay between resubscribe attempts."""
+RETIRE_TIMEOUT_S = 15.0
+PROBE_INTERVAL_S = 1.0
+"""While the channel is failing, how often the supervisor checks that the subscription still exists."""
 FINALIZE = "OBJECT_FINALIZE"
+REQUIRED_ATTRIBUTES = ("bucketId", "objectId", "objectGeneration", "eventType")
 
 
 class Offers(Protocol):
     """What the subscriber needs from the registry."""
 
     def offer(self, name: str, generation: int | None, trigger: str, finalized_at: datetime | None = None) -> Any: ...
+
+
+class SubscriptionGone(Exception):
+    """The service no longer has this worker's subscription."""
 
 
 class Malformed(ValueError):
@@ -86,11 +95,11 @@ class ModelEvent:
 
 def parse(attributes: Mapping[str, str], data: bytes, publish_time: datetime | None, bucket: str) -> ModelEvent | None:
     """The model event in a GCS notification, None for any other object or event; Malformed if unreadable."""
-    try:
-        name, generation, event_type = attributes["objectId"], attributes["objectGeneration"], attributes["eventType"]
-        bucket_id = attributes["bucketId"]
-    except KeyError as e:
-        raise Malformed(f"missing attribute {e}") from e
+    # .get, never [...]: a protobuf map (Message.attributes) answers "" for a missing key
+    bucket_id, name, generation, event_type = (attributes.get(key) or "" for key in REQUIRED_ATTRIBUTES)
+    missing = [key for key in REQUIRED_ATTRIBUTES if not attributes.get(key)]
+    if missing:
+        raise Malformed(f"missing attributes {missing}")
     if event_type != FINALIZE or bucket_id != bucket or layout.model_version(name) is None:
         return None
     if not generation.isdigit():
@@ -133,15 +142,19 @@ class SeenEvents:
                 self._keys.popitem(last=False)
 
 
-def subscriber_client(settings: PredictorSettings) -> pubsub_v1.SubscriberClient:
-    """A subscriber on the emulator (settings.pubsub_emulator_host, never the process env) or on GCP."""
+def grpc_channel(settings: PredictorSettings) -> grpc.Channel:
+    """An insecure channel to settings.pubsub_emulator_host (never the process env), else TLS to GCP."""
     host = settings.pubsub_emulator_host
     if host:
-        transport = SubscriberGrpcTransport(host=host, channel=grpc.insecure_channel(host, options=CHANNEL_OPTIONS))
-    else:
-        target = f"{SubscriberGrpcTransport.DEFAULT_HOST}:443"
-        channel = SubscriberGrpcTransport.create_channel(target, options=CHANNEL_OPTIONS)  # default credentials
-        transport = SubscriberGrpcTransport(channel=channel)
+        return grpc.insecure_channel(host, options=CHANNEL_OPTIONS)
+    target = f"{SubscriberGrpcTransport.DEFAULT_HOST}:443"
+    return SubscriberGrpcTransport.create_channel(target, options=CHANNEL_OPTIONS)  # default credentials
+
+
+def subscriber_client(settings: PredictorSettings, channel: grpc.Channel | None = None) -> pubsub_v1.SubscriberClient:
+    """A subscriber client on `channel` (by default grpc_channel(settings))."""
+    host = settings.pubsub_emulator_host or SubscriberGrpcTransport.DEFAULT_HOST
+    transport = SubscriberGrpcTransport(host=host, channel=channel or grpc_channel(settings))
     return pubsub_v1.SubscriberClient(transport=transport)
 
 
@@ -159,7 +172,8 @@ class ModelEvents:
 
     def __init__(self, registry: Offers, settings: PredictorSettings, on_reconnect: Callable[[], None]) -> None:
         self._registry, self._settings, self._on_reconnect = registry, settings, on_reconnect
-        self._client = subscriber_client(settings)
+        self._trouble = threading.Event()  # the channel failed since the last successful probe
+        self._client = self._new_client()
         self.subscription = self._client.subscription_path(settings.google_cloud_project, subscription_id(settings))
         self._seen, self._stop, self._lock = SeenEvents(), threading.Event(), threading.Lock()
         self._future: pubsub_v1.subscriber.futures.StreamingPullFuture | None = None
@@ -209,6 +223,7 @@ class ModelEvents:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("model events: %s; resubscribing in %.2f s", self.last_error, delay)
             catch_up = True
+            self._renew_client()
             delay = RESUBSCRIBE_BACKOFF[0] if time.monotonic() - started > 30 else delay
             if self._stop.wait(delay):
                 return
@@ -227,7 +242,48 @@ class ModelEvents:
         log.info("model events: subscribed", extra={"subscription": self.subscription, "connects": self.connects})
         if catch_up:
             self._catch_up()
-        future.result()
+        while True:
+            try:
+                future.result(timeout=PROBE_INTERVAL_S)
+                return
+            except TimeoutError:
+                if self._trouble.is_set() and not self._subscription_exists():
+                    future.cancel()
+                    raise SubscriptionGone(f"{self.subscription} is gone") from None
+
+    def _new_client(self) -> pubsub_v1.SubscriberClient:
+        channel = grpc_channel(self._settings)
+        channel.subscribe(self._on_connectivity, try_to_connect=False)
+        return subscriber_client(self._settings, channel)
+
+    def _renew_client(self) -> None:
+        """A fresh channel for the next stream. Measured: on the old channel a new stream stalls while the old
+        stream's throttled reopen loop sleeps (up to 10 s after a restart), and so does closing the channel,
+        so the old client is closed in the background once its stream has shut down."""
+        with self._lock:
+            old, future = self._client, self._future
+            self._client, self._future = self._new_client(), None
+        self._trouble.clear()
+        threading.Thread(target=_retire, args=(old, future), name="model-events-retire", daemon=True).start()
+
+    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            self._trouble.set()
+
+    def _subscription_exists(self) -> bool:
+        """After a connection failure: has the service lost our subscription (restart)? True while unknown.
+
+        The client library reopens the stream on its own, but throttled (5 tries per 10 s), and a vanished
+        subscription only shows once it does; this probe makes us resubscribe as soon as the service is back.
+        """
+        try:
+            self._client.get_subscription(subscription=self.subscription, timeout=2, retry=None)
+        except gexc.NotFound:
+            return False
+        except gexc.GoogleAPICallError:
+            return True
+        self._trouble.clear()
+        return True
 
     def _catch_up(self) -> None:
         try:
@@ -302,3 +358,12 @@ class ModelEvents:
             log.info("model events: offered %s", event.name, extra={"outcome": getattr(record, "outcome", None)})
             return True
         return False
+
+
+def _retire(client: pubsub_v1.SubscriberClient, future: Future[Any] | None) -> None:
+    """Close a replaced client after its (cancelled or failed) stream has shut down."""
+    if future is not None:
+        future.cancel()
+        with contextlib.suppress(Exception):
+            future.result(timeout=RETIRE_TIMEOUT_S)
+    client.close()
