@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Mapping
@@ -106,6 +107,10 @@ class Bridge:
             )
         except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
             return 0
+        except gexc.NotFound:  # the emulator restarted and lost the topic and the subscription
+            log.warning("subscription %s vanished; creating it again", self.subscription)
+            self.open()
+            return 0
         for received in response.received_messages:
             self._handle(received)
         return len(response.received_messages)
@@ -151,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load(CommonSettings)
     logs.setup(settings.log_level)
+    if not settings.pubsub_emulator_host:
+        print(
+            "configuration error: PUBSUB_EMULATOR_HOST must be set (the bridge is for the local stack)", file=sys.stderr
+        )
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -25,6 +25,8 @@ SOURCE_OBJECT, SOURCE_GENERATION, ROLE, POLICY = "source-object", "source-genera
 REPORT_SUFFIX = ".error.json"
 MAX_NAME_BYTES = 1024
 MAX_CANDIDATES = 100
+UPLOAD_TIMEOUT = (5.0, 120.0)
+"""(connect, read) seconds of one upload: a 32 MiB body takes longer than a metadata call."""
 
 
 class NameTaken(ServiceError):
@@ -132,7 +134,13 @@ class Writer:
         blob.metadata, blob.content_type = self.tags, self.content_type
         try:
             if self.payload is not None:
-                blob.upload_from_string(self.payload, self.content_type, if_generation_match=0, retry=self.source.retry)
+                blob.upload_from_string(
+                    self.payload,
+                    self.content_type,
+                    if_generation_match=0,
+                    retry=self.source.retry,
+                    timeout=UPLOAD_TIMEOUT,
+                )
             else:
                 self._copy_source(blob)
         except gexc.PreconditionFailed:

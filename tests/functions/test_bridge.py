@@ -15,7 +15,7 @@ from cloudevents.http import from_http
 
 from core.settings import CommonSettings
 from devstack import emulators
-from devstack.bridge import EVENT_TYPE, Bridge, to_cloud_event
+from devstack.bridge import EVENT_TYPE, Bridge, main, to_cloud_event
 from devstack.emulators import Service
 from tests.emulator_fixtures import PROJECT
 
@@ -103,3 +103,32 @@ def test_a_failed_delivery_is_retried_and_acked_only_after_a_2xx(pubsub_emulator
 
     assert [e["subject"] for e in _Function.received] == ["objects/incoming/a.csv"] * 2
     assert _Function.received[1].data == RESOURCE
+
+
+@pytest.mark.integration
+def test_a_lost_subscription_is_created_again(pubsub_emulator: Service, function_stub: str) -> None:
+    topic = f"bridge-{uuid.uuid4().hex[:8]}"
+    env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
+    bridge = Bridge(CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET), function_stub)
+    path = bridge.open()
+    try:
+        with emulators.subscriber_client(pubsub_emulator.host) as subscriber:
+            subscriber.delete_subscription(subscription=path)
+        assert bridge.pump(timeout=0.5) == 0
+        with emulators.publisher_client(pubsub_emulator.host) as publisher:
+            publisher.publish(publisher.topic_path(PROJECT, topic), b"{}", **_attributes(bucketId="x")).result()
+        deadline = time.monotonic() + 10
+        while not bridge.pump(timeout=0.5) and time.monotonic() < deadline:
+            pass
+        assert time.monotonic() < deadline
+    finally:
+        bridge.close()
+
+
+def test_the_bridge_refuses_to_start_without_the_pubsub_emulator(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+
+    assert main(["--function-url", "http://127.0.0.1:1/"]) == 2
+    assert "PUBSUB_EMULATOR_HOST must be set" in capsys.readouterr().err
