@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from peers.servers import rss_mb, wait_ready, worker_pids
+from peers.servers import cpu_seconds, pss_mb, rss_mb, wait_ready, worker_pids
 
 from core import layout
 from core.store import ModelStore
@@ -38,13 +38,17 @@ class Swap:
     """Until the last worker's own ``loaded_at``."""
 
 
-def cold_start(start: Callable[[], Service], runs: int) -> list[float]:
-    """Seconds from spawning ``python -m predictor`` to ``/v2/health/ready`` 200, once per run."""
+def cold_start(start: Callable[[], Service], runs: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds from spawning ``python -m predictor`` to ``/v2/health/ready`` 200, once per run.
+
+    CPU is user + system time of the master and its workers at that moment: it does not grow with a busy machine.
+    """
     times = []
     for _ in range(runs):
         service = start()
         try:
-            times.append(wait_ready(service, "/v2/health/ready", timeout=60))
+            wall = wait_ready(service, "/v2/health/ready", timeout=60)
+            times.append((wall, cpu_seconds(service.process.pid)))
         finally:
             service.stop()
     return times
@@ -96,6 +100,11 @@ def swaps(store: ModelStore, model: Any, url: str, workers: int, count: int) -> 
 def worker_rss(service: Service) -> dict[int, float]:
     """VmRSS (MB) of each gunicorn worker of ``service``."""
     return {pid: rss_mb(pid) for pid in worker_pids(service.process.pid)}
+
+
+def worker_pss(service: Service) -> dict[int, float]:
+    """PSS (MB) of each gunicorn worker of ``service``."""
+    return {pid: pss_mb(pid) for pid in worker_pids(service.process.pid)}
 
 
 def summary(values: list[float]) -> tuple[float, float]:

@@ -30,6 +30,8 @@ class Result:
     p99_ms: float
     errors: int
     requests: int
+    cpu_ms: float = 0.0
+    """Server CPU time (user + system, all its processes) per request: comparable even on a busy machine."""
 
 
 def tool() -> str:

@@ -19,6 +19,7 @@ from devstack.emulators import LOOPBACK, Service, free_port
 PEERS = Path(__file__).resolve().parent
 REPO = PEERS.parent.parent
 MLSERVER_TEMPLATES = PEERS / "mlserver"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def spawn(
@@ -106,12 +107,37 @@ def worker_pids(root_pid: int) -> list[int]:
     return sorted(tree[master])
 
 
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds used so far by ``root_pid`` and all its descendants (live ones)."""
+    pids, pending, total = [], [root_pid], 0.0
+    while pending:
+        pid = pending.pop()
+        pids.append(pid)
+        pending += _children(pid)
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def rss_mb(pid: int) -> float:
-    """VmRSS of ``pid`` in MB (MiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """VmRSS of ``pid`` in MB (MiB): every resident page, shared ones (inherited from the master by fork) included."""
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS:") / 1024
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of ``pid`` in MB (MiB): shared pages divided among the processes sharing them."""
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024
+
+
+def _proc_kb(path: str, key: str) -> int:
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} in {path}")
 
 
 def _children(pid: int) -> list[int]:
