@@ -270,12 +270,12 @@ def raw_csv(header: list[str], rows: Iterable[Row]) -> bytes:
 
 
 def read_header(data: bytes) -> list[str]:
-    """The first CSV row of a byte string ([] if there is none or it does not decode)."""
+    """The header row as `scan` reads it: the first CSV row that is not blank ([] if none or not UTF-8)."""
     try:
-        first = codecs.decode(data.split(b"\n", 1)[0], "utf-8-sig")
-    except UnicodeDecodeError:
+        rows = csv.reader(io.StringIO(codecs.decode(data, "utf-8-sig"), newline=""))
+        return next((row for row in rows if any(f.strip() for f in row)), [])
+    except (UnicodeDecodeError, csv.Error):
         return []
-    return next(csv.reader([first]), [])
 
 
 EXAMPLES: dict[str, tuple[float, float, float, float]] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -45,12 +44,6 @@ def fatal_reason(report: CsvReport) -> str | None:
     return report.fatal
 
 
-def header(content: bytes) -> list[str]:
-    """The header row as `schema.scan` reads it: the first CSV row that is not blank (`read_header` takes line 1)."""
-    rows = csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""))
-    return next((row for row in rows if any(f.strip() for f in row)), None) or schema.read_header(content)
-
-
 def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
     """Validate `content` with the shared schema and apply the invalid-rows policy (no row is kept in memory)."""
     report = CsvReport()
@@ -74,7 +67,7 @@ def split(content: bytes, limits: Limits) -> tuple[bytes, bytes]:
     def rows(valid: bool) -> Iterator[Row]:
         return (row for row in schema.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
 
-    return schema.to_csv(rows(valid=True)), schema.raw_csv(header(content), rows(valid=False))
+    return schema.to_csv(rows(valid=True)), schema.raw_csv(schema.read_header(content), rows(valid=False))
 
 
 def too_large(size: int, limit: int) -> Verdict:

@@ -164,6 +164,7 @@ def test_read_header() -> None:
     assert schema.read_header(b"\xef\xbb\xbfa,b\n1,2\n") == ["a", "b"]
     assert schema.read_header(b"") == []
     assert schema.read_header(b"\xff\xfe,x\n") == []
+    assert schema.read_header(b"\n  ,\n\na,b\n1,2\n") == ["a", "b"]  # the row scan() takes as the header
 
 
 @pytest.mark.parametrize(
