@@ -25,15 +25,14 @@
     return (Math.round(p * 1000) / 10).toFixed(1) + " %";
   }
 
-  function formatTime(iso) {
+  // <time> with the date and the clock time as two unbreakable parts (a narrow column wraps between them).
+  function timeNode(iso) {
     if (!iso) return "—";
     const when = new Date(iso);
     if (Number.isNaN(when.getTime())) return String(iso);
-    return when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
-  }
-
-  function timeNode(iso) {
-    return iso ? el("time", { datetime: iso }, formatTime(iso)) : "—";
+    const date = when.toLocaleDateString(undefined, { dateStyle: "medium" });
+    const clock = when.toLocaleTimeString(undefined, { timeStyle: "medium" });
+    return el("time", { datetime: iso }, el("span", { class: "nowrap" }, date), " ", el("span", { class: "nowrap" }, clock));
   }
 
   // ---- the form -------------------------------------------------------------------------------
@@ -185,6 +184,32 @@
     return "—";
   }
 
+  // Plain words for the registry's reason codes (core.store's ArtifactRejected reasons and the registry's skips).
+  const REASONS = {
+    unsigned: "the artifact carries no signature",
+    bad_signature: "the signature does not match (wrong key or altered metadata)",
+    hash_mismatch: "the content does not match its signed hash",
+    bad_metadata: "its lineage metadata is unreadable",
+    version_mismatch: "it was signed for a different version than its name says",
+    bad_name: "the object name is not a model artifact name",
+    unpickle_failed: "it could not be unpickled safely",
+    schema_mismatch: "its features or classes do not match the schema",
+    warmup_failed: "it mispredicted the known example flowers",
+    not_found: "the object was gone before it could be loaded",
+    pinned: "the service is pinned to another version",
+    older: "it is older than the serving model",
+    already_serving: "it is already the serving model",
+    already_rejected: "it was rejected before",
+    not_a_model: "the object is not a model artifact",
+  };
+
+  function reasonNode(entry) {
+    if (!entry.reason && !entry.message) return null;
+    const words = entry.message || REASONS[entry.reason] || null;
+    const code = entry.reason ? el("code", {}, entry.reason) : null;
+    return el("div", { class: "history-reason" }, code, code && words ? ": " : "", words);
+  }
+
   function historyItem(entry) {
     const outcome = String(entry.outcome || "unknown");
     const head = el(
@@ -197,8 +222,7 @@
     const facts = [entry.trigger ? "via " + entry.trigger : null];
     if (typeof entry.duration_s === "number") facts.push(entry.duration_s.toFixed(2) + " s");
     const meta = el("div", { class: "history-meta" }, timeNode(entry.at), " ", facts.filter(Boolean).join(" · "));
-    const reason = entry.reason ? el("div", { class: "history-reason" }, entry.reason) : null;
-    return el("li", { class: "history-item" }, head, meta, reason);
+    return el("li", { class: "history-item" }, head, meta, reasonNode(entry));
   }
 
   function renderHistory(history) {
@@ -236,8 +260,10 @@
       $("model-loaded").replaceChildren(timeNode(info.loaded_at), trigger ? " via " + trigger : "");
       $("model-accuracy").textContent = metric(lineage.metrics, "accuracy");
       $("model-f1").textContent = metric(lineage.metrics, "f1_macro", "f1");
-      $("model-rows").textContent = typeof lineage.row_count === "number" ? lineage.row_count.toLocaleString() : "—";
-      $("model-type").textContent = lineage.model_type || "—";
+      const rows = lineage.row_count;
+      $("model-rows").textContent = typeof rows === "number" ? rows.toLocaleString() + (rows === 1 ? " row" : " rows") : "—";
+      // A zero-width space after each "+" lets a long pipeline name wrap between its steps.
+      $("model-type").textContent = (lineage.model_type || "—").replaceAll("+", "+\u200b");
       $("model-pinned").textContent = info.pinned ? "yes, to " + info.pinned : "no";
       if (shownVersion !== null && shownVersion !== version) markChange(shownVersion, version);
       shownVersion = version;
