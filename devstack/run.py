@@ -179,6 +179,8 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not abandon the cleanup
+            signal.signal(sig, signal.SIG_IGN)
         print("stopping the local stack ...", flush=True)
         stack.stop()
 
