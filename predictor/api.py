@@ -6,34 +6,31 @@ import json
 from typing import Any
 
 import numpy as np
-import sklearn
 from flask import Blueprint, Response, current_app
 
 from core.schema import CLASSES
-from core.store import LoadedModel
 from predictor import inputs
 from predictor.errors import ModelNotReady
-from predictor.registry import Registry
+from predictor.registry import Registry, Serving
 
 bp = Blueprint("api", __name__)
 
 
-def serving() -> LoadedModel:
+def serving() -> Serving:
     """The model that answers this request (read once: a concurrent swap does not split a batch)."""
-    current = current_app.extensions["registry"].current
+    current: Serving | None = current_app.extensions["registry"].serving
     if current is None:
         raise ModelNotReady("no verified model is loaded yet; retry shortly")
     return current
 
 
-def run_model(loaded: LoadedModel, rows: inputs.Rows) -> tuple[list[int], list[list[float]]]:
-    """Class ids and probabilities from one predict_proba call.
+def run_model(model: Serving, rows: inputs.Rows) -> tuple[list[int], list[list[float]]]:
+    """Class ids and probabilities from one predict_proba call (the verified fast path when there is one).
 
     The column order of predict_proba is ``model.classes_``, which the store's load checks equal CLASSES, so the
-    argmax column is the schema's class id. Finiteness was validated already, so sklearn skips that check.
+    argmax column is the schema's class id.
     """
-    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        proba = loaded.model.predict_proba(np.array(rows, dtype=np.float64))
+    proba = model.predict_proba(np.array(rows, dtype=np.float64))
     class_ids: list[int] = proba.argmax(axis=1).tolist()
     current_app.extensions["metrics"].count_predictions(class_ids)
     return class_ids, proba.tolist()
@@ -49,13 +46,14 @@ def json_response(body: Any, version: str, status: int = 200) -> Response:
 def predict() -> Response:
     registry: Registry = current_app.extensions["registry"]
     rows = inputs.predict_body(inputs.read_json(), registry.settings.max_batch_size)
-    loaded = serving()
-    class_ids, proba = run_model(loaded, rows)
+    model = serving()
+    class_ids, proba = run_model(model, rows)
+    version = model.loaded.version
     predictions = [
         {"species": CLASSES[c], "class_id": c, "probabilities": dict(zip(CLASSES, p, strict=True))}
         for c, p in zip(class_ids, proba, strict=True)
     ]
-    return json_response({"model_version": loaded.version, "predictions": predictions}, loaded.version)
+    return json_response({"model_version": version, "predictions": predictions}, version)
 
 
 @bp.post("/api")
@@ -63,6 +61,6 @@ def api() -> Response:
     """The seed contract: ``[5.1, 3.5, 1.4, 0.2]`` -> ``"[0]"`` (a JSON string of iris.target class ids)."""
     registry: Registry = current_app.extensions["registry"]
     rows = inputs.api_body(inputs.read_json(), registry.settings.max_batch_size)
-    loaded = serving()
-    class_ids, _ = run_model(loaded, rows)
-    return json_response(str(class_ids), loaded.version)
+    model = serving()
+    class_ids, _ = run_model(model, rows)
+    return json_response(str(class_ids), model.loaded.version)

@@ -19,10 +19,19 @@ from typing import Any
 from core import layout
 from core.errors import ArtifactRejected, StoreUnavailable
 from core.store import ArtifactRef, LoadedModel, ModelStore
+from predictor.fastpath import ProbaFn, compile_proba
 from predictor.metrics import Metrics
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The serving model and its compiled predict_proba, swapped together as one reference."""
+
+    loaded: LoadedModel
+    predict_proba: ProbaFn
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class Registry:
     def __init__(self, store: ModelStore, settings: PredictorSettings, metrics: Metrics | None = None) -> None:
         self.store, self.settings = store, settings
         self.metrics = metrics or Metrics()
-        self.current: LoadedModel | None = None
+        self.serving: Serving | None = None
         self.loaded_at: datetime | None = None
         self.loaded_trigger: str | None = None
         self.pinned: str | None = settings.pinned_model_version
@@ -60,8 +69,18 @@ class Registry:
         self._history: deque[SwapRecord] = deque(maxlen=settings.swap_history_size)
 
     @property
+    def current(self) -> LoadedModel | None:
+        """The serving model (read it once per request)."""
+        serving = self.serving
+        return serving.loaded if serving else None
+
+    @current.setter
+    def current(self, loaded: LoadedModel | None) -> None:
+        self.serving = Serving(loaded, compile_proba(loaded.model)) if loaded else None
+
+    @property
     def ready(self) -> bool:
-        return self.current is not None
+        return self.serving is not None
 
     @property
     def version(self) -> str | None:

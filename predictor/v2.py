@@ -72,8 +72,9 @@ def infer(model_name: str) -> Response:
         raise bad_field("parameters", "expected an object")
     wanted = _requested_outputs(body.get("outputs"))
     rows = _rows(body.get("inputs"), registry.settings.max_batch_size)
-    loaded = serving()
-    class_ids, proba = run_model(loaded, rows)
+    model = serving()
+    class_ids, proba = run_model(model, rows)
+    version = model.loaded.version
     tensors = {
         "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": class_ids},
         "predict_proba": {
@@ -81,11 +82,11 @@ def infer(model_name: str) -> Response:
             "data": [p for row in proba for p in row],
         },
     }  # fmt: skip
-    answer: dict[str, Any] = {"model_name": model_name, "model_version": loaded.version}
+    answer: dict[str, Any] = {"model_name": model_name, "model_version": version}
     if "id" in body:
         answer["id"] = body["id"]
     answer["outputs"] = [tensors[name] for name in wanted]
-    return json_response(answer, loaded.version)
+    return json_response(answer, version)
 
 
 def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
