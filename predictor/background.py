@@ -48,20 +48,31 @@ def start(app: Flask) -> Background:
     if EXTENSION in app.extensions:
         return app.extensions[EXTENSION]
     registry, settings = app.extensions["registry"], app.extensions["settings"]
-    sched = reconcile.scheduler(registry, settings)
+    sched = reconcile.scheduler()
+    events = _subscriber(registry, settings, sched) if settings.model_events_enabled else None
+    interval = reconcile.interval(settings, events=events is not None)
+    reconcile.schedule(sched, registry, interval)
     sched.start()
-    events = None
-    if settings.model_events_enabled:
-        events = ModelEvents(registry, settings, on_reconnect=lambda: reconcile.run_now(sched, registry))
-        events.start()  # subscribe before the first listing, so nothing published after it is missed
     stopping = threading.Event()
     loader = threading.Thread(
         target=reconcile.initial_load, args=(registry, settings, stopping), name="model-startup-load", daemon=True
     )
     loader.start()
     background = app.extensions[EXTENSION] = Background(stopping, loader, sched, events)
-    log.info("background started", extra={"events": bool(events), "interval_s": reconcile.interval(settings)})
+    log.info("background started", extra={"events": events is not None, "interval_s": interval})
     return background
+
+
+def _subscriber(registry: Any, settings: PredictorSettings, sched: BackgroundScheduler) -> ModelEvents | None:
+    """Start the subscriber (before the first listing, so nothing published after it is missed); None if it
+    cannot even be built (no credentials, say): the worker still serves, reconciling on the short interval."""
+    try:
+        events = ModelEvents(registry, settings, on_reconnect=lambda: reconcile.run_now(sched, registry))
+    except Exception:
+        log.exception("model events unavailable; falling back to RECONCILE_INTERVAL_WITHOUT_EVENTS polling")
+        return None
+    events.start()
+    return events
 
 
 def stop(app: Flask) -> None:

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -170,8 +170,15 @@ def subscription_id(settings: PredictorSettings, pid: int | None = None) -> str:
 class ModelEvents:
     """One worker's own subscription and streaming pull, kept alive by a supervisor thread."""
 
-    def __init__(self, registry: Offers, settings: PredictorSettings, on_reconnect: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        registry: Offers,
+        settings: PredictorSettings,
+        on_reconnect: Callable[[], None],
+        offer_retry_delays: Sequence[float] = OFFER_RETRY_DELAYS,
+    ) -> None:
         self._registry, self._settings, self._on_reconnect = registry, settings, on_reconnect
+        self._retry_delays = tuple(offer_retry_delays)
         self._trouble = threading.Event()  # the channel failed since the last successful probe
         self._client = self._new_client()
         self.subscription = self._client.subscription_path(settings.google_cloud_project, subscription_id(settings))
@@ -196,9 +203,12 @@ class ModelEvents:
                 future.result(timeout=max(0.1, deadline - time.monotonic()))
             except Exception as e:  # the stream's own error, or a timeout: nothing left to do about it
                 log.info("model events stream ended: %s", e)
-        self._thread.join(max(0.1, deadline - time.monotonic()))
-        with self._client:
-            self._delete_subscription(max(0.5, deadline - time.monotonic()))
+        if self._thread.ident is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        with self._lock:
+            client = self._client
+        with client:
+            self._delete_subscription(client, max(0.5, deadline - time.monotonic()))
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -308,9 +318,9 @@ class ModelEvents:
         except gexc.AlreadyExists:
             pass
 
-    def _delete_subscription(self, timeout: float) -> None:
+    def _delete_subscription(self, client: pubsub_v1.SubscriberClient, timeout: float) -> None:
         try:
-            self._client.delete_subscription(subscription=self.subscription, timeout=timeout, retry=None)
+            client.delete_subscription(subscription=self.subscription, timeout=timeout, retry=None)
             log.info("model events: deleted subscription", extra={"subscription": self.subscription})
         except gexc.NotFound:
             pass
@@ -347,7 +357,7 @@ class ModelEvents:
 
     def _offer(self, event: ModelEvent) -> bool:
         """Offer `event` to the registry; retry while the store is unavailable. False: give up for now."""
-        for delay in (*OFFER_RETRY_DELAYS, None):
+        for delay in (*self._retry_delays, None):
             try:
                 record = self._registry.offer(event.name, event.generation, "notification", event.finalized_at)
             except StoreUnavailable as e:

@@ -34,11 +34,9 @@ class Reconciles(Protocol):
     def ready(self) -> bool: ...
 
 
-def interval(settings: PredictorSettings) -> float:
-    """Seconds between reconciles: short when the poll is the only trigger."""
-    if settings.model_events_enabled:
-        return settings.reconcile_interval
-    return settings.reconcile_interval_without_events
+def interval(settings: PredictorSettings, events: bool) -> float:
+    """Seconds between reconciles: short when the poll is the only trigger (no subscriber running)."""
+    return settings.reconcile_interval if events else settings.reconcile_interval_without_events
 
 
 def reconcile_once(registry: Reconciles, trigger: str = "reconcile") -> Any:
@@ -66,14 +64,14 @@ def initial_load(registry: Reconciles, settings: PredictorSettings, stop: thread
     return False
 
 
-def scheduler(registry: Reconciles, settings: PredictorSettings) -> BackgroundScheduler:
-    """A (not yet started) scheduler with the interval reconcile job."""
-    sched = BackgroundScheduler(timezone=UTC, daemon=True, job_defaults={"misfire_grace_time": None})
-    seconds = interval(settings)
-    sched.add_job(
-        reconcile_once, "interval", seconds=seconds, args=(registry,), id=JOB_ID, max_instances=1, coalesce=True
-    )
-    return sched
+def scheduler() -> BackgroundScheduler:
+    """A scheduler whose late jobs still run (once, coalesced); not started yet."""
+    return BackgroundScheduler(timezone=UTC, daemon=True, job_defaults={"misfire_grace_time": None, "coalesce": True})
+
+
+def schedule(sched: BackgroundScheduler, registry: Reconciles, seconds: float) -> None:
+    """Add the interval reconcile job (first run one interval from now; startup is initial_load's)."""
+    sched.add_job(reconcile_once, "interval", seconds=seconds, args=(registry,), id=JOB_ID, max_instances=1)
 
 
 def run_now(sched: BackgroundScheduler, registry: Reconciles) -> None:

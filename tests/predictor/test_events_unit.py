@@ -1,0 +1,145 @@
+"""Offline pieces of the model events: notification parsing, subscription names, the dedupe set, the fallback."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from predictor import background, reconcile
+from predictor.app import create_app
+from predictor.events import Malformed, ModelEvent, SeenEvents, parse, subscription_id
+from predictor.settings import PredictorSettings
+
+BUCKET = "iris-models"
+NAME = "models/model-20260101T000000000000Z.pkl"
+PUBLISHED = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
+VALID_ID = re.compile(r"^(?!goog)[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
+
+
+def settings_with(**values: Any) -> PredictorSettings:
+    return PredictorSettings(**{"model_signing_key": "k", **values})
+
+
+def attributes(**extra: str) -> dict[str, str]:
+    base = {
+        "bucketId": BUCKET,
+        "objectId": NAME,
+        "objectGeneration": "1767225600123456",
+        "eventType": "OBJECT_FINALIZE",
+        "payloadFormat": "JSON_API_V1",
+    }
+    return base | extra
+
+
+def test_parse_reads_a_finalize_of_a_model_with_its_creation_time() -> None:
+    data = json.dumps({"timeCreated": "2026-01-01T00:00:01.250Z", "updated": "2026-01-01T00:00:02Z"}).encode()
+    event = parse(attributes(), data, PUBLISHED, BUCKET)
+    assert event == ModelEvent(BUCKET, NAME, 1767225600123456, datetime(2026, 1, 1, 0, 0, 1, 250000, tzinfo=UTC))
+    assert event.key == (BUCKET, NAME, 1767225600123456)
+
+
+@pytest.mark.parametrize(
+    ("data", "payload_format"),
+    [(b"", "NONE"), (b"\xff not json", "JSON_API_V1"), (b"[1]", "JSON_API_V1"), (b'{"updated": 5}', "JSON_API_V1")],
+)
+def test_parse_falls_back_to_the_publish_time(data: bytes, payload_format: str) -> None:
+    event = parse(attributes(payloadFormat=payload_format), data, PUBLISHED, BUCKET)
+    assert event is not None
+    assert event.finalized_at == PUBLISHED
+
+
+def test_parse_uses_updated_and_assumes_utc_for_naive_stamps() -> None:
+    event = parse(attributes(), b'{"updated": "2026-01-01T00:00:03"}', PUBLISHED, BUCKET)
+    assert event is not None
+    assert event.finalized_at == datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"eventType": "OBJECT_DELETE"},
+        {"eventType": "OBJECT_METADATA_UPDATE"},
+        {"bucketId": "another-bucket"},
+        {"objectId": "data/iris.csv"},
+        {"objectId": "models/claims/20260101.json"},
+        {"objectId": "models/model-latest.pkl"},
+        {"objectId": "models/model-20260101T000000000000Z.pkl.tmp"},
+    ],
+)
+def test_parse_ignores_other_events_buckets_and_objects(extra: dict[str, str]) -> None:
+    assert parse(attributes(**extra), b"{}", PUBLISHED, BUCKET) is None
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {},
+        {k: v for k, v in attributes().items() if k != "objectGeneration"},
+        attributes(objectGeneration=""),
+        attributes(objectGeneration="12ab"),
+        attributes(objectGeneration="-1"),
+        attributes(objectId=""),
+    ],
+)
+def test_parse_rejects_malformed_attributes(attrs: dict[str, str]) -> None:
+    with pytest.raises(Malformed):
+        parse(attrs, b"\x00", PUBLISHED, BUCKET)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "pod"),
+    [
+        ("predictor", "iris-predictor-7d9f8-abcde"),
+        ("predictor", "pod/with spaces:and*stars"),
+        ("1numeric", "x"),
+        ("google", "pod"),
+        ("p", "p" * 400),
+        ("-", ""),
+    ],
+)
+def test_subscription_ids_are_valid_and_unique(prefix: str, pod: str) -> None:
+    settings = settings_with(subscription_prefix=prefix, pod_name=pod)
+    ids = {subscription_id(settings, pid=4242) for _ in range(20)}
+    assert len(ids) == 20
+    for name in ids:
+        assert VALID_ID.match(name), name
+        assert re.search(r"-4242-[0-9a-f]{8}$", name), name
+
+
+def test_seen_events_is_a_bounded_lru() -> None:
+    seen = SeenEvents(size=3)
+    for generation in (1, 2, 3):
+        seen.add(("b", "o", generation))
+    assert ("b", "o", 1) in seen  # touching 1 makes 2 the oldest
+    seen.add(("b", "o", 4))
+    assert ("b", "o", 2) not in seen
+    assert all(("b", "o", g) in seen for g in (1, 3, 4))
+
+
+def test_interval_is_short_without_a_subscriber() -> None:
+    settings = settings_with(reconcile_interval=60, reconcile_interval_without_events=5)
+    assert (reconcile.interval(settings, events=True), reconcile.interval(settings, events=False)) == (60, 5)
+
+
+def test_a_subscriber_that_cannot_be_built_falls_back_to_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No emulator host and no usable credentials: the worker still starts and polls on the short interval."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")  # fails before any I/O
+    settings = settings_with(
+        storage_emulator_host="127.0.0.1:9",
+        gcs_retry_deadline=0.2,
+        pubsub_emulator_host=None,
+        reconcile_interval_without_events=7,
+    )
+    app: Flask = create_app(settings)
+    state = background.start(app)
+    try:
+        assert state.events is None
+        assert state.scheduler.get_job(reconcile.JOB_ID).trigger.interval.total_seconds() == 7
+    finally:
+        background.stop(app)
+    assert not state.scheduler.running
