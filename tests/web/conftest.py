@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -109,11 +110,13 @@ def predictor(common_env: dict[str, str], first_model: Lineage, tmp_path: Path) 
 
 
 class Console:
-    """What the page reported: uncaught errors and HTTP error responses."""
+    """What the page did: uncaught errors, HTTP error responses and the hosts it sent requests to."""
 
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
         self.failed: list[str] = []
+        self.origins: set[str] = set()
+        page.on("request", lambda r: self.origins.add(urlsplit(r.url).netloc))
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.on("requestfailed", lambda r: self.failed.append(f"failed {r.url}"))

@@ -67,6 +67,7 @@ def test_predict_and_watch_a_hot_swap_land(
     screenshot(page, tmp_path, "predict-and-swap-desktop")
     assert console.errors == []
     assert console.failed == []
+    assert console.origins == {predictor.host}, "the page fetched something the app does not serve"
 
 
 def test_errors_examples_and_rejections_on_a_phone(
