@@ -56,9 +56,10 @@ ACK_DEADLINE_S = 30
 SEEN_SIZE = 1024
 OFFER_RETRY_DELAYS = (1.0, 2.0, 4.0)
 """Sleeps between offers while the store is unavailable; after the last one the message is nacked."""
-RESUBSCRIBE_BACKOFF = (0.25, 3.0)
+RESUBSCRIBE_BACKOFF = (0.25, 5.0)
 """Initial and maximum delay between resubscribe attempts."""
 RETIRE_TIMEOUT_S = 15.0
+"""How long a replaced client waits for its old stream to shut down before closing the channel anyway."""
 PROBE_INTERVAL_S = 1.0
 """While the channel is failing, how often the supervisor checks that the subscription still exists."""
 FINALIZE = "OBJECT_FINALIZE"
@@ -232,6 +233,8 @@ class ModelEvents:
             except Exception as e:  # NotFound after an emulator restart, Unavailable, PermissionDenied, ...
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("model events: %s; resubscribing in %.2f s", self.last_error, delay)
+            if self._stop.is_set():
+                return
             catch_up = True
             self._renew_client()
             delay = RESUBSCRIBE_BACKOFF[0] if time.monotonic() - started > 30 else delay

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,7 +171,8 @@ def test_resubscribes_after_an_emulator_restart(
         first = publish_model(store, fitted_model)
         wait_for(lambda: registry.version == first.version, 5, "the first swap")
 
-        pubsub.stop()
+        os.killpg(pubsub.process.pid, signal.SIGKILL)  # a crash: its own process group, started by this test
+        pubsub.stop()  # reaps the group
         restarted = emulators.start_pubsub_emulator(pubsub.port, tmp_path / "pubsub-2.log")
         assert restarted is not None
         pubsub.process = restarted.process  # the fixture stops the new process

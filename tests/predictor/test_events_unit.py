@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from core.errors import StoreUnavailable
 from predictor import background, reconcile
 from predictor.app import create_app
 from predictor.events import Malformed, ModelEvent, SeenEvents, parse, subscription_id
 from predictor.settings import PredictorSettings
+from tests.predictor.events_fixtures import wait_for
 
 BUCKET = "iris-models"
 NAME = "models/model-20260101T000000000000Z.pkl"
@@ -143,3 +148,54 @@ def test_a_subscriber_that_cannot_be_built_falls_back_to_polling(monkeypatch: py
     finally:
         background.stop(app)
     assert not state.scheduler.running
+
+
+class Recorder:
+    """A registry stand-in that records reconciles; it becomes ready on the `ready_after`-th call."""
+
+    def __init__(self, ready_after: int = 1, unavailable: int = 0) -> None:
+        self.calls: list[tuple[str, float]] = []
+        self._ready_after, self._unavailable = ready_after, unavailable
+
+    @property
+    def ready(self) -> bool:
+        return len(self.calls) >= self._ready_after
+
+    def reconcile(self, trigger: str = "reconcile") -> None:
+        self.calls.append((trigger, time.monotonic()))
+        if len(self.calls) <= self._unavailable:
+            raise StoreUnavailable("GCS unavailable: test")
+
+
+def test_run_now_reconciles_at_once_and_requests_coalesce() -> None:
+    recorder = Recorder()
+    sched = reconcile.scheduler()
+    reconcile.schedule(sched, recorder, 300)
+    sched.start()
+    try:
+        reconcile.run_now(sched, recorder)
+        wait_for(lambda: len(recorder.calls) == 1, 2, "the immediate reconcile")
+        assert recorder.calls[0][0] == "reconcile"
+        assert sched.get_job(reconcile.JOB_ID) is not None  # the interval job stays
+    finally:
+        sched.shutdown(wait=False)
+
+
+def test_initial_load_backs_off_exponentially_up_to_the_cap_and_survives_errors() -> None:
+    recorder = Recorder(ready_after=5, unavailable=2)
+    settings = settings_with(load_retry_max=0.8)
+    assert reconcile.initial_load(recorder, settings, threading.Event())
+    assert [trigger for trigger, _ in recorder.calls] == ["startup"] * 5
+    gaps = [b[1] - a[1] for a, b in itertools.pairwise(recorder.calls)]
+    for gap, expected in zip(gaps, [0.5, 0.8, 0.8, 0.8], strict=True):  # 0.5 s, doubled, capped by LOAD_RETRY_MAX
+        assert expected <= gap < expected + 0.3
+
+
+def test_initial_load_stops_promptly() -> None:
+    stop = threading.Event()
+    loader = threading.Thread(target=reconcile.initial_load, args=(Recorder(ready_after=99), settings_with(), stop))
+    loader.start()
+    time.sleep(0.2)
+    stop.set()
+    loader.join(1)
+    assert not loader.is_alive()
