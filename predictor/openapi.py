@@ -114,7 +114,7 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "string"},
-                "parameters": {"type": "object"},
+                "parameters": _ref("Parameters"),
                 "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": _ref("InputTensor")},
                 "outputs": {"type": "array", "minItems": 1, "items": _ref("RequestedOutput")},
             },
@@ -127,7 +127,7 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
                 "name": {"type": "string"},
                 "shape": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer"}},
                 "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
-                "parameters": {"type": "object"},
+                "parameters": _ref("Parameters"),
                 "data": {
                     "type": "array",
                     "minItems": 1,
@@ -140,7 +140,7 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
             "type": "object",
             "required": ["name"],
             "additionalProperties": False,
-            "properties": {"name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": {"type": "object"}},
+            "properties": {"name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": _ref("Parameters")},
         },
         "InferResponse": {
             "type": "object",
@@ -166,6 +166,11 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
                     },
                 }
             },
+        },
+        "Parameters": {
+            "type": "object",
+            "description": "OIP parameters: string, number or boolean values.",
+            "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
         },
         "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "SwapRecord": {

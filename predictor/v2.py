@@ -68,8 +68,7 @@ def infer(model_name: str) -> Response:
     _only(body, _REQUEST_KEYS, "")
     if "id" in body and type(body["id"]) is not str:
         raise bad_field("id", "expected a string")
-    if "parameters" in body and type(body["parameters"]) is not dict:
-        raise bad_field("parameters", "expected an object")
+    _parameters(body, "")
     wanted = _requested_outputs(body.get("outputs"))
     rows = _rows(body.get("inputs"), registry.settings.max_batch_size)
     model = serving()
@@ -95,6 +94,16 @@ def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
         raise bad_field(f"{where}{extra[0]}", "unknown field")
 
 
+def _parameters(obj: dict[str, Any], where: str) -> None:
+    """OIP parameters: an object whose values are strings, numbers or booleans."""
+    parameters = obj.get("parameters", {})
+    if type(parameters) is not dict:
+        raise bad_field(f"{where}parameters", "expected an object")
+    for key, value in parameters.items():
+        if type(value) not in (str, int, float, bool):
+            raise bad_field(f"{where}parameters.{key}", "expected a string, number or boolean")
+
+
 def _requested_outputs(requested: Any) -> list[str]:
     if requested is None:
         return list(OUTPUTS)
@@ -105,8 +114,7 @@ def _requested_outputs(requested: Any) -> list[str]:
         if type(item) is not dict or item.get("name") not in OUTPUTS:
             raise bad_field(f"outputs[{index}].name", f"expected one of {', '.join(OUTPUTS)}")
         _only(item, {"name", "parameters"}, f"outputs[{index}].")
-        if type(item.get("parameters", {})) is not dict:
-            raise bad_field(f"outputs[{index}].parameters", "expected an object")
+        _parameters(item, f"outputs[{index}].")
         names.append(item["name"])
     return names
 
@@ -121,8 +129,7 @@ def _rows(tensors: Any, limit: int) -> inputs.Rows:
             raise bad_field(f"inputs[0].{key}", "missing field")
     if type(tensor["name"]) is not str:
         raise bad_field("inputs[0].name", "expected a string")
-    if type(tensor.get("parameters", {})) is not dict:
-        raise bad_field("inputs[0].parameters", "expected an object")
+    _parameters(tensor, "inputs[0].")
     if tensor["datatype"] not in ("FP32", "FP64"):
         raise bad_field("inputs[0].datatype", "expected FP32 or FP64")
     count = _batch_size(tensor["shape"], limit)
