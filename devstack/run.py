@@ -143,7 +143,8 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
     stack.spawn("trainer-scheduler", [py, "-m", "trainer", "--schedule"], env)
     stack.spawn("predictor", [py, "-m", "predictor"], env, cfg.port)
     function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "on_upload",
-                    "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(cfg.stack_function_port)]  # fmt: skip
+                    "--signature-type", "cloudevent", "--host", "127.0.0.1",
+                    "--port", str(cfg.stack_function_port)]  # fmt: skip
     stack.spawn("function", function_cmd, env | {"PYTHONPATH": str(Path.cwd())}, cfg.stack_function_port)
     if events:
         url = f"http://127.0.0.1:{cfg.stack_function_port}/"

@@ -36,7 +36,7 @@ def fitted_model() -> Pipeline:
 @pytest.fixture
 def common_env(gcs_emulator: Service, bucket_name: str) -> dict[str, str]:
     """Environment for a subprocess (trainer, predictor, function) pointed at this test's bucket."""
-    env = {
+    return {
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "GCS_BUCKET": bucket_name,
         "STORAGE_EMULATOR_HOST": gcs_emulator.host,
@@ -44,7 +44,6 @@ def common_env(gcs_emulator: Service, bucket_name: str) -> dict[str, str]:
         "MODEL_EVENTS_TOPIC": TOPIC,
         "GCS_RETRY_DEADLINE": "5",
     }
-    return env
 
 
 @pytest.fixture
