@@ -63,6 +63,8 @@ RETIRE_TIMEOUT_S = 15.0
 PROBE_INTERVAL_S = 1.0
 """While the channel is failing, how often the supervisor checks that the subscription still exists."""
 FINALIZE = "OBJECT_FINALIZE"
+MAX_GENERATION = 2**63 - 1
+"""GCS object generations are positive 64-bit integers."""
 REQUIRED_ATTRIBUTES = ("bucketId", "objectId", "objectGeneration", "eventType")
 
 
@@ -103,8 +105,9 @@ def parse(attributes: Mapping[str, str], data: bytes, publish_time: datetime | N
         raise Malformed(f"missing attributes {missing}")
     if event_type != FINALIZE or bucket_id != bucket or layout.model_version(name) is None:
         return None
-    if not generation.isdigit():
-        raise Malformed(f"objectGeneration {generation[:40]!r} is not a number")
+    # isdigit() alone accepts "²" (int() fails) and numbers GCS refuses: a generation is a positive int64
+    if not (generation.isascii() and generation.isdigit()) or not 0 < int(generation) <= MAX_GENERATION:
+        raise Malformed(f"objectGeneration {generation[:40]!r} is not a GCS generation")
     finalized = _finalized_at(data) if attributes.get("payloadFormat") == "JSON_API_V1" else None
     return ModelEvent(bucket_id, name, int(generation), finalized or publish_time)
 
