@@ -63,9 +63,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write_line(f"(written to {path})")
 
 
-def start_pods(stack: Stack, names: list[str], version: str, **env: str) -> list[Pod]:
-    """Start pods in parallel and wait until every worker of each serves `version`."""
-    pods = [stack.start_pod(name, **env) for name in names]
+def start_pods(stack: Stack, names: list[str], version: str, per_pod: dict[str, dict[str, str]] | None = None,
+               **env: str) -> list[Pod]:  # fmt: skip
+    """Start pods in parallel (`per_pod` adds settings by name) and wait until every worker serves `version`."""
+    pods = [stack.start_pod(name, **(env | (per_pod or {}).get(name, {}))) for name in names]
     for pod in pods:
         pod.wait_ready(90)
         pod.wait_serving(version, 60)

@@ -35,6 +35,8 @@ class Answer:
     body_version: str | None
     latency: float
     error: str = ""
+    fresh: bool = False
+    """Sent on a new connection (else on a kept-alive one)."""
 
     @property
     def ok(self) -> bool:
@@ -50,7 +52,8 @@ def call(session: requests.Session | None, url: str, body: Any) -> Answer:
         headers = {} if session is not None else {"Connection": "close"}
         resp = post(url, json=body, headers=headers, timeout=TIMEOUT)
     except requests.RequestException as e:
-        return Answer(started, url, 0, None, None, time.monotonic() - started, type(e).__name__)
+        error = f"{type(e).__name__}: {e}"[:300]
+        return Answer(started, url, 0, None, None, time.monotonic() - started, error, session is None)
     latency = time.monotonic() - started
     try:
         payload = resp.json()
@@ -58,7 +61,8 @@ def call(session: requests.Session | None, url: str, body: Any) -> Answer:
         payload = None
     body_version = payload.get("model_version") if isinstance(payload, dict) else None
     error = "" if resp.status_code == 200 else resp.text[:200]
-    return Answer(started, url, resp.status_code, resp.headers.get("X-Model-Version"), body_version, latency, error)
+    version = resp.headers.get("X-Model-Version")
+    return Answer(started, url, resp.status_code, version, body_version, latency, error, session is None)
 
 
 class Load:

@@ -30,6 +30,7 @@ from tests.conftest import SIGNING_KEY
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fault-project"
 ADMIN_TOKEN = "fault-admin-token"
+TEARDOWN_GRACE = 2.0
 T = TypeVar("T")
 
 
@@ -152,10 +153,20 @@ class Pod:
         wait_for(lambda: self.status("/v2/health/ready") == 200 or self._died(), timeout, f"pod {self.name} ready")
         assert self.service.alive(), f"pod {self.name} exited:\n{self.service.log_tail()}"
 
+    @property
+    def workers(self) -> int:
+        return int(self.env["WEB_CONCURRENCY"])
+
+    def all_serving(self, version: str) -> bool:
+        """Every worker serves `version`: the pod's livesum gauge, confirmed by answers over new connections."""
+        from tests.faults.metrics_text import serving
+
+        return serving(self.url) == {version: self.workers} and self.served(4) == {version}
+
     def wait_serving(self, version: str, timeout: float = 30) -> float:
-        """Poll until every answer comes from `version`; returns the seconds waited."""
+        """Poll until every worker serves `version`; returns the seconds waited."""
         started = time.monotonic()
-        wait_for(lambda: self.served() == {version}, timeout, f"pod {self.name} serving {version}", interval=0.1)
+        wait_for(lambda: self.all_serving(version), timeout, f"pod {self.name} serving {version}", interval=0.1)
         return time.monotonic() - started
 
     def terminate(self) -> None:
@@ -256,10 +267,11 @@ class Stack:
         self.pods.remove(pod)
 
     def stop(self) -> None:
-        """Stop every project process at once (each waits for its own graceful exit), then the emulators."""
+        """Teardown: every project process at once, SIGKILLed after TEARDOWN_GRACE s (graceful exits have their
+        own check), then the emulators."""
         services = [*self.others, *(p.service for p in self.pods)]
         with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
-            list(pool.map(lambda s: s.stop(timeout=30), services))
+            list(pool.map(lambda s: s.stop(timeout=TEARDOWN_GRACE), services))
         self.emu.stop()
 
 

@@ -1,0 +1,101 @@
+"""Check 1: the Pub/Sub emulator killed mid-load and restarted EMPTY on the same port.
+
+Two pods on their own stack: `fast` reconciles every 5 s, `slow` every 300 s. A model published while Pub/Sub is
+down must reach `fast` within one reconcile interval; `slow` catches up with the reconcile that follows its
+resubscription. Every worker recreates its subscription on the new emulator, and a model published 15 s after the
+restart reaches `slow` by notification.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sklearn.pipeline import Pipeline
+
+from tests.faults.conftest import start_pods
+from tests.faults.load import running
+from tests.faults.report import Row
+from tests.faults.stack import Pod, Stack, start_stack, wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+FAST_INTERVAL, SLOW_INTERVAL, WORKERS = 5, 300, 2
+BACK_FOR = 15.0
+"""Seconds after the restart at which the long outage's notification check publishes its model (the short one
+publishes as soon as every subscription is back)."""
+
+
+@pytest.fixture(scope="module")
+def outage_stack(tmp_path_factory: pytest.TempPathFactory, fitted_model: Pipeline) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("faults-pubsub"))
+    try:
+        version = stack.store().publish(fitted_model, data_fingerprint="pubsub-0", row_count=150, metrics={}).version
+        intervals = {"fast": str(FAST_INTERVAL), "slow": str(SLOW_INTERVAL)}
+        start_pods(stack, ["fast", "slow"], version, {k: {"RECONCILE_INTERVAL": v} for k, v in intervals.items()})
+        yield stack
+    finally:
+        stack.stop()
+
+
+def publish(stack: Stack, model: Pipeline, tag: str) -> tuple[str, float]:
+    version = stack.store().publish(model, data_fingerprint=tag, row_count=150, metrics={}).version
+    return version, time.monotonic()
+
+
+def served_by(pod: Pod, version: str, since: float, timeout: float) -> float:
+    """Seconds from `since` until every worker of `pod` serves `version`."""
+    pod.wait_serving(version, timeout)
+    return time.monotonic() - since
+
+
+def triggers(pod: Pod, version: str, tries: int = 12) -> set[str]:
+    """How the workers we reach came to serve `version` (startup / notification / reconcile / admin)."""
+    found = set()
+    for _ in range(tries):
+        info = pod.model()
+        found |= {h["trigger"] for h in info["history"] if h["version"] == version and h["outcome"] == "swapped"}
+    return found
+
+
+def outage(stack: Stack, model: Pipeline, row: Row, down_for: float, back_for: float) -> None:
+    """Pub/Sub down for `down_for` s, then a model published `back_for` s after the restart."""
+    fast, slow = stack.pods
+    subscriptions = stack.emu.subscriptions()
+    assert len(subscriptions) == 2 * WORKERS
+    with running([fast.url, slow.url], threads=4, pause=0.05, max_seconds=down_for + 120) as load:
+        try:
+            stack.emu.stop_pubsub()
+            down_at = time.monotonic()
+            during, published = publish(stack, model, f"pubsub-down-{down_for}")
+            fast_delay = served_by(fast, during, published, FAST_INTERVAL + 10)
+            row.note(f"down {down_for:.0f} s; model published while down served by fast pod after {fast_delay:.1f} s "
+                     f"(interval {FAST_INTERVAL} s)")  # fmt: skip
+            time.sleep(max(0.0, down_for - (time.monotonic() - down_at)))
+            stack.emu.restart_pubsub()
+            back_at = time.monotonic()
+            wait_for(lambda: stack.emu.subscriptions() == subscriptions, 30, "every subscription recreated")
+            row.note(f"{len(subscriptions)} subscriptions recreated {time.monotonic() - back_at:.1f} s after restart")
+            row.note(f"slow pod caught up {served_by(slow, during, back_at, 30):.1f} s after restart")
+            time.sleep(max(0.0, back_for - (time.monotonic() - back_at)))
+            after, published = publish(stack, model, f"pubsub-back-{down_for}")
+            notified = [served_by(pod, after, published, 60) for pod in (slow, fast)]
+            slow_triggers = triggers(slow, after)
+            row.note(f"model published {time.monotonic() - back_at - max(notified):.0f} s after restart served in "
+                     f"{max(notified):.1f} s by "
+                     f"{'/'.join(sorted(slow_triggers))}")  # fmt: skip
+        finally:
+            load.stop()
+            row.add_load(load.sent, len(load.failures()), load.versions())
+    assert load.failures() == []
+    assert fast_delay <= FAST_INTERVAL + 10
+    assert slow_triggers == {"notification"}
+    assert all(pod.service.alive() for pod in stack.pods)
+
+
+def test_pubsub_down_5s(outage_stack: Stack, fitted_model: Pipeline, row: Row) -> None:
+    outage(outage_stack, fitted_model, row, 5.0, 0.0)
+
+
+def test_pubsub_down_90s_beyond_gcs_publish_retry(outage_stack: Stack, fitted_model: Pipeline, row: Row) -> None:
+    outage(outage_stack, fitted_model, row, 90.0, BACK_FOR)
