@@ -7,7 +7,6 @@ session the table is printed and written to test-output/faults/report.md.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 from sklearn.pipeline import Pipeline
@@ -18,7 +17,6 @@ from tests.faults.stack import Pod, Stack, start_stack
 
 ROWS = pytest.StashKey[list[Row]]()
 DURATION = pytest.StashKey[list[float]]()
-HERE = Path(__file__).parent
 
 
 def _ours(nodeid: str) -> bool:
@@ -63,23 +61,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write_line(f"(written to {path})")
 
 
-def start_pods(stack: Stack, names: list[str], version: str, per_pod: dict[str, dict[str, str]] | None = None,
-               **env: str) -> list[Pod]:  # fmt: skip
-    """Start pods in parallel (`per_pod` adds settings by name) and wait until every worker serves `version`."""
-    pods = [stack.start_pod(name, **(env | (per_pod or {}).get(name, {}))) for name in names]
-    for pod in pods:
-        pod.wait_ready(90)
-        pod.wait_serving(version, 60)
-    return pods
-
-
 @pytest.fixture(scope="session")
 def main_stack(tmp_path_factory: pytest.TempPathFactory, fitted_model: Pipeline) -> Iterator[Stack]:
     """Emulators, a bucket with one published model and two ready pods (long reconcile interval)."""
     stack = start_stack(tmp_path_factory.mktemp("faults-main"))
     try:
         lineage = stack.store().publish(fitted_model, data_fingerprint="faults-initial", row_count=150, metrics={})
-        start_pods(stack, ["main-a", "main-b"], lineage.version, RECONCILE_INTERVAL="300", WORKER_TIMEOUT="8")
+        stack.start_pods(["main-a", "main-b"], lineage.version, RECONCILE_INTERVAL="300", WORKER_TIMEOUT="8")
         yield stack
     finally:
         stack.stop()

@@ -8,6 +8,7 @@ after `max_requests` or `max_seconds`, or when `stop()` is called.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -44,13 +45,22 @@ class Answer:
         return self.status == 200 and bool(self.header_version) and consistent and not self.error
 
 
-def call(session: requests.Session | None, url: str, body: Any) -> Answer:
-    """POST `body` as JSON to `url` (on `session`, or on a new connection) and record the answer."""
+def trickle(data: bytes, chunks: int, pause: float) -> Iterator[bytes]:
+    """`data` in `chunks` pieces, `pause` seconds apart (sent chunked: a slow client)."""
+    step = len(data) // chunks + 1
+    for start in range(0, len(data), step):
+        time.sleep(pause)
+        yield data[start : start + step]
+
+
+def call(session: requests.Session | None, url: str, body: Any, chunks: int = 0, pause: float = 0.0) -> Answer:
+    """POST `body` as JSON to `url` (on `session`, or on a new connection; trickled when `chunks`) and record it."""
     started = time.monotonic()
     try:
         post = session.post if session is not None else requests.post
-        headers = {} if session is not None else {"Connection": "close"}
-        resp = post(url, json=body, headers=headers, timeout=TIMEOUT)
+        headers = {"Content-Type": "application/json"} | ({} if session is not None else {"Connection": "close"})
+        data = json.dumps(body).encode()
+        resp = post(url, data=trickle(data, chunks, pause) if chunks else data, headers=headers, timeout=TIMEOUT)
     except requests.RequestException as e:
         error = f"{type(e).__name__}: {e}"[:300]
         return Answer(started, url, 0, None, None, time.monotonic() - started, error, session is None)

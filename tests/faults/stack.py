@@ -262,6 +262,15 @@ class Stack:
         self.pods.append(pod)
         return pod
 
+    def start_pods(self, names: list[str], version: str, per_pod: dict[str, dict[str, str]] | None = None,
+                   **env: str) -> list[Pod]:  # fmt: skip
+        """Start pods in parallel (`per_pod` adds settings by name) and wait until every worker serves `version`."""
+        pods = [self.start_pod(name, **(env | (per_pod or {}).get(name, {}))) for name in names]
+        for pod in pods:
+            pod.wait_ready(90)
+            pod.wait_serving(version, 60)
+        return pods
+
     def stop_pod(self, pod: Pod) -> None:
         pod.stop()
         self.pods.remove(pod)

@@ -15,6 +15,8 @@ from tests.faults.stack import Pod, Stack, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 MAX_BATCH_SIZE, GRACEFUL_TIMEOUT, SENDERS = 1000, 15, 8
+CHUNKS, CHUNK_PAUSE = 8, 0.03
+"""Each batch body is trickled in 8 chunks 30 ms apart: a request stays in flight for a quarter second or more."""
 PRE_STOP = 0.05
 """Seconds between the last new request and SIGTERM: the preStop sleep in miniature. Without it, a connection that
 is still in gunicorn's listen backlog when SIGTERM arrives is reset (never accepted, so never in flight)."""
@@ -38,7 +40,7 @@ def test_sigterm_completes_in_flight_and_unsubscribes(main_stack: Stack, pods: l
                     if stop.is_set():
                         return
                     sending.add(index)
-                answer = call(session, pod.url + "/predict", BATCH)
+                answer = call(session, pod.url + "/predict", BATCH, chunks=CHUNKS, pause=CHUNK_PAUSE)
                 with lock:
                     answers.append(answer)
                     sending.discard(index)
@@ -62,7 +64,8 @@ def test_sigterm_completes_in_flight_and_unsubscribes(main_stack: Stack, pods: l
         main_stack.stop_pod(pod)
     in_flight = [a for a in answers if a.started < term_at < a.started + a.latency]
     row.add_load(len(answers), sum(not a.ok for a in answers), sorted({a.header_version or "" for a in answers}))
-    row.note(f"{len(in_flight)} batch requests of {MAX_BATCH_SIZE} in flight at SIGTERM (new requests stopped "
+    row.note(f"{len(in_flight)} batch requests of {MAX_BATCH_SIZE} (bodies trickled over "
+             f"{CHUNKS * CHUNK_PAUSE:.2f} s) in flight at SIGTERM (new requests stopped "
              f"{PRE_STOP * 1000:.0f} ms before), all answered; exit "
              f"{exit_code} after {shutdown_s:.1f} s; subscriptions {len(before)} -> {len(after)}")  # fmt: skip
     assert len(ours) == pod.workers

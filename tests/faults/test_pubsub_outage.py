@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 from sklearn.pipeline import Pipeline
 
-from tests.faults.conftest import start_pods
 from tests.faults.load import running
 from tests.faults.report import Row
 from tests.faults.stack import Pod, Stack, start_stack, wait_for
@@ -32,7 +31,7 @@ def outage_stack(tmp_path_factory: pytest.TempPathFactory, fitted_model: Pipelin
     try:
         version = stack.store().publish(fitted_model, data_fingerprint="pubsub-0", row_count=150, metrics={}).version
         intervals = {"fast": str(FAST_INTERVAL), "slow": str(SLOW_INTERVAL)}
-        start_pods(stack, ["fast", "slow"], version, {k: {"RECONCILE_INTERVAL": v} for k, v in intervals.items()})
+        stack.start_pods(["fast", "slow"], version, {k: {"RECONCILE_INTERVAL": v} for k, v in intervals.items()})
         yield stack
     finally:
         stack.stop()

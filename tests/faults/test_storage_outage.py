@@ -17,7 +17,6 @@ import pytest
 import requests
 from sklearn.pipeline import Pipeline
 
-from tests.faults.conftest import start_pods
 from tests.faults.load import PREDICT_BODY, running
 from tests.faults.report import Row
 from tests.faults.stack import ROOT, Stack, start_stack, wait_for
@@ -35,7 +34,7 @@ def storage_stack(tmp_path_factory: pytest.TempPathFactory, fitted_model: Pipeli
         store = stack.store()
         data.seed_iris_csv(store.bucket, store.retry)  # data/ ready: the trainer goes straight to reading it
         version = store.publish(fitted_model, data_fingerprint="gcs-0", row_count=150, metrics={}).version
-        start_pods(stack, ["steady"], version, RECONCILE_INTERVAL="5")
+        stack.start_pods(["steady"], version, RECONCILE_INTERVAL="5")
         yield stack
     finally:
         stack.stop()
