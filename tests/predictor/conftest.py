@@ -42,10 +42,10 @@ def publish(store: ModelStore, model: Pipeline) -> Lineage:
 @pytest.fixture
 def offline_settings() -> PredictorSettings:
     """Settings whose bucket is unreachable (port 9 on loopback): nothing may need it."""
-    return PredictorSettings(
-        model_signing_key="k", storage_emulator_host="127.0.0.1:9", gcs_retry_deadline=0.5,
-        max_batch_size=MAX_BATCH, max_body_bytes=4096, admin_token=ADMIN_TOKEN,
-    )  # fmt: skip
+    return PredictorSettings.model_validate({
+        "model_signing_key": "k", "storage_emulator_host": "127.0.0.1:9", "gcs_retry_deadline": 0.5,
+        "max_batch_size": MAX_BATCH, "max_body_bytes": 4096, "admin_token": ADMIN_TOKEN,
+    })  # fmt: skip
 
 
 @pytest.fixture
@@ -69,7 +69,8 @@ def ready_client(app: Flask, fitted_model: Pipeline) -> FlaskClient:
 @pytest.fixture
 def predictor_settings(common_env: dict[str, str]) -> PredictorSettings:
     values: dict[str, Any] = {k.lower(): v for k, v in common_env.items()}
-    return PredictorSettings(**values, admin_token=ADMIN_TOKEN, model_events_enabled=False, swap_history_size=5)
+    values.update(admin_token=ADMIN_TOKEN, model_events_enabled=False, swap_history_size=5)
+    return PredictorSettings.model_validate(values)
 
 
 @pytest.fixture
@@ -80,7 +81,8 @@ def live_app(predictor_settings: PredictorSettings, store: ModelStore) -> Flask:
 
 @pytest.fixture
 def registry(live_app: Flask) -> Registry:
-    return live_app.extensions["registry"]  # type: ignore[no-any-return]
+    registry: Registry = live_app.extensions["registry"]
+    return registry
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.predictor.conftest import MAX_BATCH, VERSION
 SETOSA, VIRGINICA = list(EXAMPLES["setosa"]), list(EXAMPLES["virginica"])
 
 
-def named(values: list[float]) -> dict[str, float]:
+def named(values: list) -> dict[str, object]:
     return dict(zip(FEATURES, values, strict=True))
 
 

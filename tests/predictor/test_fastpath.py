@@ -60,5 +60,5 @@ def test_a_model_the_shortcut_would_get_wrong_is_not_shortcut() -> None:
     """The load-time comparison, not the structure check, catches a model whose own answers differ."""
     model = LogisticRegression(max_iter=1000).fit(IRIS.data, LABELS)
     original = model.predict_proba
-    model.predict_proba = lambda x: original(x)[:, ::-1]  # type: ignore[method-assign]
+    model.predict_proba = lambda x: original(x)[:, ::-1]
     assert fastpath.compile_proba(model).__qualname__ == "_sklearn.<locals>.proba"

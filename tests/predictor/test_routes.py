@@ -121,7 +121,7 @@ def test_an_unexpected_exception_is_a_json_500_without_traceback(ready_client: F
         def predict_proba(self, x):
             raise RuntimeError("secret internals")
 
-    app.extensions["registry"].current = installed(Broken())  # type: ignore[arg-type]
+    app.extensions["registry"].current = installed(Broken())
     response = ready_client.post("/api", json=SETOSA)
     assert response.status_code == 500
     assert response.get_json() == {"error": {"code": "internal", "message": "internal server error", "details": None}}
