@@ -14,7 +14,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.internal.conjecture.utils import many
 from schemathesis import DataGenerationMethod
 from schemathesis.checks import ALL_CHECKS
 from schemathesis.exceptions import SkipTest
@@ -40,31 +39,6 @@ class Tally:
     sent: int = 0
     refused: int = 0
     failures: list[str] = field(default_factory=list)
-    cut_short: list[str] = field(default_factory=list)
-    """Operations whose generation hit hypothesis-jsonschema's use of a Hypothesis internal that no longer exists."""
-
-
-def more(self: many) -> bool:
-    """The `many.more()` of Hypothesis before 6.170, on top of the iterator protocol that replaced it.
-
-    hypothesis-jsonschema 0.23.1 (schemathesis 3.39's object generator) still calls `elements.more()`; without this
-    every operation with an object body or header schema dies in generation with AttributeError.
-    """
-    if self._depth is None:
-        self.__enter__()
-        self._legacy_iterator = iter(self)  # type: ignore[attr-defined]
-    try:
-        next(self._legacy_iterator)  # type: ignore[attr-defined]
-    except StopIteration:
-        self.__exit__(None, None, None)
-        return False
-    return True
-
-
-@pytest.fixture
-def legacy_many(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not hasattr(many, "more"):
-        monkeypatch.setattr(many, "more", more, raising=False)
 
 
 def malformed_http(response: requests.Response) -> bool:
@@ -93,15 +67,9 @@ def fuzz(operation: Any, method: DataGenerationMethod, pod: Pod, session: reques
             tally.failures.append(f"{operation.method.upper()} {operation.path} ({method.name}): {str(e)[:400]}")
 
     with contextlib.suppress(SkipTest):  # nothing to make negative (no parameters, no body)
-        try:
-            run()
-        except AttributeError as e:  # hypothesis-jsonschema 0.23 calls many.more(), gone from Hypothesis 6.170
-            if "'many' object has no attribute 'more'" not in str(e):
-                raise
-            tally.cut_short.append(f"{operation.method.upper()} {operation.path} ({method.name})")
+        run()
 
 
-@pytest.mark.usefixtures("legacy_many")
 def test_api_matches_its_openapi_document(pods: list[Pod], row: Row) -> None:
     pod = pods[0]
     version = pod.model()["model_version"]
@@ -117,8 +85,7 @@ def test_api_matches_its_openapi_document(pods: list[Pod], row: Row) -> None:
     row.add_load(tally.sent, len(tally.failures), [version])
     row.note(f"{len(operations)} operations x {len(METHODS)} methods, up to {MAX_EXAMPLES} examples each; "
              f"checks: {', '.join(c.__name__ for c in ALL_CHECKS)}; {tally.refused} negative requests with control "
-             "characters in a header value refused by gunicorn (HTML 400) before reaching the app; generation cut "
-             f"short by the hypothesis-jsonschema incompatibility: {tally.cut_short or 'none'}")  # fmt: skip
+             "characters in a header value refused by gunicorn (HTML 400) before reaching the app")  # fmt: skip
     assert len(operations) >= 10
     assert tally.failures == []
     assert pod.served() == {version}
