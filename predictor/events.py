@@ -340,6 +340,10 @@ class ModelEvents:
         except Malformed as e:
             log.warning("model events: ignoring malformed message %s: %s", message.message_id, e)
             return self._settle(message, "malformed", ack=True)
+        except Exception:  # a parsing bug: ack the poison message, or it would be redelivered forever
+            attributes = dict(message.attributes)
+            log.exception("model events: cannot parse message %s", message.message_id, extra={"attributes": attributes})
+            return self._settle(message, "unparsable", ack=True)
         if event is None:
             return self._settle(message, "ignored", ack=True)
         if event.key in self._seen:

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.cloud import storage
@@ -17,6 +18,7 @@ from core import layout
 from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
+from predictor import events as events_module
 from predictor.events import ModelEvents
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
@@ -132,6 +134,38 @@ def test_foreign_and_malformed_messages_are_acked_and_the_subscriber_keeps_worki
         wait_for(lambda: registry.version == lineage.version, 5, "a swap after the bad messages")
         assert events.status()["connected"]
         assert events.counts["nacked"] == 0
+
+
+def test_a_parsing_bug_acks_the_message_once_and_the_subscriber_keeps_working(
+    settings: PredictorSettings,
+    registry: Registry,
+    store: ModelStore,
+    fitted_model: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_parse = events_module.parse
+
+    def buggy_parse(attributes: Any, *args: Any) -> Any:
+        if attributes.get("poison"):
+            raise RuntimeError("bug in the parser")
+        return real_parse(attributes, *args)
+
+    monkeypatch.setattr(events_module, "parse", buggy_parse)
+    host = settings.pubsub_emulator_host or ""
+    with running(ModelEvents(registry, settings, on_reconnect=lambda: None)) as events:
+        notify(host, PROJECT, TOPIC, b"{}", **finalize(settings, layout.model_object("20200101T000000000000Z"), 1),
+               poison="yes")  # fmt: skip
+        wait_for(lambda: events.counts["unparsable"] == 1, 5, "the poison message to be settled")
+        lineage = publish_model(store, fitted_model)
+        wait_for(lambda: registry.version == lineage.version, 5, "a swap after the poison message")
+        time.sleep(0.5)  # a nacked or unacked message would be redelivered at once by the emulator
+        assert (events.counts["unparsable"], events.counts["nacked"]) == (1, 0)
+        assert events.status()["connected"]
+    logged = [r for r in caplog.records if "cannot parse" in r.getMessage()]
+    assert len(logged) == 1
+    assert getattr(logged[0], "attributes", {}).get("poison") == "yes"
+    assert logged[0].exc_info is not None
 
 
 @pytest.fixture
