@@ -34,7 +34,7 @@ def test_hadolint_reports_nothing(name: str) -> None:
 def test_cmd_is_the_documented_command(name: str) -> None:
     cmds = [args for op, args in instructions(name) if op == "CMD"]
     assert [json.loads(c) for c in cmds] == [["python", "-m", name]]
-    assert f"`python -m {name}`" in (ROOT / "docs" / "deploy.md").read_text()
+    assert f"`python -m {name}`" in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
