@@ -112,11 +112,15 @@ class PubsubTarget:
     topic: str
 
 
-def _spawn(name: str, cmd: list[str], port: int, log_path: Path, env: dict[str, str] | None = None) -> Service:
+def spawn(
+    name: str, cmd: list[str], port: int, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Service:
+    """Start `cmd` in its own process group with output appended to `log_path`; `port` is where it will listen."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             cmd,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -195,7 +199,7 @@ def start_fake_gcs(
     env.pop("PUBSUB_EMULATOR_HOST", None)
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.emulator_host
-    service = _spawn("fake-gcs-server", fake_gcs_command(port, root, pubsub, events), port, log_path, env)
+    service = spawn("fake-gcs-server", fake_gcs_command(port, root, pubsub, events), port, log_path, env)
     return _wait_ready(service, lambda: _http_ok(f"{service.url}/storage/v1/b"))
 
 
@@ -234,7 +238,7 @@ def start_pubsub_emulator(port: int, log_path: Path) -> Service | None:
     cmd = pubsub_emulator_command(port)
     if cmd is None:
         return None
-    service = _spawn("pubsub-emulator", cmd, port, log_path)
+    service = spawn("pubsub-emulator", cmd, port, log_path)
     return _wait_ready(service, lambda: _pubsub_answers(service.host))
 
 

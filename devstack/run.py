@@ -112,11 +112,7 @@ class Stack:
         return gcs, pubsub
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str], port: int = 0) -> Service:
-        log_path = self.logs / f"{name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
-        service = Service(name, f"127.0.0.1:{port}", proc, log_path)
+        service = emulators.spawn(name, cmd, port, self.logs / f"{name}.log", env)
         self.children.append(service)
         return service
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -205,11 +204,7 @@ class Pod:
 
 def spawn(name: str, cmd: list[str], env: dict[str, str], log_path: Path, port: int = 0) -> Service:
     """A project process in its own session, output to `log_path`, cwd at the repository root."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    return Service(name, f"127.0.0.1:{port}", proc, log_path)
+    return emulators.spawn(name, cmd, port, log_path, env, cwd=ROOT)
 
 
 @dataclass

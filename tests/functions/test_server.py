@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -56,7 +55,7 @@ def function_server(server_env: dict[str, str], tmp_path_factory: pytest.TempPat
     port, log_path = emulators.free_port(), tmp_path_factory.mktemp("function") / "function.log"
     command = [str(BIN / "functions-framework"), "--source", "functions/main.py", "--target", "on_upload"]
     command += ["--signature-type", "cloudevent", "--host", emulators.LOOPBACK, "--port", str(port)]
-    service = _spawn("function", command, port, log_path, server_env)
+    service = emulators.spawn("function", command, port, log_path, server_env, cwd=REPO)
     try:
         _wait_until(lambda: _answers(service.url), service, "functions-framework")
         yield service
@@ -101,12 +100,13 @@ def test_structured_cloudevent_of_a_bad_file_is_quarantined(
 def test_bridge_delivers_uploads_from_pubsub_with_no_further_action(
     server_bucket: storage.Bucket, function_url: str, server_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bridge = _spawn(
+    bridge = emulators.spawn(
         "bridge",
         [sys.executable, "-m", "devstack.bridge", "--function-url", function_url, "--retry-delay", "1"],
         0,
         tmp_path / "bridge.log",
         server_env,
+        cwd=REPO,
     )
     try:
         _wait_until(lambda: _subscribed(server_env["PUBSUB_EMULATOR_HOST"], bridge.process.pid), bridge, "bridge")
@@ -122,14 +122,6 @@ def test_bridge_delivers_uploads_from_pubsub_with_no_further_action(
     finally:
         assert bridge.stop() == 0
     assert not _subscribed(server_env["PUBSUB_EMULATOR_HOST"], bridge.process.pid)
-
-
-def _spawn(name: str, command: list[str], port: int, log_path: Path, env: dict[str, str]) -> Service:
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    return Service(name, f"{emulators.LOOPBACK}:{port}", process, log_path)
 
 
 def _wait_until(ready: Callable[[], bool], service: Service, what: str, timeout: float = 20) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ from sklearn.pipeline import Pipeline
 
 from core.schema import EXAMPLES
 from core.store import ModelStore
-from devstack.emulators import Service, free_port
+from devstack.emulators import Service, free_port, spawn
 from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env, subscriptions, wait_for
 
 pytestmark = pytest.mark.integration
@@ -103,17 +102,7 @@ def start_pod(name: str, env: dict[str, str], logs: Path) -> Pod:
     port = free_port()
     full_env = {"PATH": os.environ["PATH"], "HOME": str(logs), **env, "PORT": str(port), "POD_NAME": name}
     log_path = logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "predictor"],
-            cwd=REPO,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Pod(name, Service(name, f"127.0.0.1:{port}", process, log_path))
+    return Pod(name, spawn(name, [sys.executable, "-m", "predictor"], port, log_path, full_env, cwd=REPO))
 
 
 def all_serve(pod: Pod, version: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from core.lineage import Lineage
 from core.store import ModelStore
-from devstack.emulators import Service, free_port
+from devstack.emulators import Service, free_port, spawn
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,17 +53,7 @@ def start_predictor(env: dict[str, str], log_path: Path) -> Service:
     """`python -m predictor` in its own process group, on a free port, ready once /readyz answers 200."""
     port = free_port()
     full_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env, "PORT": str(port)}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "predictor"],
-            cwd=REPO,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    service = Service("predictor", f"127.0.0.1:{port}", process, log_path)
+    service = spawn("predictor", [sys.executable, "-m", "predictor"], port, log_path, full_env, cwd=REPO)
     try:
         wait_ready(service)
     except BaseException:
