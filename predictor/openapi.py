@@ -175,7 +175,7 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
         "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "SwapRecord": {
             "type": "object",
-            "required": ["version", "trigger", "outcome", "reason", "duration_s", "at", "object"],
+            "required": ["version", "trigger", "outcome", "reason", "duration_s", "at", "object", "message"],
             "properties": {
                 "version": {"type": "string", "nullable": True},
                 "trigger": {"type": "string", "enum": ["startup", "notification", "reconcile", "admin"]},
@@ -184,6 +184,7 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
                 "duration_s": {"type": "number"},
                 "at": {"type": "string", "format": "date-time"},
                 "object": {"type": "string", "nullable": True},
+                "message": {"type": "string", "nullable": True, "description": "Why a load was rejected or failed."},
             },
         },
         "ModelInfo": {

@@ -48,6 +48,8 @@ class SwapRecord:
     at: str
     """ISO-8601 UTC time of the decision."""
     object: str | None
+    message: str | None = None
+    """Why, in words: the rejection message, or ``Type: text`` of an unexpected failure."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,7 +182,10 @@ class Registry:
             raise
         except Exception as e:
             log.exception("loading %s failed", name)
-            return self._record(SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), name))
+            text = f"{type(e).__name__}: {e}"
+            return self._record(
+                SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), name, text)
+            )
         return self._swap(loaded, trigger, finalized_at, started)
 
     def _swap(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None, started: float) -> SwapRecord:
@@ -198,7 +203,9 @@ class Registry:
         self.metrics.rejected.labels(error.reason).inc()
         log.warning("rejected artifact %s: %s", name, error.message, extra={"reason": error.reason})
         return self._record(
-            SwapRecord(layout.model_version(name), trigger, "rejected", error.reason, seconds, _now(), name)
+            SwapRecord(
+                layout.model_version(name), trigger, "rejected", error.reason, seconds, _now(), name, error.message
+            )
         )
 
     def _ignored(self, name: str, trigger: str, reason: str) -> SwapRecord:

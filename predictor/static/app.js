@@ -203,11 +203,24 @@
     not_a_model: "the object is not a model artifact",
   };
 
+  // The registry's own message ("<reason>: <text>", or "<Type>: <text>" for a failure) without the repeated code.
+  function detailOf(entry) {
+    if (!entry.message) return null;
+    const prefix = entry.reason ? entry.reason + ": " : "";
+    return prefix && entry.message.startsWith(prefix) ? entry.message.slice(prefix.length) : entry.message;
+  }
+
   function reasonNode(entry) {
-    if (!entry.reason && !entry.message) return null;
-    const words = entry.message || REASONS[entry.reason] || null;
+    const detail = detailOf(entry);
+    if (!entry.reason && !detail) return null;
+    const words = REASONS[entry.reason] || detail;
     const code = entry.reason ? el("code", {}, entry.reason) : null;
-    return el("div", { class: "history-reason" }, code, code && words ? ": " : "", words);
+    const more = detail && detail !== words ? el("div", { class: "history-detail" }, detail) : null;
+    return el("div", { class: "history-reason" }, code, code && words ? ": " : "", words, more);
+  }
+
+  function seconds(value) {
+    return value < 1 ? (value * 1000).toFixed(value < 0.01 ? 1 : 0) + " ms" : value.toFixed(2) + " s";
   }
 
   function historyItem(entry) {
@@ -220,7 +233,7 @@
       el("code", {}, entry.version || entry.object || "—"),
     );
     const facts = [entry.trigger ? "via " + entry.trigger : null];
-    if (typeof entry.duration_s === "number") facts.push(entry.duration_s.toFixed(2) + " s");
+    if (typeof entry.duration_s === "number" && entry.outcome !== "ignored") facts.push(seconds(entry.duration_s));
     const meta = el("div", { class: "history-meta" }, timeNode(entry.at), " ", facts.filter(Boolean).join(" · "));
     return el("li", { class: "history-item" }, head, meta, reasonNode(entry));
   }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from core import gcs, layout, signing
 from core.errors import StoreUnavailable
 from core.lineage import Lineage
-from core.store import ModelStore
+from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.conftest import SIGNING_KEY
@@ -181,3 +182,61 @@ def test_store_outage_propagates(predictor_settings: PredictorSettings) -> None:
     with pytest.raises(StoreUnavailable):
         registry.offer(layout.model_object("20260101T000000000000Z"), 1, "notification")
     assert not registry.ready
+
+
+def test_rejected_and_failed_records_carry_their_message(
+    live_app, registry: Registry, store: ModelStore, fitted_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rejected = registry.offer(tampered(store, fitted_model, "hash_mismatch"), None, "notification")
+    assert rejected.message == "hash_mismatch: content does not match its signed SHA-256"
+    lineage = publish(store, fitted_model)
+
+    def broken(ref: object) -> None:
+        raise ValueError("disk on fire")
+
+    monkeypatch.setattr(store, "load", broken)
+    failed = registry.offer(layout.model_object(lineage.version), None, "notification")
+    assert (failed.outcome, failed.reason, failed.message) == ("failed", "ValueError", "ValueError: disk on fire")
+    history = live_app.test_client().get("/v1/model").get_json()["history"]
+    assert [(h["outcome"], h["message"]) for h in history] == [
+        ("failed", "ValueError: disk on fire"),
+        ("rejected", "hash_mismatch: content does not match its signed SHA-256"),
+    ]
+    monkeypatch.undo()
+    swapped = registry.offer(layout.model_object(lineage.version), None, "notification")
+    assert (swapped.outcome, swapped.message) == ("swapped", None)
+
+
+def test_duration_covers_the_whole_load_for_every_trigger(registry: Registry, store: ModelStore, fitted_model) -> None:
+    first = publish(store, fitted_model)
+    records = [registry.reconcile("startup")]
+    second = publish(store, fitted_model)
+    records.append(registry.reconcile("reconcile"))
+    third = publish(store, fitted_model)
+    records.append(registry.offer(layout.model_object(third.version), None, "notification"))
+    records.append(registry.pin(first.version))
+    assert [(r.trigger, r.outcome, r.version) for r in records if r] == [
+        ("startup", "swapped", first.version),
+        ("reconcile", "swapped", second.version),
+        ("notification", "swapped", third.version),
+        ("admin", "swapped", first.version),
+    ]
+    print("\nswap durations:", {r.trigger: r.duration_s for r in records if r})
+    assert all(r is not None and r.duration_s > 0 for r in records)
+
+
+def test_duration_includes_download_and_checks(
+    registry: Registry, store: ModelStore, fitted_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load = store.load
+
+    def slow_load(ref: ArtifactRef) -> LoadedModel:
+        time.sleep(0.1)  # a slow download
+        return real_load(ref)
+
+    monkeypatch.setattr(store, "load", slow_load)
+    publish(store, fitted_model)
+    record = registry.reconcile("reconcile")
+    assert record is not None
+    assert record.outcome == "swapped"
+    assert 0.1 <= record.duration_s < 5

@@ -61,6 +61,9 @@ def test_predict_and_watch_a_hot_swap_land(
     expect(page.locator("#model-rows")).to_have_text("300 rows")
     expect(page.locator("#model-history .history-item").first).to_contain_text(second.version)
     expect(page.locator("#model-history .history-item").first).to_contain_text("swapped")
+    load_time = page.locator("#model-history .history-item .history-meta").first
+    expect(load_time).to_contain_text(re.compile(r"· (\d+(\.\d)? ms|\d+\.\d\d s)$"))
+    expect(load_time).not_to_contain_text(re.compile(r"· 0(\.0+)? m?s$"))
 
     page.get_by_role("button", name="Predict species").click()
     expect(page.locator("#result-version")).to_have_text(second.version)
@@ -93,6 +96,7 @@ def test_errors_examples_and_rejections_on_a_phone(
     store.bucket.blob(unsigned).upload_from_string(b"not a model")
     rejected = page.locator("#model-history .history-item", has_text="rejected")
     expect(rejected).to_contain_text("unsigned: the artifact carries no signature", timeout=SWAP_TIMEOUT_MS)
+    expect(rejected.locator(".history-detail")).to_have_text("artifact has no signature in its metadata")
     expect(page.locator("#model-version")).to_have_text(first_model.version)
 
     for species, values in EXAMPLES.items():
