@@ -12,7 +12,8 @@ so no gRPC channel or thread ever crosses a fork; the master only imports the ap
 seconds to import), which every worker then inherits.
 
 Prometheus samples of all workers are shared through files in PROMETHEUS_MULTIPROC_DIR: the master empties it at
-start (stale files of dead PIDs would otherwise count as live) and marks each exited worker dead.
+start (stale files of dead PIDs would otherwise count as live) and marks each exited worker dead. The same files
+make readiness pod-wide (predictor.readiness): a probe is 200 only when every worker serves a model.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Worker, after the app is built: start loading models and listening for events."""
+    """Worker, after the app is built: pod-wide readiness, then start loading models and listening for events."""
     logs.setup(_settings.log_level)
-    from predictor import background
+    from predictor import background, readiness
 
+    readiness.enable(worker.wsgi, os.environ.get("PROMETHEUS_MULTIPROC_DIR"), worker.cfg.workers)
     background.start(worker.wsgi)
 
 
@@ -69,7 +71,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Master, after a worker exited: drop its live gauges from the aggregated metrics."""
+    """Master, after a worker exited: drop its live gauges from the aggregated metrics and from pod readiness."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

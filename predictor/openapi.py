@@ -220,7 +220,18 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
     ready_errors = {"503": _response(ERROR_TEXT[503], _ref("Error"))}
     v2_ready_errors = {"503": _response(ERROR_TEXT[503], _ref("V2Error"))}
     live = _operation("Liveness", _response("The process is up.", {"type": "object", "required": ["live"]}))
-    ready_ok = _response("A verified model is loaded.", {"type": "object", "required": ["ready"]})
+    ready_ok = _response(
+        "A verified model is loaded (under gunicorn: in every worker of the pod).",
+        {
+            "type": "object",
+            "required": ["ready"],
+            "properties": {
+                "ready": {"type": "boolean"},
+                "ready_workers": {"type": "integer", "description": "Workers of this pod serving a model."},
+                "workers": {"type": "integer", "description": "Workers gunicorn runs in this pod."},
+            },
+        },
+    )
     found: dict[str, Any] = {
         "/predict": {
             "post": _operation(
