@@ -57,12 +57,15 @@ def test_pod_started_while_storage_is_down(storage_stack: Stack, row: Row) -> No
         storage_stack.emu.restart_gcs()
     back_at = time.monotonic()
     late.wait_ready(60)
-    late.wait_serving(version, 60)
     ready_after = time.monotonic() - back_at
-    row.add_load(len(probes) * 3, 0, [version])
+    # readiness is pod-wide: once ready, every worker serves (each request is a new connection, any worker)
+    after_ready = [requests.post(late.url + "/predict", json=PREDICT_BODY, timeout=10).status_code for _ in range(40)]
+    late.wait_serving(version, 60)
+    row.add_load(len(probes) * 3 + len(after_ready), sum(s != 200 for s in after_ready), [version])
     row.note(f"{len(probes)} probes while down: live/ready/predict = {sorted(set(probes))}; "
              f"ready {ready_after:.1f} s after storage returned")  # fmt: skip
     assert set(probes) == {(200, 503, 503)}
+    assert after_ready == [200] * len(after_ready)
     assert late.service.alive()
 
 
