@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,18 +14,10 @@ import pytest
 
 from core import layout
 from devstack.emulators import free_port, storage_client
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def children_of(pid: int) -> set[int]:
@@ -59,7 +50,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         stack = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         ready = f"http://127.0.0.1:{ports['PORT']}/v2/health/ready"
-        assert wait_for(lambda: get(ready)[0] == 200, 90), (tmp_path / "run.log").read_text()[-2000:]
+        wait_for(lambda: get(ready)[0] == 200, 90, f"the stack to be ready (log {tmp_path / 'run.log'})")
         _, body = get(f"http://127.0.0.1:{ports['PORT']}/v1/model")
         version = json.loads(body)["model_version"]
         bucket = storage_client(f"127.0.0.1:{ports['STACK_GCS_PORT']}", "local-project").bucket("stack-test")
@@ -73,4 +64,4 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
     finally:
         stack.send_signal(signal.SIGINT)
         stack.wait(timeout=60)
-    assert wait_for(lambda: all(not Path(f"/proc/{p}").exists() for p in started), 10)
+    wait_for(lambda: all(not Path(f"/proc/{p}").exists() for p in started), 10, "every child to exit")

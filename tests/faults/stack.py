@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,27 +24,13 @@ from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
 from tests.conftest import SIGNING_KEY
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fault-project"
 ADMIN_TOKEN = "fault-admin-token"
 TEARDOWN_GRACE = 2.0
 T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll `check` until it returns something truthy; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (requests.RequestException, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass

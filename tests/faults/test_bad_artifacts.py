@@ -13,7 +13,8 @@ from tests.faults import artifacts
 from tests.faults.load import running
 from tests.faults.metrics_text import rejected
 from tests.faults.report import Row
-from tests.faults.stack import Pod, Stack, wait_for
+from tests.faults.stack import Pod, Stack
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 WORKERS = 2

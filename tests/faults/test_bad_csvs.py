@@ -27,7 +27,8 @@ from devstack import emulators
 from tests.faults.csvs import BadCsv, bad_csvs
 from tests.faults.load import running
 from tests.faults.report import Row
-from tests.faults.stack import PROJECT, TEARDOWN_GRACE, Pod, Stack, spawn, wait_for
+from tests.faults.stack import PROJECT, TEARDOWN_GRACE, Pod, Stack, spawn
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 EXAMPLES = 200

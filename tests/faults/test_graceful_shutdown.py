@@ -11,7 +11,8 @@ import requests
 from core.schema import EXAMPLES, FEATURES
 from tests.faults.load import Answer, call
 from tests.faults.report import Row
-from tests.faults.stack import Pod, Stack, wait_for
+from tests.faults.stack import Pod, Stack
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 MAX_BATCH_SIZE, GRACEFUL_TIMEOUT, SENDERS = 1000, 15, 8

@@ -18,7 +18,8 @@ from sklearn.pipeline import Pipeline
 from core import layout
 from tests.faults.load import running
 from tests.faults.report import Row
-from tests.faults.stack import Pod, Stack, start_stack, wait_for
+from tests.faults.stack import Pod, Stack, start_stack
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 FAST_INTERVAL, SLOW_INTERVAL, WORKERS = 5, 300, 2

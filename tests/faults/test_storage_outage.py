@@ -19,7 +19,8 @@ from sklearn.pipeline import Pipeline
 
 from tests.faults.load import PREDICT_BODY, running
 from tests.faults.report import Row
-from tests.faults.stack import ROOT, Stack, start_stack, wait_for
+from tests.faults.stack import ROOT, Stack, start_stack
+from tests.polling import wait_for
 from trainer import data
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from devstack import emulators
 from devstack.emulators import Service
 from tests.emulator_fixtures import PROJECT, TOPIC
 from tests.functions.helpers import MIXED_CSV, VALID_CSV, event_for, names, upload
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def function_server(server_env: dict[str, str], tmp_path_factory: pytest.TempPat
     command += ["--signature-type", "cloudevent", "--host", emulators.LOOPBACK, "--port", str(port)]
     service = emulators.spawn("function", command, port, log_path, server_env, cwd=REPO)
     try:
-        _wait_until(lambda: _answers(service.url), service, "functions-framework")
+        wait_for(lambda: _answers(service.url), 20, "functions-framework", interval=0.05, service=service)
         yield service
     finally:
         service.stop()
@@ -109,27 +109,21 @@ def test_bridge_delivers_uploads_from_pubsub_with_no_further_action(
         cwd=REPO,
     )
     try:
-        _wait_until(lambda: _subscribed(server_env["PUBSUB_EMULATOR_HOST"], bridge.process.pid), bridge, "bridge")
+        wait_for(
+            lambda: _subscribed(server_env["PUBSUB_EMULATOR_HOST"], bridge.process.pid), 20, "bridge", service=bridge
+        )
         upload(server_bucket, "incoming/bridged.csv", VALID_CSV)
         upload(server_bucket, "models/ignored.bin", b"not for the function")
 
         def ingested() -> bool:
             return names(server_bucket, "incoming/bridged") == [] and bool(names(server_bucket, "data/bridged"))
 
-        _wait_until(ingested, bridge, "delivery")
+        wait_for(ingested, 20, "delivery", interval=0.05, service=bridge)
         assert names(server_bucket, "data/bridged") == ["data/bridged.csv"]
         assert names(server_bucket, "models/") == ["models/ignored.bin"]
     finally:
         assert bridge.stop() == 0
     assert not _subscribed(server_env["PUBSUB_EMULATOR_HOST"], bridge.process.pid)
-
-
-def _wait_until(ready: Callable[[], bool], service: Service, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if not service.alive() or time.monotonic() > deadline:
-            pytest.fail(f"{what} not ready (log {service.log_path}):\n{service.log_tail()}")
-        time.sleep(0.05)
 
 
 def _answers(url: str) -> bool:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +15,7 @@ from devstack import emulators
 from predictor.events import ModelEvents
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
+from tests.polling import wait_for
 
 
 def settings_from_env(env: dict[str, str], **overrides: Any) -> PredictorSettings:
@@ -32,16 +32,6 @@ def registry_for(settings: PredictorSettings) -> Registry:
 
 def publish_model(store: ModelStore, model: Pipeline) -> Lineage:
     return store.publish(model, data_fingerprint="test", row_count=150, metrics={"accuracy": 1.0})
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> float:
-    """Poll until `predicate()` is truthy; return the seconds it took, or fail the test naming `what`."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 def notify(host: str, project: str, topic: str, data: bytes = b"", **attributes: str) -> None:

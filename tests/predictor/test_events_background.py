@@ -14,7 +14,8 @@ from devstack.emulators import Service
 from predictor import background
 from predictor.app import create_app
 from predictor.registry import Registry
-from tests.predictor.events_fixtures import publish_model, settings_from_env, subscriptions, wait_for
+from tests.polling import wait_for
+from tests.predictor.events_fixtures import publish_model, settings_from_env, subscriptions
 
 pytestmark = pytest.mark.integration
 

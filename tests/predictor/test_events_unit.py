@@ -18,7 +18,7 @@ from predictor import background, reconcile
 from predictor.app import create_app
 from predictor.events import Malformed, ModelEvent, SeenEvents, parse, subscription_id
 from predictor.settings import PredictorSettings
-from tests.predictor.events_fixtures import wait_for
+from tests.polling import wait_for
 
 BUCKET = "iris-models"
 NAME = "models/model-20260101T000000000000Z.pkl"

@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
 from predictor.readiness import GAUGE, serving_workers
+from tests.polling import wait_for
 from tests.predictor.conftest import installed, publish
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,19 +71,6 @@ def readyz(url: str) -> tuple[int, Any]:
     return response.status_code, body.get("error", {}).get("details") if response.status_code != 200 else body
 
 
-def wait_until(predicate: Any, timeout: float, what: str, service: Service) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (requests.RequestException, FileNotFoundError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}:\n{service.log_tail()}")
-
-
 @pytest.fixture
 def empty_pod(common_env: dict[str, str], tmp_path: Path) -> Iterator[Service]:
     """`python -m predictor` with two workers on a bucket with no model yet."""
@@ -106,18 +94,25 @@ def test_pod_is_ready_only_when_every_worker_serves(
     empty_pod: Service, store: ModelStore, fitted_model: Pipeline
 ) -> None:
     url = empty_pod.url
-    assert wait_until(lambda: readyz(url) == (503, {"ready_workers": 0, "workers": 2}), START_TIMEOUT, "503", empty_pod)
-    workers = wait_until(lambda: len(worker_pids(empty_pod.process.pid)) == 2 and worker_pids(empty_pod.process.pid),
-                         START_TIMEOUT, "two workers", empty_pod)  # fmt: skip
+    assert wait_for(
+        lambda: readyz(url) == (503, {"ready_workers": 0, "workers": 2}), START_TIMEOUT, "503", service=empty_pod
+    )
+    workers = wait_for(lambda: len(pids := worker_pids(empty_pod.process.pid)) == 2 and pids,
+                       START_TIMEOUT, "two workers", service=empty_pod)  # fmt: skip
+    assert workers
     os.kill(workers[0], signal.SIGSTOP)  # this worker cannot load the model (nor answer) until SIGCONT
     lineage = publish(store, fitted_model)
     # The running worker loads it and is ready itself, but the pod is not: one of its two workers has no model.
-    wait_until(lambda: requests.get(f"{url}/v1/model", timeout=2).json()["ready"], 10, "one worker serving", empty_pod)
+    wait_for(
+        lambda: requests.get(f"{url}/v1/model", timeout=2).json()["ready"], 10, "one worker serving", service=empty_pod
+    )
     assert readyz(url) == (503, {"ready_workers": 1, "workers": 2})
     v2 = requests.get(f"{url}/v2/health/ready", timeout=2)
     assert (v2.status_code, v2.json()) == (503, {"error": "1 of 2 workers serve a model; some workers have none"})
     os.kill(workers[0], signal.SIGCONT)
     started = time.monotonic()
-    wait_until(lambda: readyz(url) == (200, {"ready": True, "ready_workers": 2, "workers": 2}), 10, "200", empty_pod)
+    wait_for(
+        lambda: readyz(url) == (200, {"ready": True, "ready_workers": 2, "workers": 2}), 10, "200", service=empty_pod
+    )
     print(f"\npod ready {time.monotonic() - started:.2f} s after the second worker resumed ({lineage.version})")
     assert requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200

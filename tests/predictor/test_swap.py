@@ -25,7 +25,8 @@ from sklearn.pipeline import Pipeline
 from core.schema import EXAMPLES
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
-from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env, subscriptions, wait_for
+from tests.polling import wait_for
+from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env, subscriptions
 
 pytestmark = pytest.mark.integration
 
