@@ -13,7 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from google.cloud import storage
@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fault-project"
 ADMIN_TOKEN = "fault-admin-token"
 TEARDOWN_GRACE = 2.0
-T = TypeVar("T")
 
 
 @dataclass
