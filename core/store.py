@@ -110,11 +110,7 @@ class ModelStore:
 
     def list_versions(self) -> list[ArtifactRef]:
         """Every artifact object under models/, oldest first (by version)."""
-        blobs = self._call(
-            lambda **kw: list(self.bucket.client.list_blobs(self.bucket, **kw)),
-            prefix=layout.MODEL_PREFIX,
-            timeout=REQUEST_TIMEOUT,
-        )
+        blobs = self._model_blobs()
         refs = [ArtifactRef.from_blob(b) for b in blobs if layout.model_version(b.name)]
         return sorted(refs, key=lambda r: r.version)
 
@@ -124,11 +120,7 @@ class ModelStore:
         The bucket's lifecycle rule deletes by days since customTime, so the serving (newest) artifact is never
         deleted however long the data stays unchanged; superseded ones age out.
         """
-        blobs = self._call(
-            lambda **kw: list(self.bucket.client.list_blobs(self.bucket, **kw)),
-            prefix=layout.MODEL_PREFIX,
-            timeout=REQUEST_TIMEOUT,
-        )
+        blobs = self._model_blobs()
         retired = []
         for blob in blobs:
             old = layout.model_version(blob.name)
@@ -184,6 +176,16 @@ class ModelStore:
                 if on_reject:
                     on_reject(ref, e)
         return None
+
+    def _model_blobs(self) -> list[storage.Blob]:
+        """One listing of models/model-* (with metadata and customTime)."""
+        return list(
+            self._call(
+                lambda **kw: list(self.bucket.client.list_blobs(self.bucket, **kw)),
+                prefix=layout.MODEL_PREFIX,
+                timeout=REQUEST_TIMEOUT,
+            )
+        )
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a GCS call under the retry policy; StoreUnavailable once retries are exhausted."""
