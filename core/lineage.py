@@ -46,6 +46,6 @@ class Lineage:
             values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
             values.update({k: json.loads(metadata[k]) for k in _JSON_FIELDS})
             values["row_count"] = int(values["row_count"])
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError, RecursionError) as e:
             raise ArtifactRejected("bad_metadata", f"lineage metadata unreadable: {e}", name) from e
         return cls(**values)

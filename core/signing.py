@@ -17,5 +17,7 @@ def sign(key: bytes, version: str, digest: str) -> str:
 
 
 def verify(key: bytes, version: str, digest: str, signature: str) -> bool:
-    """Constant-time check of `signature` against version and digest."""
+    """Constant-time check of `signature` against version and digest; False for any non-ASCII input."""
+    if not (version.isascii() and digest.isascii() and signature.isascii()):
+        return False
     return hmac.compare_digest(sign(key, version, digest), signature)

@@ -72,6 +72,16 @@ def check_model(model: Any, name: str) -> None:
         raise ArtifactRejected("warmup_failed", f"known flowers predicted as {predicted}", name)
 
 
+def restore(data: bytes, name: str) -> Any:
+    """Unpickle with the exact allowlist, then run check_model; ArtifactRejected otherwise."""
+    try:
+        model = unpickle.loads(data)
+    except Exception as e:
+        raise ArtifactRejected("unpickle_failed", f"{type(e).__name__}: {e}", name) from e
+    check_model(model, name)
+    return model
+
+
 class ModelStore:
     """Publishes and loads artifacts in one bucket, signing with / verifying against one HMAC key."""
 
@@ -79,8 +89,22 @@ class ModelStore:
         self.bucket, self._key, self.retry = bucket, key, retry
 
     def publish(self, model: Any, *, data_fingerprint: str, row_count: int, metrics: dict[str, float]) -> Lineage:
-        """Pickle, sign and upload `model` as a new artifact; never overwrites (if_generation_match=0)."""
+        """Pickle `model`, load it back the way a predictor will, then sign and upload it (publish_bytes).
+
+        A model that needs a global outside the unpickle allowlist, or fails check_model, raises ArtifactRejected
+        here and is never published.
+        """
         data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        model_type = model_type_of(model)
+        restore(data, f"new {model_type} artifact")
+        return self.publish_bytes(
+            data, model_type=model_type, data_fingerprint=data_fingerprint, row_count=row_count, metrics=metrics
+        )
+
+    def publish_bytes(
+        self, data: bytes, *, model_type: str, data_fingerprint: str, row_count: int, metrics: dict[str, float]
+    ) -> Lineage:
+        """Sign and upload pickled bytes as a new artifact; never overwrites (if_generation_match=0)."""
         now = datetime.now(UTC)
         version, digest = layout.format_version(now), signing.sha256_hex(data)
         lineage = Lineage(
@@ -90,7 +114,7 @@ class ModelStore:
             signature=signing.sign(self._key, version, digest),
             sklearn_version=package_version("scikit-learn"),
             python_version=platform.python_version(),
-            model_type=_model_type(model),
+            model_type=model_type,
             data_fingerprint=data_fingerprint,
             row_count=row_count,
             metrics=metrics,
@@ -147,12 +171,7 @@ class ModelStore:
             raise ArtifactRejected("not_found", f"{ref.name} generation {ref.generation} is gone", ref.name) from e
         if signing.sha256_hex(data) != lineage.sha256:
             raise ArtifactRejected("hash_mismatch", "content does not match its signed SHA-256", ref.name)
-        try:
-            model = unpickle.loads(data)
-        except Exception as e:
-            raise ArtifactRejected("unpickle_failed", f"{type(e).__name__}: {e}", ref.name) from e
-        check_model(model, ref.name)
-        return LoadedModel(ref, lineage, model)
+        return LoadedModel(ref, lineage, restore(data, ref.name))
 
     def verify_metadata(self, ref: ArtifactRef) -> Lineage:
         """Name and signature checks that need no download."""
@@ -195,7 +214,8 @@ class ModelStore:
             raise StoreUnavailable(f"GCS unavailable: {e}") from e
 
 
-def _model_type(model: Any) -> str:
+def model_type_of(model: Any) -> str:
+    """Pipeline steps joined with "+", e.g. StandardScaler+LogisticRegression."""
     steps = getattr(model, "steps", None)
     parts = [type(step).__name__ for _, step in steps] if steps else [type(model).__name__]
     return "+".join(parts)

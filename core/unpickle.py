@@ -1,4 +1,10 @@
-"""Unpickling restricted to the modules a scikit-learn model needs (defence in depth after signature checks)."""
+"""Unpickling restricted to the exact globals of the trainer's model (defence in depth after signature checks).
+
+Only ``(module, name)`` pairs listed here reach ``pickle``: the three scikit-learn classes of the trainer's pipeline
+and the NumPy constructors their fitted arrays pickle to (protocols 2 to 5, and NumPy 1.x module names). None of them
+runs code from its pickled state. The trainer loads every artifact through ``loads`` before it publishes, so a model
+that needs anything else fails at publish time, never in a predictor.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,28 @@ import io
 import pickle
 from typing import Any
 
-_ALLOWED_PACKAGES = ("sklearn", "numpy", "scipy", "collections")
-_ALLOWED_MODULES = {"copyreg", "_codecs"}
-_ALLOWED_BUILTINS = {"slice", "set", "frozenset", "complex", "bytearray", "range", "object"}
-_DENIED_PARTS = {"testing", "_testing", "tests", "conftest", "f2py", "distutils", "_pytesttester"}
-"""Module path segments never needed by a model (e.g. numpy.testing's `runstring` executes code)."""
-_DENIED_NAMES = {"load", "loadtxt", "genfromtxt", "fromfile", "fromregex", "memmap", "save", "savez", "savetxt"}
-"""File I/O entry points a crafted pickle could call."""
+ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("sklearn.pipeline", "Pipeline"),
+        ("sklearn.preprocessing._data", "StandardScaler"),
+        ("sklearn.linear_model._logistic", "LogisticRegression"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
+"""Every global a model artifact may reference, matched exactly (no prefixes, no dotted names)."""
 
 
 def allowed(module: str, name: str) -> bool:
     """Whether a model artifact may reference the global `module.name`."""
-    if module == "builtins":
-        return name in _ALLOWED_BUILTINS
-    parts = module.split(".")
-    if parts[0] not in _ALLOWED_PACKAGES and module not in _ALLOWED_MODULES:
-        return False
-    return not _DENIED_PARTS.intersection(parts) and name.split(".")[0] not in _DENIED_NAMES
+    return (module, name) in ALLOWED
 
 
 class _Unpickler(pickle.Unpickler):
@@ -33,5 +44,5 @@ class _Unpickler(pickle.Unpickler):
 
 
 def loads(data: bytes) -> Any:
-    """Unpickle `data`, refusing globals outside scikit-learn, NumPy and SciPy."""
+    """Unpickle `data`, refusing every global outside ALLOWED."""
     return _Unpickler(io.BytesIO(data)).load()

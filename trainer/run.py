@@ -70,7 +70,10 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     reason = model.gate(evaluated, current.model if current else None, settings)
     if reason:
         return stats | {"status": "rejected", "reason": reason, "metrics": evaluated.metrics}
-    lineage = store.publish(evaluated.model, data_fingerprint=fp, row_count=dataset.rows, metrics=evaluated.metrics)
+    try:
+        lineage = store.publish(evaluated.model, data_fingerprint=fp, row_count=dataset.rows, metrics=evaluated.metrics)
+    except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
+        return stats | {"status": "rejected", "reason": f"{e.reason}: {e.message}", "metrics": evaluated.metrics}
     _retire(store, lineage.version)
     return stats | {
         "status": "published",

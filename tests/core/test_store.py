@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from core import layout, signing, unpickle
 from core.errors import ArtifactRejected
 from core.lineage import Lineage
-from core.store import ArtifactRef, LoadedModel, ModelStore
+from core.store import ArtifactRef, LoadedModel, ModelStore, model_type_of
 from tests.conftest import SIGNING_KEY
 from tests.core.test_unpickle import Payload
 from trainer.model import build
@@ -31,7 +31,11 @@ METRICS = {"accuracy": 0.97, "f1_macro": 0.96}
 
 
 def publish(store: ModelStore, model: Any, fingerprint: str = "fp-1") -> Lineage:
-    return store.publish(model, data_fingerprint=fingerprint, row_count=150, metrics=METRICS)
+    """Sign and upload any object's pickle, bypassing publish()'s own load-back check (to test the reader)."""
+    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    return store.publish_bytes(
+        data, model_type=model_type_of(model), data_fingerprint=fingerprint, row_count=150, metrics=METRICS
+    )
 
 
 def other_store(store: ModelStore, key: bytes) -> ModelStore:
@@ -156,6 +160,32 @@ def test_bad_metadata(store: ModelStore, fitted_model: Pipeline) -> None:
     blob.metadata = {"metrics": "{broken"}
     blob.patch()
     assert rejection(store, name).reason == "bad_metadata"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [("signature", "é" * 64, "bad_signature"), ("metrics", "[" * 100_000 + "]" * 100_000, "bad_metadata")],
+    ids=["non-ascii-signature", "deeply-nested-json"],
+)
+def test_malformed_metadata_is_a_rejection_never_a_crash(
+    store: ModelStore, fitted_model: Pipeline, field: str, value: str, reason: str
+) -> None:
+    lineage = publish(store, fitted_model)
+    name = layout.model_object(lineage.version)
+    upload(store, name, pickle.dumps(fitted_model), lineage.to_metadata() | {field: value})
+    assert rejection(store, name).reason == reason
+
+
+def test_publish_refuses_a_model_no_predictor_would_load(store: ModelStore) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    iris = load_iris()
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(iris.data, iris.target_names[iris.target])
+    with pytest.raises(ArtifactRejected) as info:
+        store.publish(forest, data_fingerprint="fp", row_count=150, metrics=METRICS)
+    assert info.value.reason == "unpickle_failed"
+    assert "RandomForestClassifier is not allowed" in info.value.message
+    assert store.list_versions() == []
 
 
 def test_bad_signature_from_another_key_is_never_unpickled(

@@ -1,4 +1,4 @@
-"""core.unpickle: only scikit-learn / NumPy / SciPy globals; a hostile pickle runs nothing."""
+"""core.unpickle: only the exact globals of the trainer's pipeline; a hostile pickle runs nothing."""
 
 from __future__ import annotations
 
@@ -66,9 +66,42 @@ def test_fitted_pipeline_loads_and_predicts_the_same(fitted_model: Pipeline) -> 
     np.testing.assert_array_equal(clone.predict_proba(x), fitted_model.predict_proba(x))
 
 
-def test_other_sklearn_estimators_load() -> None:
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_every_protocol_of_the_trainers_pipeline_loads(fitted_model: Pipeline, protocol: int) -> None:
+    clone = unpickle.loads(pickle.dumps(fitted_model, protocol=protocol))
+    np.testing.assert_array_equal(clone.predict_proba(np.eye(4)), fitted_model.predict_proba(np.eye(4)))
+
+
+def test_other_estimators_are_refused() -> None:
     model = RandomForestClassifier(n_estimators=3, random_state=0).fit(np.eye(4), ["a", "b", "a", "b"])
-    assert list(unpickle.loads(pickle.dumps(model)).predict(np.eye(4))) == ["a", "b", "a", "b"]
+    with pytest.raises(pickle.UnpicklingError, match="RandomForestClassifier is not allowed"):
+        unpickle.loads(pickle.dumps(model))
+
+
+def _stack_global(module: str, name: str, *args: str) -> bytes:
+    """A protocol-4 pickle calling `module.name(*args)`, with a dotted name as STACK_GLOBAL allows."""
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return pickle.SHORT_BINUNICODE + bytes([len(raw)]) + raw
+
+    call = b"".join(text(a) for a in args)
+    return b"\x80\x04" + text(module) + text(name) + pickle.STACK_GLOBAL + pickle.MARK + call + pickle.TUPLE + b"R."
+
+
+def test_a_dotted_name_through_an_allowed_package_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    data = _stack_global("sklearn", "os.system", f"touch {marker}")
+    with pytest.raises(pickle.UnpicklingError, match=r"global sklearn\.os\.system is not allowed"):
+        unpickle.loads(data)
+    assert not marker.exists()
+
+
+def test_the_dotted_name_pickle_would_run_without_the_allowlist(tmp_path: Path) -> None:
+    """The hostile bytes above are real: plain pickle executes them (so the refusal is what protects us)."""
+    marker = tmp_path / "marker"
+    pickle.loads(_stack_global("sklearn", "os.system", f"touch {marker}"))
+    assert marker.exists()
 
 
 @pytest.mark.parametrize(
@@ -77,7 +110,15 @@ def test_other_sklearn_estimators_load() -> None:
         ("sklearn.pipeline", "Pipeline", True),
         ("numpy", "dtype", True),
         ("numpy._core.multiarray", "_reconstruct", True),
-        ("builtins", "set", True),
+        ("sklearn.preprocessing._data", "StandardScaler", True),
+        ("sklearn", "os.system", False),
+        ("sklearn.pipeline", "Pipeline.__init__.__globals__", False),
+        ("scipy.stats._distn_infrastructure", "rv_continuous_frozen", False),
+        ("scipy.stats._continuous_distns", "norm_gen", False),
+        ("sklearn.utils", "Bunch", False),
+        ("collections", "OrderedDict", False),
+        ("copyreg", "_reconstructor", False),
+        ("builtins", "set", False),
         ("builtins", "getattr", False),
         ("builtins", "__import__", False),
         ("numpyevil", "x", False),

@@ -37,6 +37,7 @@ def test_first_run_publishes_and_second_run_skips(common_env: dict[str, str], bu
 
 
 def test_gate_rejection_exits_0_and_publishes_nothing(common_env: dict[str, str], bucket: storage.Bucket) -> None:
+    put(bucket, "data/noisy.csv", csv_text(iris_rows(noise=0.3, seed=5)))
     run = run_trainer(trainer_env(common_env, ACCURACY_FLOOR="1.0"))
     assert run.returncode == 0, run.stderr
     assert run.summary["status"] == "rejected"
