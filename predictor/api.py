@@ -60,7 +60,7 @@ def predict() -> Response:
 def api() -> Response:
     """The seed contract: ``[5.1, 3.5, 1.4, 0.2]`` -> ``"[0]"`` (a JSON string of iris.target class ids)."""
     registry: Registry = current_app.extensions["registry"]
-    rows = inputs.api_body(inputs.read_json(), registry.settings.max_batch_size)
+    rows = inputs.api_body(inputs.read_json(any_content_type=True), registry.settings.max_batch_size)
     model = serving()
     class_ids, _ = run_model(model, rows)
     return json_response(str(class_ids), model.loaded.version)

@@ -20,11 +20,15 @@ def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def read_json() -> Any:
-    """The request body parsed as strict JSON (no NaN/Infinity); 415 unless declared JSON, 413 past MAX_BODY_BYTES."""
+def read_json(any_content_type: bool = False) -> Any:
+    """The request body parsed as strict JSON (no NaN/Infinity); 413 past MAX_BODY_BYTES.
+
+    A body with no Content-Type is read as JSON (the Triton and KServe clients send none); a declared non-JSON type is
+    415 unless `any_content_type` (the seed's /api read its body as JSON whatever the client declared).
+    """
     mimetype = request.mimetype
-    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        raise UnsupportedMediaType(f"expected Content-Type application/json, got {mimetype or 'none'!r}")
+    if not (any_content_type or _json_or_undeclared(mimetype)):
+        raise UnsupportedMediaType(f"expected Content-Type application/json, got {mimetype!r}")
     data = request.get_data(cache=False)
     if request.content_length is None and len(data) >= (request.max_content_length or len(data) + 1):
         request.stream.read(1)  # chunked body cut at the limit: werkzeug raises 413 if anything is left
@@ -32,6 +36,10 @@ def read_json() -> Any:
         return json.loads(data, parse_constant=_no_constants)
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"malformed JSON: {e}", {"field": "body", "reason": "malformed JSON"}) from e
+
+
+def _json_or_undeclared(mimetype: str) -> bool:
+    return mimetype in ("", "application/json") or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def measurement(value: Any, where: str, feature: str) -> float:

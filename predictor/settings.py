@@ -26,8 +26,8 @@ class PredictorSettings(SigningSettings):
     """Most instances accepted in one prediction request."""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     """Largest request body accepted; larger ones get 413."""
-    admin_token: SecretStr | None = None
-    """Bearer token for /admin/*; with none set the admin routes answer 404."""
+    admin_token: SecretStr | None = Field(None, min_length=16)
+    """Bearer token for /admin/* (16+ characters; empty or short refuses to start); unset, the admin routes are 404."""
     pinned_model_version: str | None = None
     """Serve exactly this version and ignore newer ones (also settable with PUT /admin/pin)."""
     model_events_enabled: bool = True

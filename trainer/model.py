@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -81,8 +82,22 @@ def gate(candidate: Evaluated, current: Any | None, settings: TrainerSettings) -
         return f"accuracy {accuracy:.4f} below floor {settings.accuracy_floor}"
     if current is None:
         return None
-    baseline = float(accuracy_score(candidate.y_test, current.predict(candidate.x_test)))
+    current_right = current.predict(candidate.x_test) == candidate.y_test
+    candidate_right = candidate.model.predict(candidate.x_test) == candidate.y_test
+    baseline = float(np.mean(current_right))
     candidate.metrics["baseline_accuracy"] = baseline
-    if accuracy < baseline - settings.regression_tolerance:
-        return f"accuracy {accuracy:.4f} regresses from current {baseline:.4f} beyond {settings.regression_tolerance}"
+    worse, better = int(np.sum(current_right & ~candidate_right)), int(np.sum(candidate_right & ~current_right))
+    p_value = mcnemar_p(worse, better)
+    if accuracy < baseline - settings.regression_tolerance and p_value <= settings.regression_significance:
+        return (
+            f"accuracy {accuracy:.4f} regresses from current {baseline:.4f} beyond {settings.regression_tolerance}"
+            f" (wrong on {worse} held-out rows the current model gets right, right on {better}; p={p_value:.3g})"
+        )
     return None
+
+
+def mcnemar_p(worse: int, better: int) -> float:
+    """One-sided exact McNemar p-value that the candidate is worse, from the rows on which the two models disagree."""
+    if worse + better == 0:
+        return 1.0
+    return float(binomtest(worse, worse + better, 0.5, alternative="greater").pvalue)

@@ -16,6 +16,8 @@ class TrainerSettings(SigningSettings):
     """A model scoring below this accuracy on held-out data is never published."""
     regression_tolerance: float = Field(0.02, ge=0, le=1)
     """A new model may score at most this much below the current one on the same held-out data."""
+    regression_significance: float = Field(0.05, gt=0, le=1)
+    """A regression also needs this one-sided McNemar p-value or less (one unlucky row in 40 is no regression)."""
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Share of rows held out for evaluation."""
     random_seed: int = 42

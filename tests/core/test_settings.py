@@ -88,3 +88,19 @@ def test_trainer_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("UNRELATED_SETTING", "ignored")
     loaded = settings.load(TrainerSettings)
     assert (loaded.accuracy_floor, loaded.gcs_retry_deadline, loaded.train_schedule) == (0.5, 2.5, "0 * * * *")
+
+
+@pytest.mark.parametrize("token", ["", "short-token"], ids=["empty", "short"])
+def test_an_empty_or_short_admin_token_refuses_to_start(
+    token: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from predictor.settings import PredictorSettings
+
+    monkeypatch.setenv("MODEL_SIGNING_KEY", "k")
+    monkeypatch.setenv("ADMIN_TOKEN", token)
+    with pytest.raises(SystemExit) as info:
+        settings.load(PredictorSettings)
+    assert info.value.code == 2
+    assert "ADMIN_TOKEN:" in one_line(capsys)
+    monkeypatch.setenv("ADMIN_TOKEN", "x" * 16)
+    assert settings.load(PredictorSettings).admin_token is not None

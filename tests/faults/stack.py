@@ -28,7 +28,7 @@ from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fault-project"
-ADMIN_TOKEN = "fault-admin-token"
+ADMIN_TOKEN = "fault-admin-token-0123"
 TEARDOWN_GRACE = 2.0
 
 

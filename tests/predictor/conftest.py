@@ -19,7 +19,7 @@ from predictor.app import create_app
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
 
-ADMIN_TOKEN = "admin-test-token"
+ADMIN_TOKEN = "admin-test-token-0123"
 VERSION = "20260101T000000000000Z"
 MAX_BATCH = 20
 METRICS = {"accuracy": 0.97, "f1_macro": 0.96}

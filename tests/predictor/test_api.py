@@ -17,6 +17,10 @@ from tests.predictor.conftest import MAX_BATCH, VERSION
 SETOSA, VIRGINICA = list(EXAMPLES["setosa"]), list(EXAMPLES["virginica"])
 
 
+def v2_body(rows: list[list[float]]) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "shape": [len(rows), 4], "datatype": "FP64", "data": rows}]}
+
+
 def named(values: list) -> dict[str, object]:
     return dict(zip(FEATURES, values, strict=True))
 
@@ -130,13 +134,32 @@ def test_malformed_json_is_400(ready_client: FlaskClient, raw: bytes) -> None:
     assert response.get_json()["error"]["details"] == {"field": "body", "reason": "malformed JSON"}
 
 
-@pytest.mark.parametrize(
-    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
-)
-def test_wrong_content_type_is_415(ready_client: FlaskClient, content_type: str | None) -> None:
-    response = ready_client.post("/predict", data=json.dumps({"instances": [SETOSA]}), content_type=content_type)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+@pytest.mark.parametrize("route", ["/predict", "/v2/models/iris/infer"])
+def test_declared_non_json_content_type_is_415(ready_client: FlaskClient, route: str, content_type: str) -> None:
+    body = {"instances": [SETOSA]} if route == "/predict" else v2_body([SETOSA])
+    response = ready_client.post(route, data=json.dumps(body), content_type=content_type)
     assert response.status_code == 415
-    assert response.get_json()["error"]["code"] == "unsupported_media_type"
+    error = response.get_json()["error"]
+    assert error["code"] == "unsupported_media_type" if route == "/predict" else "Content-Type" in error
+
+
+@pytest.mark.parametrize("route", ["/predict", "/v2/models/iris/infer", "/api"])
+def test_a_body_with_no_content_type_is_read_as_json(ready_client: FlaskClient, route: str) -> None:
+    body = {"/predict": {"instances": [SETOSA]}, "/api": SETOSA}.get(route) or v2_body([SETOSA])
+    response = ready_client.post(route, data=json.dumps(body))
+    assert response.request.headers.get("Content-Type") is None
+    assert response.status_code == 200, response.get_json()
+    assert response.get_data(as_text=True).count("setosa") + response.get_data(as_text=True).count("[0]") >= 1
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_api_reads_the_seed_clients_body_whatever_its_content_type(
+    ready_client: FlaskClient, content_type: str | None
+) -> None:
+    response = ready_client.post("/api", data=json.dumps(SETOSA), content_type=content_type)
+    assert response.status_code == 200
+    assert response.get_json() == "[0]"
 
 
 def test_json_suffix_media_type_is_accepted(ready_client: FlaskClient) -> None:

@@ -91,3 +91,22 @@ def test_metrics_aggregate_both_workers(server: Service) -> None:
     assert float(count.group(1)) == 20.0
     assert 'predictor_predictions_total{species="setosa"} 20.0' in text
     assert "predictor_request_duration_seconds_bucket" in text
+
+
+def test_the_triton_http_client_infers_with_its_defaults(server: Service, served: Lineage) -> None:
+    """tritonclient sends no Content-Type; JSON tensors both ways, the request id echoed, one output selected."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(server.host, connection_timeout=5, network_timeout=5)
+    assert client.is_server_ready()
+    assert client.is_model_ready("iris")
+    x = triton.InferInput("x", [2, 4], "FP64")
+    x.set_data_from_numpy(np.array([EXAMPLES["setosa"], EXAMPLES["virginica"]]), binary_data=False)
+    wanted = [triton.InferRequestedOutput("predict", binary_data=False)]
+    result = client.infer("iris", [x], outputs=wanted, request_id="r-1")
+    assert result.as_numpy("predict").tolist() == [0, 2]
+    assert result.as_numpy("predict_proba") is None
+    response = result.get_response()
+    assert (response["id"], response["model_version"]) == ("r-1", served.version)
+    client.close()
