@@ -26,12 +26,22 @@ def read_json(any_content_type: bool = False) -> Any:
     A body with no Content-Type is read as JSON (the Triton and KServe clients send none); a declared non-JSON type is
     415 unless `any_content_type` (the seed's /api read its body as JSON whatever the client declared).
     """
+    return parse_json(read_body(any_content_type))
+
+
+def read_body(any_content_type: bool = False) -> bytes:
+    """The raw request body (415 and 413 as read_json)."""
     mimetype = request.mimetype
     if not (any_content_type or _json_or_undeclared(mimetype)):
         raise UnsupportedMediaType(f"expected Content-Type application/json, got {mimetype!r}")
     data = request.get_data(cache=False)
     if request.content_length is None and len(data) >= (request.max_content_length or len(data) + 1):
         request.stream.read(1)  # chunked body cut at the limit: werkzeug raises 413 if anything is left
+    return data
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict JSON (no NaN/Infinity); a 400 naming the body otherwise."""
     try:
         return json.loads(data, parse_constant=_no_constants)
     except (ValueError, RecursionError) as e:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
 from core.schema import CLASSES, FEATURES
-from predictor import inputs
-from predictor.api import json_response, run_model, serving
+from predictor import inputs, tensors
+from predictor.api import run_model, serving
 from predictor.errors import ModelNotReady, NotFound, bad_field
 from predictor.registry import Registry
 
@@ -33,7 +33,7 @@ def _registry(model_name: str) -> Registry:
 
 @bp.get("")
 def server_metadata() -> dict[str, Any]:
-    return {"name": "iris-predictor", "version": "1.0.0", "extensions": []}
+    return {"name": "iris-predictor", "version": "1.0.0", "extensions": ["binary_tensor_data"]}
 
 
 @bp.get("/models/<model_name>")
@@ -62,7 +62,9 @@ def model_ready(model_name: str) -> dict[str, Any]:
 @bp.post("/models/<model_name>/infer")
 def infer(model_name: str) -> Response:
     registry = _registry(model_name)
-    body = inputs.read_json()
+    header_length = request.headers.get(tensors.HEADER)
+    head, binary = tensors.split(inputs.read_body(any_content_type=header_length is not None), header_length)
+    body = inputs.parse_json(head)
     if type(body) is not dict:
         raise bad_field("body", "expected an inference request object")
     _only(body, _REQUEST_KEYS, "")
@@ -70,11 +72,11 @@ def infer(model_name: str) -> Response:
         raise bad_field("id", "expected a string")
     _parameters(body, "")
     wanted = _requested_outputs(body.get("outputs"))
-    rows = _rows(body.get("inputs"), registry.settings.max_batch_size)
+    rows = _rows(body.get("inputs"), registry.settings.max_batch_size, binary)
     model = serving()
     class_ids, proba = run_model(model, rows)
     version = model.loaded.version
-    tensors = {
+    outputs = {
         "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": class_ids},
         "predict_proba": {
             "name": "predict_proba", "shape": [len(rows), len(CLASSES)], "datatype": "FP64",
@@ -84,8 +86,14 @@ def infer(model_name: str) -> Response:
     answer: dict[str, Any] = {"model_name": model_name, "model_version": version}
     if "id" in body:
         answer["id"] = body["id"]
-    answer["outputs"] = [tensors[name] for name in wanted]
-    return json_response(answer, version)
+    answer["outputs"] = [outputs[name] for name in wanted]
+    request_parameters = body.get("parameters", {})
+    binary_outputs = {name for name, params in wanted.items() if tensors.wants_binary(request_parameters, params)}
+    data, json_length = tensors.encode(answer, binary_outputs)
+    if json_length is None:
+        return current_app.response_class(data, 200, {"X-Model-Version": version}, mimetype="application/json")
+    headers = {"X-Model-Version": version, tensors.HEADER: str(json_length)}
+    return current_app.response_class(data, 200, headers, mimetype="application/octet-stream")
 
 
 def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -104,27 +112,29 @@ def _parameters(obj: dict[str, Any], where: str) -> None:
             raise bad_field(f"{where}parameters.{key}", "expected a string, number or boolean")
 
 
-def _requested_outputs(requested: Any) -> list[str]:
+def _requested_outputs(requested: Any) -> dict[str, dict[str, Any]]:
+    """Output name -> its parameters, in request order (every output when none are named)."""
     if requested is None:
-        return list(OUTPUTS)
+        return {name: {} for name in OUTPUTS}
     if type(requested) is not list or not requested:
         raise bad_field("outputs", "expected a non-empty list of {'name': ...}")
-    names = []
+    names = {}
     for index, item in enumerate(requested):
         if type(item) is not dict or item.get("name") not in OUTPUTS:
             raise bad_field(f"outputs[{index}].name", f"expected one of {', '.join(OUTPUTS)}")
         _only(item, {"name", "parameters"}, f"outputs[{index}].")
         _parameters(item, f"outputs[{index}].")
-        names.append(item["name"])
+        names[item["name"]] = item.get("parameters", {})
     return names
 
 
-def _rows(tensors: Any, limit: int) -> inputs.Rows:
-    if type(tensors) is not list or len(tensors) != 1 or type(tensors[0]) is not dict:
+def _rows(given: Any, limit: int, binary: bytes) -> inputs.Rows:
+    if type(given) is not list or len(given) != 1 or type(given[0]) is not dict:
         raise bad_field("inputs", "expected exactly one input tensor object")
-    tensor = tensors[0]
+    tensor = given[0]
     _only(tensor, _TENSOR_KEYS, "inputs[0].")
-    for key in ("name", "shape", "datatype", "data"):
+    in_binary = type(tensor.get("parameters")) is dict and "binary_data_size" in tensor["parameters"]
+    for key in ("name", "shape", "datatype") if in_binary else ("name", "shape", "datatype", "data"):
         if key not in tensor:
             raise bad_field(f"inputs[0].{key}", "missing field")
     if type(tensor["name"]) is not str:
@@ -133,6 +143,10 @@ def _rows(tensors: Any, limit: int) -> inputs.Rows:
     if tensor["datatype"] not in ("FP32", "FP64"):
         raise bad_field("inputs[0].datatype", "expected FP32 or FP64")
     count = _batch_size(tensor["shape"], limit)
+    if in_binary:
+        return _data(tensors.binary_values(tensor, binary, count), count)
+    if binary:
+        raise bad_field("inputs[0].parameters.binary_data_size", "binary data sent but no input declares its size")
     return _data(tensor["data"], count)
 
 

@@ -198,9 +198,13 @@ def test_chunked_body_under_the_limit_is_read(ready_client: FlaskClient) -> None
     assert response.get_json() == "[0]"
 
 
+def containers(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(children, max_size=6) | st.dictionaries(st.sampled_from([*FEATURES, "x"]), children)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.sampled_from([*FEATURES, "x"]), children),
+    containers,
     max_leaves=30,
 )
 

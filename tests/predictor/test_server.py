@@ -93,20 +93,25 @@ def test_metrics_aggregate_both_workers(server: Service) -> None:
     assert "predictor_request_duration_seconds_bucket" in text
 
 
-def test_the_triton_http_client_infers_with_its_defaults(server: Service, served: Lineage) -> None:
-    """tritonclient sends no Content-Type; JSON tensors both ways, the request id echoed, one output selected."""
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_the_triton_http_client_infers(server: Service, served: Lineage, binary: bool) -> None:
+    """tritonclient sends no Content-Type; JSON or binary tensors both ways, the request id echoed, outputs chosen."""
     import numpy as np
     import tritonclient.http as triton
 
     client = triton.InferenceServerClient(server.host, connection_timeout=5, network_timeout=5)
     assert client.is_server_ready()
     assert client.is_model_ready("iris")
-    x = triton.InferInput("x", [2, 4], "FP64")
-    x.set_data_from_numpy(np.array([EXAMPLES["setosa"], EXAMPLES["virginica"]]), binary_data=False)
-    wanted = [triton.InferRequestedOutput("predict", binary_data=False)]
+    x = triton.InferInput("x", [2, 4], "FP32")
+    x.set_data_from_numpy(np.array([EXAMPLES["setosa"], EXAMPLES["virginica"]], dtype=np.float32), binary_data=binary)
+    wanted = [triton.InferRequestedOutput("predict", binary_data=binary)]
     result = client.infer("iris", [x], outputs=wanted, request_id="r-1")
     assert result.as_numpy("predict").tolist() == [0, 2]
     assert result.as_numpy("predict_proba") is None
     response = result.get_response()
     assert (response["id"], response["model_version"]) == ("r-1", served.version)
+    everything = client.infer("iris", [x])  # no outputs named: the client asks for binary_data_output
+    proba = everything.as_numpy("predict_proba")
+    assert proba.shape == (2, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     client.close()
