@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from core import signing
 from core.errors import ArtifactRejected
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes")
@@ -32,6 +33,18 @@ class Lineage:
         """Custom metadata for the object: JSON for structured fields, text for the rest."""
         fields = asdict(self)
         return {k: json.dumps(v) if k in _JSON_FIELDS else str(v) for k, v in fields.items()}
+
+    def signed_fields(self) -> dict[str, str]:
+        """Every metadata field but the signature itself: what the signature covers."""
+        return {k: v for k, v in self.to_metadata().items() if k != "signature"}
+
+    def signed_with(self, key: bytes) -> Lineage:
+        """This lineage with its signature made by `key`."""
+        return replace(self, signature=signing.sign(key, self.signed_fields()))
+
+    def verifies(self, key: bytes) -> bool:
+        """Whether the signature covers exactly these fields under `key`."""
+        return signing.verify(key, self.signed_fields(), self.signature)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -111,7 +111,7 @@ class ModelStore:
             version=version,
             created_at=now.isoformat(),
             sha256=digest,
-            signature=signing.sign(self._key, version, digest),
+            signature="",
             sklearn_version=package_version("scikit-learn"),
             python_version=platform.python_version(),
             model_type=model_type,
@@ -120,7 +120,7 @@ class ModelStore:
             metrics=metrics,
             feature_names=list(FEATURES),
             classes=list(CLASSES),
-        )
+        ).signed_with(self._key)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()
         self._call(
@@ -180,8 +180,8 @@ class ModelStore:
         lineage = Lineage.from_metadata(ref.metadata, ref.name)
         if lineage.version != ref.version:
             raise ArtifactRejected("version_mismatch", f"signed for {lineage.version}, named {ref.version}", ref.name)
-        if not signing.verify(self._key, lineage.version, lineage.sha256, lineage.signature):
-            raise ArtifactRejected("bad_signature", "signature does not verify with this key", ref.name)
+        if not lineage.verifies(self._key):
+            raise ArtifactRejected("bad_signature", "signature does not cover this lineage under this key", ref.name)
         return lineage
 
     def newest_valid(self, on_reject: OnReject | None = None, newer_than: str = "") -> LoadedModel | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,22 +23,38 @@ def test_sha256_hex() -> None:
     assert signing.sha256_hex(b"model") == DIGEST
 
 
-def test_signature_verifies_with_the_same_key_version_and_digest() -> None:
-    signature = signing.sign(KEY, VERSION, DIGEST)
-    assert len(signature) == 64
-    assert signing.verify(KEY, VERSION, DIGEST, signature)
+def test_a_signed_lineage_verifies_with_the_same_key_only() -> None:
+    signed = lineage()
+    assert len(signed.signature) == 64
+    assert signed.verifies(KEY)
+    assert not signed.verifies(b"other-key")
 
 
 @pytest.mark.parametrize(
-    ("key", "version", "digest"),
+    "change",
     [
-        (b"other-key", VERSION, DIGEST),
-        (KEY, "20260101T000000000001Z", DIGEST),
-        (KEY, VERSION, hashlib.sha256(b"tampered").hexdigest()),
+        {"version": "20260101T000000000001Z"},
+        {"sha256": hashlib.sha256(b"tampered").hexdigest()},
+        {"data_fingerprint": "0" * 64},
+        {"metrics": {"accuracy": 1.0, "f1_macro": 0.96}},
+        {"row_count": 151},
+        {"classes": ["virginica", "versicolor", "setosa"]},
     ],
+    ids=["version", "sha256", "data_fingerprint", "metrics", "row_count", "classes"],
 )
-def test_signature_fails_for_another_key_version_or_digest(key: bytes, version: str, digest: str) -> None:
-    assert not signing.verify(key, version, digest, signing.sign(KEY, VERSION, DIGEST))
+def test_patching_any_lineage_field_breaks_the_signature(change: dict[str, object]) -> None:
+    assert not replace(lineage(), **change).verifies(KEY)  # type: ignore[arg-type]
+
+
+def test_the_signature_is_bound_to_its_purpose() -> None:
+    fields = lineage().signed_fields()
+    bare = hmac.new(KEY, json.dumps(fields, sort_keys=True, separators=(",", ":")).encode(), "sha256").hexdigest()
+    assert not signing.verify(KEY, fields, bare)
+    assert b'"purpose":"iris-model-artifact-lineage/v1"' in signing.canonical(fields)
+
+
+def test_a_non_ascii_signature_is_false_not_an_error() -> None:
+    assert not signing.verify(KEY, lineage().signed_fields(), "é" * 64)
 
 
 def test_version_is_fixed_width_utc_and_sorts_like_time() -> None:
@@ -88,7 +105,7 @@ def lineage() -> Lineage:
         version=VERSION,
         created_at="2026-01-01T00:00:00+00:00",
         sha256=DIGEST,
-        signature=signing.sign(KEY, VERSION, DIGEST),
+        signature="",
         sklearn_version="1.7.0",
         python_version="3.11.9",
         model_type="StandardScaler+LogisticRegression",
@@ -97,7 +114,7 @@ def lineage() -> Lineage:
         metrics={"accuracy": 0.97, "f1_macro": 0.96},
         feature_names=["sepal_length", "sepal_width", "petal_length", "petal_width"],
         classes=["setosa", "versicolor", "virginica"],
-    )
+    ).signed_with(KEY)
 
 
 def test_lineage_metadata_is_strings_and_round_trips() -> None:

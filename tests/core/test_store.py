@@ -51,9 +51,7 @@ def upload(store: ModelStore, name: str, data: bytes, metadata: dict[str, str] |
 def upload_signed(store: ModelStore, data: bytes, version: str, like: Lineage) -> str:
     """`data` signed with the store's own key under `version` (a trusted signer publishing bad content)."""
     digest = signing.sha256_hex(data)
-    lineage = replace(
-        like, version=version, sha256=digest, signature=signing.sign(SIGNING_KEY.encode(), version, digest)
-    )
+    lineage = replace(like, version=version, sha256=digest).signed_with(SIGNING_KEY.encode())
     name = layout.model_object(version)
     upload(store, name, data, lineage.to_metadata())
     return name
@@ -95,7 +93,7 @@ def test_publish_list_and_load_with_complete_lineage(store: ModelStore, fitted_m
     assert isinstance(loaded, LoadedModel)
     assert loaded.version == lineage.version
     assert loaded.lineage == lineage
-    assert signing.verify(SIGNING_KEY.encode(), lineage.version, lineage.sha256, lineage.signature)
+    assert lineage.verifies(SIGNING_KEY.encode())
     assert (lineage.sklearn_version, lineage.python_version) == (sklearn.__version__, platform.python_version())
     assert lineage.model_type == "StandardScaler+LogisticRegression"
     assert (lineage.data_fingerprint, lineage.row_count, lineage.metrics) == ("fp-1", 150, METRICS)

@@ -53,15 +53,15 @@ def future_version(offset_ms: int) -> str:
 
 
 def signed_metadata(key: bytes, version: str, data: bytes, **fields: Any) -> dict[str, str]:
-    """Lineage metadata signed with `key` over `version` and the SHA-256 of `data`."""
+    """Lineage metadata for `version` and the SHA-256 of `data`, signed with `key` (then `fields` laid over it)."""
     digest = signing.sha256_hex(data)
     lineage = Lineage(
         version=version, created_at=datetime.now(UTC).isoformat(), sha256=digest,
-        signature=signing.sign(key, version, digest), sklearn_version="1", python_version="3",
+        signature="", sklearn_version="1", python_version="3",
         model_type="test", data_fingerprint="faults", row_count=150, metrics={},
         feature_names=list(FEATURES), classes=list(CLASSES),
     )  # fmt: skip
-    return {**lineage.to_metadata(), **fields}
+    return {**lineage.signed_with(key).to_metadata(), **fields}
 
 
 def fitted(features: int = len(FEATURES), classes: int = len(CLASSES)) -> Pipeline:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from google.cloud import storage
 
-from core import layout, signing
+from core import layout
 from core.store import ModelStore
 from tests.conftest import SIGNING_KEY
 from tests.trainer.conftest import csv_text, iris_rows, model_names, put
@@ -39,7 +39,7 @@ def test_first_run_seeds_iris_and_publishes_a_signed_artifact(
     assert ref.name == summary["object"] == layout.model_object(summary["model_version"])
     loaded = store.load(ref)
     lineage = loaded.lineage
-    assert signing.verify(SIGNING_KEY.encode(), lineage.version, lineage.sha256, lineage.signature)
+    assert lineage.verifies(SIGNING_KEY.encode())
     assert lineage.data_fingerprint == summary["data_fingerprint"]
     assert lineage.row_count == 150
     assert lineage.metrics == summary["metrics"]
@@ -213,6 +213,17 @@ def test_a_malformed_artifact_is_skipped_never_fatal(
     blob.upload_from_string(b"x")
     for force in (False, True):
         assert train_once(trainer_settings, force=force)["status"] == "published"
+
+
+def test_a_patched_data_fingerprint_does_not_make_the_trainer_skip_new_data(
+    trainer_settings: TrainerSettings, bucket: storage.Bucket
+) -> None:
+    first = train_once(trainer_settings)
+    put(bucket, "data/more.csv", csv_text(iris_rows(seed=2)))
+    blob = bucket.get_blob(first["object"])
+    blob.metadata = {"data_fingerprint": data.fingerprint(data.list_csvs(bucket, None))}
+    blob.patch()
+    assert train_once(trainer_settings)["status"] == "published"
 
 
 def test_force_retrains_the_same_data(trainer_settings: TrainerSettings, store: ModelStore) -> None:
