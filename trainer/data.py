@@ -75,14 +75,20 @@ def _read_one(blob: storage.Blob, limits: schema.Limits, retry: Any) -> tuple[ar
     return values, codes, report
 
 
-def read_dataset(blobs: list[storage.Blob], limits: schema.Limits, retry: Any) -> Dataset:
-    """Validate and load every CSV; bad rows and bad files are skipped and reported, never fatal."""
+def read_dataset(blobs: list[storage.Blob], limits: schema.Limits, retry: Any, max_total_rows: int) -> Dataset:
+    """Validate and load every CSV; bad rows and bad files are skipped and reported, never fatal.
+
+    Files are read newest first (by generation), and a file that would take the data set past `max_total_rows` is
+    skipped with a report: the oldest data gives way, and memory stays bounded however much is uploaded.
+    """
     values, codes, reports = array("d"), array("B"), {}
-    for blob in blobs:
+    for blob in sorted(blobs, key=lambda b: b.generation or 0, reverse=True):
         if (blob.size or 0) > limits.max_bytes:
             report = schema.CsvReport(fatal=f"file exceeds {limits.max_bytes} bytes")
         else:
             file_values, file_codes, report = _read_one(blob, limits, retry)
+            if report.fatal is None and len(codes) + len(file_codes) > max_total_rows:
+                report.fatal = f"skipped: the newer files already hold {len(codes)} of MAX_TRAINING_ROWS rows"
             if report.fatal is None:
                 values.extend(file_values)
                 codes.extend(file_codes)

@@ -59,8 +59,8 @@ def train_once(settings: TrainerSettings, force: bool = False) -> dict[str, Any]
 def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettings) -> dict[str, Any]:
     from trainer import model  # scikit-learn is imported only when there is work
 
-    limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=100_000_000)
-    dataset = data.read_dataset(blobs, limits, store.retry)
+    limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
+    dataset = data.read_dataset(blobs, limits, store.retry, settings.max_training_rows)
     stats: dict[str, Any] = {"rows": dataset.rows, "file_reports": dataset.reports}
     try:
         evaluated = model.fit_and_evaluate(dataset, settings)

@@ -26,3 +26,5 @@ class TrainerSettings(SigningSettings):
     """Seconds after which another trainer's unfinished claim on the same data may be taken over."""
     max_csv_bytes: int = Field(512 * 1024 * 1024, gt=0)
     """Largest CSV file read from data/; larger ones are skipped with a report."""
+    max_training_rows: int = Field(2_000_000, gt=0)
+    """Most rows one run trains on (newest files first; the rest are skipped with a report), bounding its memory."""

@@ -226,6 +226,21 @@ def test_a_patched_data_fingerprint_does_not_make_the_trainer_skip_new_data(
     assert train_once(trainer_settings)["status"] == "published"
 
 
+def test_training_rows_are_capped_and_the_oldest_files_give_way(
+    trainer_settings: TrainerSettings, bucket: storage.Bucket
+) -> None:
+    put(bucket, "data/b-older.csv", csv_text(iris_rows()))
+    put(bucket, "data/a-newer.csv", csv_text(iris_rows(seed=2)))
+    put(bucket, "data/c-too-big.csv", csv_text(iris_rows(copies=2)))
+    summary = train_once(configured(trainer_settings, max_training_rows=200))
+    assert summary["status"] == "published", summary
+    assert summary["rows"] == 150
+    reports = summary["file_reports"]
+    assert reports["data/a-newer.csv"]["fatal"] is None
+    assert reports["data/b-older.csv"]["fatal"] == "skipped: the newer files already hold 150 of MAX_TRAINING_ROWS rows"
+    assert reports["data/c-too-big.csv"]["fatal"] == "more than 200 rows"
+
+
 def test_force_retrains_the_same_data(trainer_settings: TrainerSettings, store: ModelStore) -> None:
     first = train_once(trainer_settings)
     forced = train_once(trainer_settings, force=True)
