@@ -112,10 +112,13 @@ def _decide(
     if size > limit:
         return settings.invalid_rows_policy, verdicts.too_large(size, limit)
     pinned = source.bucket.blob(source.name, generation=source.generation)
-    try:
-        content = pinned.download_as_bytes(retry=source.retry, timeout=REQUEST_TIMEOUT)
+    try:  # the bytes as stored (at most `limit`): a gzip Content-Encoding is inflated below, bounded
+        stored = pinned.download_as_bytes(retry=source.retry, timeout=REQUEST_TIMEOUT, raw_download=True)
     except gexc.NotFound as e:
         raise SourceGone(source.name) from e
+    content = verdicts.inflate(stored, limit) if (blob.content_encoding or "").lower() == "gzip" else stored
+    if content is None:
+        return settings.invalid_rows_policy, verdicts.inflates_too_large(size, limit)
     limits = Limits(max_bytes=limit, max_rows=settings.max_rows)
     verdict = verdicts.judge(content, settings.invalid_rows_policy, limits)
     if not verdict.depends_on_policy:

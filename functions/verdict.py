@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +69,22 @@ def split(content: bytes, limits: Limits) -> tuple[bytes, bytes]:
         return (row for row in schema.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
 
     return schema.to_csv(rows(valid=True)), schema.raw_csv(schema.read_header(content), rows(valid=False))
+
+
+def inflate(stored: bytes, limit: int) -> bytes | None:
+    """Gzip-encoded content inflated to at most `limit` bytes; None when it inflates past that or is not gzip."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        content = inflater.decompress(stored, limit + 1)
+    except zlib.error:
+        return None
+    return None if len(content) > limit or inflater.unconsumed_tail else content
+
+
+def inflates_too_large(size: int, limit: int) -> Verdict:
+    """A gzip-encoded file that inflates past MAX_UPLOAD_BYTES (or is not gzip): quarantined as stored."""
+    reason = f"gzip content of {size} bytes inflates past MAX_UPLOAD_BYTES={limit} or is not valid gzip"
+    return Verdict("quarantined", CsvReport(fatal=reason), reason, copy_source=True)
 
 
 def too_large(size: int, limit: int) -> Verdict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from collections.abc import Callable
@@ -182,6 +183,45 @@ def test_file_over_max_upload_bytes_is_quarantined_unread(bucket: storage.Bucket
     report = _report(bucket, "quarantine/big.csv.error.json")
     assert report["reason"] == f"file is {len(VALID_CSV)} bytes, larger than MAX_UPLOAD_BYTES=64"
     assert report["rows_total"] == 0
+
+
+def gzip_upload(bucket: storage.Bucket, name: str, data: bytes) -> storage.Blob:
+    blob = bucket.blob(name)
+    blob.content_encoding = "gzip"
+    blob.upload_from_string(data, content_type="text/csv")
+    return blob
+
+
+def test_a_gzip_bomb_is_quarantined_as_stored_without_inflating_it(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    function_env(max_upload_bytes="1048576")
+    bomb = gzip.compress(VALID_CSV + b"5.1,3.5,1.4,0.2,setosa\n" * 2_000_000)  # 48 MB of CSV in ~100 KB
+    source = gzip_upload(bucket, "incoming/bomb.csv", bomb)
+    assert source.size < 1048576
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == ["quarantine/bomb.csv", "quarantine/bomb.csv.error.json"]
+    report = _report(bucket, "quarantine/bomb.csv.error.json")
+    assert (
+        report["reason"]
+        == f"gzip content of {source.size} bytes inflates past MAX_UPLOAD_BYTES=1048576 or is not valid gzip"
+    )
+    copy = bucket.get_blob("quarantine/bomb.csv")
+    assert copy.download_as_bytes(raw_download=True) == bomb
+
+
+def test_a_small_gzip_encoded_csv_is_promoted_inflated(bucket: storage.Bucket, function_env: Callable) -> None:
+    function_env(max_upload_bytes="65536")
+    source = gzip_upload(bucket, "incoming/small.csv", gzip.compress(VALID_CSV))
+
+    on_upload(event_for(source))
+
+    assert names(bucket) == ["data/small.csv"]
+    promoted = bucket.get_blob("data/small.csv")
+    assert promoted.content_encoding is None
+    assert promoted.download_as_bytes() == VALID_CSV
 
 
 @pytest.mark.parametrize(
