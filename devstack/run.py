@@ -70,6 +70,7 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
         "PORT": str(config.port),
+        "BIND_HOST": "127.0.0.1",
     }
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.host

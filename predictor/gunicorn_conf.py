@@ -28,7 +28,7 @@ from predictor.settings import PredictorSettings
 
 _settings = load(PredictorSettings)
 
-bind = f"0.0.0.0:{_settings.port}"
+bind = f"{_settings.bind_host}:{_settings.port}"
 workers = _settings.web_concurrency
 worker_class = "gthread"
 threads = _settings.worker_threads

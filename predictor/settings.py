@@ -11,7 +11,9 @@ class PredictorSettings(SigningSettings):
     """One predictor pod: HTTP server, model loading, event subscription and admin access."""
 
     port: int = Field(8080, ge=1, le=65535)
-    """TCP port gunicorn binds on 0.0.0.0."""
+    """TCP port gunicorn binds on BIND_HOST."""
+    bind_host: str = "0.0.0.0"
+    """Address gunicorn listens on: all interfaces in a pod; the local stack sets 127.0.0.1."""
     web_concurrency: int = Field(2, ge=1)
     """gunicorn worker processes (gunicorn's own WEB_CONCURRENCY variable)."""
     worker_threads: int = Field(4, ge=1)
