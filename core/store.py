@@ -10,7 +10,7 @@ import pickle
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -80,6 +80,10 @@ def restore(data: bytes, name: str) -> Any:
         raise ArtifactRejected("unpickle_failed", f"{type(e).__name__}: {e}", name) from e
     check_model(model, name)
     return model
+
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of this clock a version may be: a far-future artifact would otherwise outrank every retrain."""
 
 
 class ModelStore:
@@ -182,6 +186,8 @@ class ModelStore:
             raise ArtifactRejected("version_mismatch", f"signed for {lineage.version}, named {ref.version}", ref.name)
         if not lineage.verifies(self._key):
             raise ArtifactRejected("bad_signature", "signature does not cover this lineage under this key", ref.name)
+        if layout.version_time(lineage.version) > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ArtifactRejected("future_version", f"version is more than {MAX_CLOCK_SKEW} ahead of now", ref.name)
         return lineage
 
     def newest_valid(self, on_reject: OnReject | None = None, newer_than: str = "") -> LoadedModel | None:

@@ -196,6 +196,7 @@
     schema_mismatch: "its features or classes do not match the schema",
     warmup_failed: "it mispredicted the known example flowers",
     not_found: "the object was gone before it could be loaded",
+    future_version: "its version is dated in the future",
     pinned: "the service is pinned to another version",
     older: "it is older than the serving model",
     already_serving: "it is already the serving model",

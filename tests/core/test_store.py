@@ -6,7 +6,7 @@ import os
 import pickle
 import platform
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,16 @@ def test_version_mismatch_for_a_replayed_artifact(
     assert rejection(store, replayed).reason == "version_mismatch"
     assert unpickled == []
     assert store.newest_valid().version == lineage.version  # type: ignore[union-attr]
+
+
+def test_a_signed_far_future_version_is_rejected(store: ModelStore, fitted_model: Pipeline) -> None:
+    like = publish(store, fitted_model)
+    soon = layout.format_version(datetime.now(UTC) + timedelta(minutes=4))
+    assert store.load(store.ref(upload_signed(store, pickle.dumps(fitted_model), soon, like))).version == soon
+    future = layout.format_version(datetime.now(UTC) + timedelta(days=365))
+    name = upload_signed(store, pickle.dumps(fitted_model), future, like)
+    assert rejection(store, name).reason == "future_version"
+    assert store.newest_valid().version == soon
 
 
 def test_bad_name(store: ModelStore) -> None:
