@@ -43,8 +43,8 @@ def wants_binary(request_parameters: dict[str, Any], output_parameters: dict[str
     return choice is True
 
 
-def encode(answer: dict[str, Any], binary_outputs: set[str]) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when any output is binary (None: plain JSON)."""
+def encode(answer: dict[str, Any], binary_outputs: set[str]) -> tuple[bytes, int]:
+    """The response body (JSON header, then the named outputs' raw bytes) and the JSON header's length."""
     chunks = []
     for tensor in answer["outputs"]:
         if tensor["name"] in binary_outputs:
@@ -52,6 +52,4 @@ def encode(answer: dict[str, Any], binary_outputs: set[str]) -> tuple[bytes, int
             tensor["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
     header = json.dumps(answer).encode()
-    if not chunks:
-        return header, None
     return header + b"".join(chunks), len(header)

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, request
 
 from core.schema import CLASSES, FEATURES
 from predictor import inputs, tensors
-from predictor.api import run_model, serving
+from predictor.api import json_response, run_model, serving
 from predictor.errors import ModelNotReady, NotFound, bad_field
 from predictor.registry import Registry
 
@@ -89,9 +89,9 @@ def infer(model_name: str) -> Response:
     answer["outputs"] = [outputs[name] for name in wanted]
     request_parameters = body.get("parameters", {})
     binary_outputs = {name for name, params in wanted.items() if tensors.wants_binary(request_parameters, params)}
+    if not binary_outputs:
+        return json_response(answer, version)
     data, json_length = tensors.encode(answer, binary_outputs)
-    if json_length is None:
-        return current_app.response_class(data, 200, {"X-Model-Version": version}, mimetype="application/json")
     headers = {"X-Model-Version": version, tensors.HEADER: str(json_length)}
     return current_app.response_class(data, 200, headers, mimetype="application/octet-stream")
 
