@@ -56,8 +56,8 @@ def random_split(dataset: Dataset, settings: TrainerSettings) -> model.Evaluated
         stratify=dataset.labels, random_state=settings.random_seed,
     )  # fmt: skip
     fitted = model.build().fit(x_train, y_train)
-    accuracy = float(np.mean(fitted.predict(x_test) == y_test))
-    return model.Evaluated(fitted, {"accuracy": accuracy}, x_test, y_test)
+    predicted = fitted.predict(x_test)
+    return model.Evaluated(fitted, {"accuracy": float(np.mean(predicted == y_test))}, x_test, y_test, predicted)
 
 
 def decide(gate: Gate, evaluated: model.Evaluated, current: Any, settings: TrainerSettings) -> str | None:

@@ -30,6 +30,8 @@ class Evaluated:
     metrics: dict[str, float]
     x_test: np.ndarray
     y_test: np.ndarray
+    predicted: np.ndarray
+    """The model's predictions for x_test (scored once, reused by the gate)."""
 
 
 def build() -> Pipeline:
@@ -72,7 +74,7 @@ def fit_and_evaluate(dataset: Dataset, settings: TrainerSettings) -> Evaluated:
         "train_rows": float(len(y_train)),
         "test_rows": float(len(y_test)),
     }
-    return Evaluated(model, metrics, x_test, y_test)
+    return Evaluated(model, metrics, x_test, y_test, predicted)
 
 
 def gate(candidate: Evaluated, current: Any | None, settings: TrainerSettings) -> str | None:
@@ -83,7 +85,7 @@ def gate(candidate: Evaluated, current: Any | None, settings: TrainerSettings) -
     if current is None:
         return None
     current_right = current.predict(candidate.x_test) == candidate.y_test
-    candidate_right = candidate.model.predict(candidate.x_test) == candidate.y_test
+    candidate_right = candidate.predicted == candidate.y_test
     baseline = float(np.mean(current_right))
     candidate.metrics["baseline_accuracy"] = baseline
     worse, better = int(np.sum(current_right & ~candidate_right)), int(np.sum(candidate_right & ~current_right))
