@@ -3,13 +3,60 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from core import signing
 from core.errors import ArtifactRejected
 
-_JSON_FIELDS = ("metrics", "feature_names", "classes")
+_JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
+_INT_FIELDS = ("row_count", "data_objects_total")
+LISTED_OBJECTS_BYTES = 2048
+"""At most this much of the data object list goes into the metadata (GCS allows 8 KiB of custom metadata in all)."""
+
+
+class Trigger(StrEnum):
+    """What started the run that trained an artifact."""
+
+    EVENT = "event"
+    """New data under data/ (`python -m trainer --watch`)."""
+    CRON = "cron"
+    """The CronJob, or `python -m trainer --schedule` locally."""
+    FORCE = "force"
+    """`python -m trainer --force`: retrain the same data."""
+    RECONCILE = "reconcile"
+    """The watcher's catch-up run at start and after its subscription was recreated (events may have been missed)."""
+    MANUAL = "manual"
+    """A one-off `python -m trainer`, or a model published directly."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What started a training run and the data objects it learned from (`name#generation`, newest first)."""
+
+    trigger: Trigger = Trigger.MANUAL
+    objects: tuple[str, ...] = ()
+    newest_finalized: datetime | None = None
+
+    def listed(self) -> list[str]:
+        """The newest objects whose names fit in LISTED_OBJECTS_BYTES (all of them for a normal data set)."""
+        listed, size = [], 0
+        for name in self.objects:
+            size += len(name.encode()) + 4
+            if size > LISTED_OBJECTS_BYTES:
+                break
+            listed.append(name)
+        return listed
+
+    def delay_to(self, moment: datetime) -> float | None:
+        """Seconds from the newest data object's finalize to `moment`, if that finalize time is known."""
+        return round((moment - self.newest_finalized).total_seconds(), 3) if self.newest_finalized else None
+
+
+DIRECT = Provenance()
+"""A model published directly (tests, benchmarks): manual, with no data objects."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +75,10 @@ class Lineage:
     metrics: dict[str, float]
     feature_names: list[str]
     classes: list[str]
+    trigger: str = Trigger.MANUAL.value
+    data_objects: list[str] = field(default_factory=list)
+    data_objects_total: int = 0
+    data_to_publish_s: float | None = None
 
     def to_metadata(self) -> dict[str, str]:
         """Custom metadata for the object: JSON for structured fields, text for the rest."""
@@ -58,7 +109,7 @@ class Lineage:
         try:
             values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
             values.update({k: json.loads(metadata[k]) for k in _JSON_FIELDS})
-            values["row_count"] = int(values["row_count"])
+            values.update({k: int(values[k]) for k in _INT_FIELDS})
         except (KeyError, ValueError, TypeError, RecursionError) as e:
             raise ArtifactRejected("bad_metadata", f"lineage metadata unreadable: {e}", name) from e
         return cls(**values)

@@ -26,7 +26,9 @@ class CommonSettings(BaseSettings):
     pubsub_emulator_host: str | None = None
     """host:port of the Pub/Sub emulator; unset in GCP."""
     model_events_topic: str = "model-events"
-    """Topic that receives the bucket's OBJECT_FINALIZE notifications."""
+    """Topic that receives the bucket's OBJECT_FINALIZE notifications for models/."""
+    data_events_topic: str = "data-events"
+    """Topic that receives the bucket's OBJECT_FINALIZE notifications for data/ (the same topic locally)."""
     gcs_retry_deadline: float = Field(30.0, gt=0)
     """Seconds google-api-core keeps retrying a transient GCS error before giving up."""
     log_level: str = "INFO"

@@ -22,7 +22,7 @@ from google.cloud import storage
 from core import layout, signing, unpickle
 from core.errors import ArtifactRejected, StoreUnavailable
 from core.gcs import REQUEST_TIMEOUT
-from core.lineage import Lineage
+from core.lineage import DIRECT, Lineage, Provenance
 from core.schema import CLASSES, EXAMPLES, FEATURES
 
 
@@ -92,7 +92,15 @@ class ModelStore:
     def __init__(self, bucket: storage.Bucket, key: bytes, retry: Retry) -> None:
         self.bucket, self._key, self.retry = bucket, key, retry
 
-    def publish(self, model: Any, *, data_fingerprint: str, row_count: int, metrics: dict[str, float]) -> Lineage:
+    def publish(
+        self,
+        model: Any,
+        *,
+        data_fingerprint: str,
+        row_count: int,
+        metrics: dict[str, float],
+        provenance: Provenance = DIRECT,
+    ) -> Lineage:
         """Pickle `model`, load it back the way a predictor will, then sign and upload it (publish_bytes).
 
         A model that needs a global outside the unpickle allowlist, or fails check_model, raises ArtifactRejected
@@ -102,11 +110,23 @@ class ModelStore:
         model_type = model_type_of(model)
         restore(data, f"new {model_type} artifact")
         return self.publish_bytes(
-            data, model_type=model_type, data_fingerprint=data_fingerprint, row_count=row_count, metrics=metrics
+            data,
+            model_type=model_type,
+            data_fingerprint=data_fingerprint,
+            row_count=row_count,
+            metrics=metrics,
+            provenance=provenance,
         )
 
     def publish_bytes(
-        self, data: bytes, *, model_type: str, data_fingerprint: str, row_count: int, metrics: dict[str, float]
+        self,
+        data: bytes,
+        *,
+        model_type: str,
+        data_fingerprint: str,
+        row_count: int,
+        metrics: dict[str, float],
+        provenance: Provenance = DIRECT,
     ) -> Lineage:
         """Sign and upload pickled bytes as a new artifact; never overwrites (if_generation_match=0)."""
         now = datetime.now(UTC)
@@ -124,6 +144,10 @@ class ModelStore:
             metrics=metrics,
             feature_names=list(FEATURES),
             classes=list(CLASSES),
+            trigger=provenance.trigger.value,
+            data_objects=provenance.listed(),
+            data_objects_total=len(provenance.objects),
+            data_to_publish_s=provenance.delay_to(now),
         ).signed_with(self._key)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()

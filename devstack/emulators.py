@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import grpc
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, storage
-from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+from core import pubsub
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15.0  # measured startup: fake-gcs-server ~0.05 s, Pub/Sub emulator jar ~0.7-1.1 s
@@ -253,14 +252,12 @@ def _pubsub_answers(host: str) -> bool:
 
 def publisher_client(emulator_host: str) -> pubsub_v1.PublisherClient:
     """A publisher bound to ``emulator_host`` (insecure channel), regardless of PUBSUB_EMULATOR_HOST."""
-    transport = PublisherGrpcTransport(host=emulator_host, channel=grpc.insecure_channel(emulator_host))
-    return pubsub_v1.PublisherClient(transport=transport)
+    return pubsub.publisher_client(emulator_host)
 
 
 def subscriber_client(emulator_host: str) -> pubsub_v1.SubscriberClient:
     """A subscriber bound to ``emulator_host`` (insecure channel), regardless of PUBSUB_EMULATOR_HOST."""
-    transport = SubscriberGrpcTransport(host=emulator_host, channel=grpc.insecure_channel(emulator_host))
-    return pubsub_v1.SubscriberClient(transport=transport)
+    return pubsub.subscriber_client(emulator_host)
 
 
 def storage_client(gcs_host: str, project: str) -> storage.Client:

@@ -10,7 +10,7 @@ while no subscription existed only delays a swap, never loses it.
 
 The client library runs the stream and our callback in its own threads; a supervisor thread of ours resubscribes
 (recreating the subscription when it vanished, e.g. after an emulator restart) with capped backoff. gRPC's own
-reconnect backoff is capped by CHANNEL_OPTIONS (its default grows to 120 s). Nothing here blocks a request.
+reconnect backoff is capped in core.pubsub (its default grows to 120 s). Nothing here blocks a request.
 """
 
 from __future__ import annotations
@@ -35,23 +35,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from core import layout
+from core import layout, pubsub
 from core.errors import StoreUnavailable
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
 
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),  # gRPC's default cap is 120 s: far too slow after a restart
-    ("grpc.keepalive_time_ms", 30000),
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-]
-"""gRPC channel options of the subscriber (the library's defaults plus a capped reconnect backoff)."""
 ACK_DEADLINE_S = 30
 SEEN_SIZE = 1024
 OFFER_RETRY_DELAYS = (1.0, 2.0, 4.0)
@@ -144,22 +134,6 @@ class SeenEvents:
             self._keys.move_to_end(key)
             while len(self._keys) > self._size:
                 self._keys.popitem(last=False)
-
-
-def grpc_channel(settings: PredictorSettings) -> grpc.Channel:
-    """An insecure channel to settings.pubsub_emulator_host (never the process env), else TLS to GCP."""
-    host = settings.pubsub_emulator_host
-    if host:
-        return grpc.insecure_channel(host, options=CHANNEL_OPTIONS)
-    target = f"{SubscriberGrpcTransport.DEFAULT_HOST}:443"
-    return SubscriberGrpcTransport.create_channel(target, options=CHANNEL_OPTIONS)  # default credentials
-
-
-def subscriber_client(settings: PredictorSettings, channel: grpc.Channel | None = None) -> pubsub_v1.SubscriberClient:
-    """A subscriber client on `channel` (by default grpc_channel(settings))."""
-    host = settings.pubsub_emulator_host or SubscriberGrpcTransport.DEFAULT_HOST
-    transport = SubscriberGrpcTransport(host=host, channel=channel or grpc_channel(settings))
-    return pubsub_v1.SubscriberClient(transport=transport)
 
 
 def subscription_id(settings: PredictorSettings, pid: int | None = None) -> str:
@@ -268,9 +242,9 @@ class ModelEvents:
                     raise SubscriptionGone(f"{self.subscription} is gone") from None
 
     def _new_client(self) -> pubsub_v1.SubscriberClient:
-        channel = grpc_channel(self._settings)
+        channel = pubsub.channel(self._settings.pubsub_emulator_host)
         channel.subscribe(self._on_connectivity, try_to_connect=False)
-        return subscriber_client(self._settings, channel)
+        return pubsub.subscriber_client(self._settings.pubsub_emulator_host, channel)
 
     def _renew_client(self) -> None:
         """A fresh channel for the next stream. Measured: on the old channel a new stream stalls while the old

@@ -1,53 +1,83 @@
-"""`python -m trainer [--force] [--schedule]`: one run (exit 0 on publish or skip), or the cron scheduler."""
+"""`python -m trainer [--force] [--trigger cron] [--schedule | --watch]`: one run, the cron loop or the data watcher.
+
+A one-off run exits 0 when it published, skipped or was rejected (or found the data claimed by a live run), 1 when it
+failed, so a Kubernetes Job retries failures only.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 
 import requests
 from google.api_core import exceptions as gexc
 
 from core import logs, settings
 from core.errors import ServiceError
-from trainer.run import train_once
+from core.lineage import Trigger
+from trainer.run import Outcome, train_once
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger("trainer")
 
 
-def run_and_report(config: TrainerSettings, force: bool) -> int:
-    """One run; prints a JSON summary line on stdout; 0 on success or skip, 1 on failure."""
+def run_and_report(config: TrainerSettings, trigger: Trigger) -> Outcome:
+    """One run; prints a JSON summary line on stdout and returns its outcome (failures included, never raised)."""
     try:
-        summary = train_once(config, force=force)
+        summary = train_once(config, force=trigger is Trigger.FORCE, trigger=trigger)
     except ServiceError as e:
-        summary = {"status": "failed", "error": e.message}
+        summary = {"status": Outcome.FAILED, "error": e.message}
     except (gexc.GoogleAPIError, requests.RequestException) as e:  # retries exhausted or a non-retryable reply
-        summary = {"status": "failed", "error": f"GCS unavailable: {e}"}
+        summary = {"status": Outcome.FAILED, "error": f"GCS unavailable: {e}"}
     except Exception as e:
         log.exception("trainer run failed")
-        summary = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        summary = {"status": Outcome.FAILED, "error": f"{type(e).__name__}: {e}"}
     print(json.dumps(summary, default=str), flush=True)
-    if summary["status"] == "failed":
+    if summary["status"] is Outcome.FAILED:
         print(f"trainer failed: {summary['error']}", file=sys.stderr)
-        return 1
+    return Outcome(summary["status"])
+
+
+def watch(config: TrainerSettings) -> int:
+    """Train on data events until SIGTERM / Ctrl-C (trainer.watch)."""
+    from trainer.model import build  # noqa: F401  (scikit-learn imported once, before the first event)
+    from trainer.watch import Watcher
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher = Watcher(config, lambda trigger: run_and_report(config, trigger))
+    log.info("watching for new data", extra={"subscription": watcher.subscription, "topic": watcher.topic})
+    try:
+        watcher.serve(stop)
+    finally:
+        watcher.close()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="retrain even when the data has not changed")
-    parser.add_argument("--schedule", action="store_true", help="run now, then on TRAIN_SCHEDULE (cron) forever")
+    triggers = [Trigger.CRON.value, Trigger.MANUAL.value]
+    parser.add_argument("--trigger", choices=triggers, default=Trigger.MANUAL.value, help="recorded in the lineage")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--schedule", action="store_true", help="run now, then on TRAIN_SCHEDULE (cron) forever")
+    mode.add_argument("--watch", action="store_true", help="train when new data lands under data/ (Pub/Sub)")
     args = parser.parse_args(argv)
     config = settings.load(TrainerSettings)
     logs.setup(config.log_level)
+    if args.watch:
+        return watch(config)
+    trigger = Trigger.FORCE if args.force else Trigger.CRON if args.schedule else Trigger(args.trigger)
     if args.schedule:
         from trainer.schedule import run_forever
 
-        return run_forever(config, lambda: run_and_report(config, args.force))
-    return run_and_report(config, args.force)
+        return run_forever(config, lambda: run_and_report(config, trigger))
+    return 1 if run_and_report(config, trigger) is Outcome.FAILED else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,14 @@ _SETTLED = ("published", "rejected")
 """Outcomes that end a fingerprint; a `failed` (or stale `training`) claim may be taken over."""
 
 
+@dataclass(frozen=True)
+class Refused:
+    """Why this run may not train the fingerprint; `busy` when another run may still finish it (ask again later)."""
+
+    reason: str
+    busy: bool
+
+
 @dataclass
 class Claim:
     """The claim this run holds on one fingerprint (object name and generation for conditional updates)."""
@@ -33,8 +41,8 @@ class Claim:
             self.blob.upload_from_string(body, "application/json", if_generation_match=self.generation, retry=retry)
 
 
-def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry: Any) -> Claim | str:
-    """Take the claim on `fingerprint`, or return why another run owns it."""
+def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry: Any) -> Claim | Refused:
+    """Take the claim on `fingerprint`, or say why another run owns it."""
     blob = bucket.blob(f"{layout.CLAIMS}{fingerprint}.json")
     body = json.dumps({"state": "training", "at": time.time()})
     try:
@@ -44,13 +52,14 @@ def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry:
         pass
     existing = bucket.get_blob(blob.name, retry=retry, timeout=REQUEST_TIMEOUT)
     if existing is None:
-        return "claim vanished while reading it; the next run will retry"
+        return Refused("claim vanished while reading it", busy=True)
     state = json.loads(existing.download_as_bytes(retry=retry) or b"{}")
     holder, age = state.get("state"), time.time() - float(state.get("at", 0))
     if holder in _SETTLED or (holder == "training" and age < stale_after):
-        return f"data already claimed by another run (state {holder}, {age:.0f} s ago)"
+        reason = f"data already claimed by another run (state {holder}, {age:.0f} s ago)"
+        return Refused(reason, busy=holder not in _SETTLED)
     try:
         blob.upload_from_string(body, "application/json", if_generation_match=existing.generation, retry=retry)
     except gexc.PreconditionFailed:
-        return "another run took over the stale claim first"
+        return Refused("another run took over the stale claim first", busy=True)
     return Claim(blob, int(blob.generation or 0))

@@ -14,6 +14,7 @@ from google.cloud import storage
 
 from core import layout, schema
 from core.gcs import REQUEST_TIMEOUT
+from core.lineage import Provenance, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,18 @@ class Dataset:
     features: np.ndarray
     labels: np.ndarray
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    used: list[storage.Blob] = field(default_factory=list)
+    """The objects that contributed rows, newest first."""
 
     @property
     def rows(self) -> int:
         return len(self.labels)
+
+    def provenance(self, trigger: Trigger) -> Provenance:
+        """The trigger, the objects learned from (`name#generation`) and the newest one's finalize time."""
+        finalized = [b.time_created for b in self.used if b.time_created is not None]
+        objects = tuple(f"{b.name}#{b.generation}" for b in self.used)
+        return Provenance(trigger, objects, max(finalized, default=None))
 
 
 def list_csvs(bucket: storage.Bucket, retry: Any) -> list[storage.Blob]:
@@ -81,7 +90,7 @@ def read_dataset(blobs: list[storage.Blob], limits: schema.Limits, retry: Any, m
     Files are read newest first (by generation), and a file that would take the data set past `max_total_rows` is
     skipped with a report: the oldest data gives way, and memory stays bounded however much is uploaded.
     """
-    values, codes, reports = array("d"), array("B"), {}
+    values, codes, reports, used = array("d"), array("B"), {}, []
     for blob in sorted(blobs, key=lambda b: b.generation or 0, reverse=True):
         if (blob.size or 0) > limits.max_bytes:
             report = schema.CsvReport(fatal=f"file exceeds {limits.max_bytes} bytes")
@@ -92,10 +101,11 @@ def read_dataset(blobs: list[storage.Blob], limits: schema.Limits, retry: Any, m
             if report.fatal is None:
                 values.extend(file_values)
                 codes.extend(file_codes)
+                used += [blob] if file_codes else []
         reports[blob.name] = _summarize(blob.name, report)
     features = np.frombuffer(values, dtype=np.float64).reshape(-1, len(schema.FEATURES))
     labels = np.asarray(schema.CLASSES)[np.frombuffer(codes, dtype=np.uint8)]
-    return Dataset(features, labels, reports)
+    return Dataset(features, labels, reports, used)
 
 
 def _summarize(name: str, report: schema.CsvReport) -> dict[str, Any]:

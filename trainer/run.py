@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from google.api_core.exceptions import GoogleAPIError
 
 from core import gcs, layout, schema
 from core.errors import ArtifactRejected, ServiceError
+from core.lineage import Trigger
 from core.store import ArtifactRef, ModelStore
 from trainer import claims, data
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    """A run's `status`: the first three settle the data it saw; `busy` and `failed` ask for another try."""
+
+    PUBLISHED = "published"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    BUSY = "busy"
+    """Another run holds a live claim on the same data; ask again once it has finished or gone stale."""
+    FAILED = "failed"
+
+    @property
+    def settled(self) -> bool:
+        return self in (Outcome.PUBLISHED, Outcome.SKIPPED, Outcome.REJECTED)
 
 
 def newest_signed(store: ModelStore) -> ArtifactRef | None:
@@ -27,8 +44,9 @@ def newest_signed(store: ModelStore) -> ArtifactRef | None:
     return None
 
 
-def train_once(settings: TrainerSettings, force: bool = False) -> dict[str, Any]:
-    """Run the trainer once; the summary's `status` is published, skipped or rejected."""
+def train_once(settings: TrainerSettings, force: bool = False, trigger: Trigger | None = None) -> dict[str, Any]:
+    """Run the trainer once; the summary's `status` is an Outcome (never `failed`: that is an exception)."""
+    trigger = trigger or (Trigger.FORCE if force else Trigger.MANUAL)
     client = gcs.client(settings)
     bucket, retry = client.bucket(settings.gcs_bucket), gcs.retry(settings)
     store = ModelStore(bucket, settings.signing_key(), retry)
@@ -38,15 +56,15 @@ def train_once(settings: TrainerSettings, force: bool = False) -> dict[str, Any]
             log.info("seeded data/iris.csv from scikit-learn's bundled iris data")
         blobs = data.list_csvs(bucket, retry)
     fp = data.fingerprint(blobs)
-    summary: dict[str, Any] = {"data_fingerprint": fp, "files": len(blobs)}
+    summary: dict[str, Any] = {"data_fingerprint": fp, "files": len(blobs), "trigger": trigger.value}
     newest = newest_signed(store)
     if not force and newest is not None and newest.metadata.get("data_fingerprint") == fp:
-        return summary | {"status": "skipped", "reason": "no new data", "model_version": newest.version}
+        return summary | {"status": Outcome.SKIPPED, "reason": "no new data", "model_version": newest.version}
     claim = None if force else claims.acquire(bucket, fp, settings.claim_stale_after, retry)
-    if isinstance(claim, str):
-        return summary | {"status": "skipped", "reason": claim}
+    if isinstance(claim, claims.Refused):
+        return summary | {"status": Outcome.BUSY if claim.busy else Outcome.SKIPPED, "reason": claim.reason}
     try:
-        result = _train(store, blobs, fp, settings)
+        result = _train(store, blobs, fp, settings, trigger)
     except Exception as e:
         if claim:
             claim.finish("failed", retry, error=str(e)[:500])
@@ -56,7 +74,7 @@ def train_once(settings: TrainerSettings, force: bool = False) -> dict[str, Any]
     return summary | result
 
 
-def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettings) -> dict[str, Any]:
+def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettings, trigger: Trigger) -> dict[str, Any]:
     from trainer import model  # scikit-learn is imported only when there is work
 
     limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
@@ -65,19 +83,27 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     try:
         evaluated = model.fit_and_evaluate(dataset, settings)
     except model.InsufficientData as e:
-        return stats | {"status": "rejected", "reason": str(e)}
+        return stats | {"status": Outcome.REJECTED, "reason": str(e)}
     current = store.newest_valid(on_reject=_log_reject)
     reason = model.gate(evaluated, current.model if current else None, settings)
     if reason:
-        return stats | {"status": "rejected", "reason": reason, "metrics": evaluated.metrics}
+        return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
     try:
-        lineage = store.publish(evaluated.model, data_fingerprint=fp, row_count=dataset.rows, metrics=evaluated.metrics)
+        lineage = store.publish(
+            evaluated.model,
+            data_fingerprint=fp,
+            row_count=dataset.rows,
+            metrics=evaluated.metrics,
+            provenance=dataset.provenance(trigger),
+        )
     except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
-        return stats | {"status": "rejected", "reason": f"{e.reason}: {e.message}", "metrics": evaluated.metrics}
+        reason = f"{e.reason}: {e.message}"
+        return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
     _retire(store, lineage.version)
     return stats | {
-        "status": "published",
+        "status": Outcome.PUBLISHED,
         "model_version": lineage.version,
+        "data_to_publish_s": lineage.data_to_publish_s,
         "object": layout.model_object(lineage.version),
         "metrics": evaluated.metrics,
     }

@@ -14,7 +14,7 @@ from trainer.settings import TrainerSettings
 log = logging.getLogger(__name__)
 
 
-def run_forever(settings: TrainerSettings, job: Callable[[], int]) -> int:
+def run_forever(settings: TrainerSettings, job: Callable[[], object]) -> int:
     """Block running `job` on the cron schedule (no overlapping runs); returns 0 on Ctrl-C / SIGTERM."""
     trigger = CronTrigger.from_crontab(settings.train_schedule, timezone=UTC)
     scheduler = BlockingScheduler(timezone=UTC)

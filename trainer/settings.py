@@ -12,6 +12,14 @@ class TrainerSettings(SigningSettings):
 
     train_schedule: str = "0 * * * *"
     """Cron expression for `python -m trainer --schedule` (the CronJob's schedule in the cluster)."""
+    watch_subscription: str = Field("trainer-data-events", min_length=3)
+    """Subscription on DATA_EVENTS_TOPIC that `python -m trainer --watch` pulls (created if missing)."""
+    train_quiet_period: float = Field(1.0, ge=0)
+    """The watcher trains once no new data object arrived for this many seconds..."""
+    train_max_delay: float = Field(10.0, gt=0)
+    """... or this many seconds after the first one of a burst, whichever comes first."""
+    train_retry_delay: int = Field(30, ge=0, le=600)
+    """Seconds before a batch whose run failed, or found the data claimed by a live run, is tried again."""
     accuracy_floor: float = Field(0.9, ge=0, le=1)
     """A model scoring below this accuracy on held-out data is never published."""
     regression_tolerance: float = Field(0.02, ge=0, le=1)

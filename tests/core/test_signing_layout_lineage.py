@@ -12,7 +12,7 @@ import pytest
 
 from core import layout, signing
 from core.errors import ArtifactRejected
-from core.lineage import Lineage
+from core.lineage import LISTED_OBJECTS_BYTES, Lineage, Provenance, Trigger
 
 KEY = b"k" * 32
 DIGEST = hashlib.sha256(b"model").hexdigest()
@@ -39,8 +39,11 @@ def test_a_signed_lineage_verifies_with_the_same_key_only() -> None:
         {"metrics": {"accuracy": 1.0, "f1_macro": 0.96}},
         {"row_count": 151},
         {"classes": ["virginica", "versicolor", "setosa"]},
+        {"trigger": "force"},
+        {"data_objects": ["data/other.csv#1"]},
+        {"data_to_publish_s": 0.5},
     ],
-    ids=["version", "sha256", "data_fingerprint", "metrics", "row_count", "classes"],
+    ids=["version", "sha256", "data_fingerprint", "metrics", "row_count", "classes", "trigger", "objects", "delay"],
 )
 def test_patching_any_lineage_field_breaks_the_signature(change: dict[str, object]) -> None:
     assert not replace(lineage(), **change).verifies(KEY)  # type: ignore[arg-type]
@@ -114,6 +117,10 @@ def lineage() -> Lineage:
         metrics={"accuracy": 0.97, "f1_macro": 0.96},
         feature_names=["sepal_length", "sepal_width", "petal_length", "petal_width"],
         classes=["setosa", "versicolor", "virginica"],
+        trigger="event",
+        data_objects=["data/b.csv#2", "data/a.csv#1"],
+        data_objects_total=2,
+        data_to_publish_s=1.25,
     ).signed_with(KEY)
 
 
@@ -161,3 +168,24 @@ def test_lineage_is_immutable() -> None:
     assert replace(value, row_count=1).row_count == 1
     with pytest.raises(AttributeError):
         value.row_count = 1  # type: ignore[misc]
+
+
+def test_provenance_lists_the_newest_objects_within_the_metadata_budget() -> None:
+    names = tuple(f"data/{'x' * 200}-{i}.csv#{i}" for i in range(100))
+    listed = Provenance(Trigger.EVENT, names).listed()
+    assert listed == list(names[: len(listed)])
+    assert 0 < len(listed) < 100
+    assert len(json.dumps(listed)) <= LISTED_OBJECTS_BYTES
+    assert Provenance(Trigger.EVENT, names[:3]).listed() == list(names[:3])
+
+
+def test_provenance_delay_is_from_the_newest_finalize_and_unknown_without_one() -> None:
+    finalized = datetime(2026, 1, 1, tzinfo=UTC)
+    assert Provenance(Trigger.CRON, (), finalized).delay_to(finalized + timedelta(seconds=2.5)) == 2.5
+    assert Provenance().delay_to(finalized) is None
+
+
+def test_a_lineage_without_a_known_delay_round_trips() -> None:
+    original = replace(lineage(), data_to_publish_s=None, data_objects=[], data_objects_total=0).signed_with(KEY)
+    assert Lineage.from_metadata(original.to_metadata(), "n") == original
+    assert original.to_metadata()["data_to_publish_s"] == "null"

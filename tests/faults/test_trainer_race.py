@@ -41,6 +41,8 @@ def test_two_trainers_one_artifact(main_stack: Stack, row: Row) -> None:
         + "; ".join(f"{s['status']} ({s.get('reason', s.get('model_version'))})" for s in summaries)
     )
     assert [run.returncode for run in runs] == [0, 0], [err[-500:] for _, err in outputs]
-    assert sorted(s["status"] for s in summaries) == ["published", "skipped"]
+    statuses = sorted(s["status"] for s in summaries)
+    assert statuses.count("published") == 1, statuses
+    assert {*statuses} - {"published"} <= {"busy", "skipped"}, statuses
     assert len(new) == 1
     assert new == [next(s["model_version"] for s in summaries if s["status"] == "published")]

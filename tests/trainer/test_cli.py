@@ -65,7 +65,9 @@ def test_two_trainers_at_once_publish_exactly_one_artifact(
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     statuses = sorted(json.loads(out)["status"] for out, _ in outputs)
-    assert statuses == ["published", "skipped"], outputs
+    # the loser finds the claim in training (busy) or already published (skipped), depending on timing
+    assert statuses.count("published") == 1, outputs
+    assert {*statuses} - {"published"} <= {"busy", "skipped"}, outputs
     assert len(set(model_names(bucket)) - set(before)) == 1
 
 

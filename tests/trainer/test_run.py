@@ -47,6 +47,14 @@ def test_first_run_seeds_iris_and_publishes_a_signed_artifact(
     assert lineage.metrics["test_rows"] == held_out(np.array([v for v, _ in iris_rows()]), 0.2, 42).sum()
     assert lineage.model_type == "StandardScaler+LogisticRegression"
     assert all(lineage.to_metadata()[k] for k in lineage.to_metadata())
+    seed = bucket.get_blob("data/iris.csv")
+    assert (lineage.trigger, lineage.data_objects, lineage.data_objects_total) == (
+        "manual",
+        [f"data/iris.csv#{seed.generation}"],
+        1,
+    )
+    assert lineage.data_to_publish_s == summary["data_to_publish_s"]
+    assert 0 <= lineage.data_to_publish_s < 60  # type: ignore[operator]
 
 
 def test_second_run_skips_without_new_data(trainer_settings: TrainerSettings, bucket: storage.Bucket) -> None:
@@ -55,6 +63,7 @@ def test_second_run_skips_without_new_data(trainer_settings: TrainerSettings, bu
     assert second == {
         "data_fingerprint": first["data_fingerprint"],
         "files": 1,
+        "trigger": "manual",
         "status": "skipped",
         "reason": "no new data",
         "model_version": first["model_version"],
@@ -70,7 +79,17 @@ def test_a_new_csv_retrains(trainer_settings: TrainerSettings, store: ModelStore
     assert second["data_fingerprint"] != first["data_fingerprint"]
     assert second["model_version"] > first["model_version"]
     assert (second["files"], second["rows"]) == (2, 300)
-    assert store.newest_valid().lineage.row_count == 300  # type: ignore[union-attr]
+    lineage = store.newest_valid().lineage  # type: ignore[union-attr]
+    assert lineage.row_count == 300
+    newest, seed = bucket.get_blob("data/more.csv"), bucket.get_blob("data/iris.csv")
+    assert lineage.data_objects == [f"data/more.csv#{newest.generation}", f"data/iris.csv#{seed.generation}"]
+
+
+def test_forced_run_records_its_trigger(trainer_settings: TrainerSettings, store: ModelStore) -> None:
+    train_once(trainer_settings)
+    forced = train_once(trainer_settings, force=True)
+    assert (forced["status"], forced["trigger"]) == ("published", "force")
+    assert store.newest_valid().lineage.trigger == "force"  # type: ignore[union-attr]
 
 
 def test_replacing_a_csv_changes_the_fingerprint(trainer_settings: TrainerSettings, bucket: storage.Bucket) -> None:
@@ -280,7 +299,7 @@ def _claim(bucket: storage.Bucket, fingerprint: str, state: str, age: float) -> 
 @pytest.mark.parametrize(
     ("state", "age", "status"),
     [
-        ("training", 10, "skipped"),
+        ("training", 10, "busy"),
         ("published", 10**6, "skipped"),
         ("rejected", 10, "skipped"),
         ("training", 10**6, "published"),
@@ -295,7 +314,7 @@ def test_claims_decide_who_trains(
     _claim(bucket, fingerprint, state, age)
     summary = train_once(trainer_settings)
     assert summary["status"] == status, summary
-    if status == "skipped":
+    if status in ("skipped", "busy"):
         assert summary["reason"].startswith("data already claimed by another run")
         assert model_names(bucket) == []
     else:

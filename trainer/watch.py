@@ -1,0 +1,180 @@
+"""`python -m trainer --watch`: a training run when new data lands under data/, from the bucket's notifications.
+
+One durable subscription (WATCH_SUBSCRIPTION on DATA_EVENTS_TOPIC), pulled synchronously by one loop in one thread,
+so runs never overlap. A CSV finalized under data/ of our bucket joins the open batch; the batch runs once nothing new
+arrived for TRAIN_QUIET_PERIOD seconds, or TRAIN_MAX_DELAY seconds after it opened, so a burst of files is one run.
+A batch's messages are acked only after its run settled (published, skipped or rejected). A busy or failed run hands
+them back for TRAIN_RETRY_DELAY seconds, and a crash leaves them unacked: Pub/Sub redelivers either way. A duplicate,
+late or vanished object costs one `skipped` run (the data fingerprint is unchanged), and the claims keep this path
+and the CronJob from publishing the same data twice. At start, and whenever the subscription had to be created
+again (an emulator restart loses it), a `reconcile` run covers events that nobody was subscribed to receive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+
+from core import layout, pubsub
+from core.lineage import Trigger
+from trainer.run import Outcome
+from trainer.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 600
+"""Ack deadline of held messages (Pub/Sub's maximum): a run shorter than this is never redelivered meanwhile."""
+PULL_TIMEOUT_S = 1.0
+UNAVAILABLE_BACKOFF = (0.5, 10.0)
+"""Initial and maximum sleep while Pub/Sub cannot be reached."""
+
+Run = Callable[[Trigger], Outcome]
+
+
+def data_object(attributes: Mapping[str, str], bucket: str) -> str | None:
+    """`name#generation` of a CSV finalized under data/ in `bucket`; None for any other notification."""
+    name, generation = attributes.get("objectId") or "", attributes.get("objectGeneration") or ""
+    if attributes.get("eventType") != "OBJECT_FINALIZE" or attributes.get("bucketId") != bucket:
+        return None
+    if not name.startswith(layout.DATA) or not name.lower().endswith(".csv"):
+        return None
+    return f"{name}#{generation}"
+
+
+@dataclass
+class Batch:
+    """Messages of data objects waiting for one run, and when the first and the latest arrived."""
+
+    ack_ids: list[str] = field(default_factory=list)
+    objects: list[str] = field(default_factory=list)
+    opened: float = 0.0
+    latest: float = 0.0
+
+    def add(self, ack_id: str, obj: str, now: float) -> None:
+        self.opened = self.opened if self.ack_ids else now
+        self.ack_ids.append(ack_id)
+        self.objects.append(obj)
+        self.latest = now
+
+    def due_in(self, now: float, quiet: float, max_delay: float) -> float | None:
+        """Seconds until this batch should run (0 when due); None when it is empty."""
+        if not self.ack_ids:
+            return None
+        return max(0.0, min(self.latest + quiet, self.opened + max_delay) - now)
+
+
+class Watcher:
+    """Pulls data events, coalesces them into batches and runs `run` for each, acking after it settled."""
+
+    def __init__(self, settings: TrainerSettings, run: Run, subscriber: pubsub_v1.SubscriberClient | None = None):
+        self.settings, self.run = settings, run
+        self.subscriber = subscriber or pubsub.subscriber_client(settings.pubsub_emulator_host)
+        project = settings.google_cloud_project
+        self.subscription = self.subscriber.subscription_path(project, settings.watch_subscription)
+        self.topic = f"projects/{project}/topics/{settings.data_events_topic}"
+        self.batch = Batch()
+        self.runs: list[tuple[Trigger, Outcome, int]] = []
+        """(trigger, outcome, data objects in the batch) of every run so far."""
+
+    def ensure_subscription(self) -> bool:
+        """Create the subscription if it is missing; True when it had to be created (events may have been missed)."""
+        try:
+            self.subscriber.create_subscription(name=self.subscription, topic=self.topic, ack_deadline_seconds=LEASE_S)
+        except gexc.AlreadyExists:
+            return False
+        except gexc.PermissionDenied:  # in GCP deploy/setup-gcp.sh creates it; this account may only consume it
+            log.info("subscription %s is managed outside this process", self.subscription)
+            return False
+        log.info("created subscription %s on %s", self.subscription, self.topic)
+        return True
+
+    def serve(self, stop: threading.Event) -> None:
+        """Reconcile once, then pull, coalesce and train until `stop` is set."""
+        self._open()
+        delay = UNAVAILABLE_BACKOFF[0]
+        while not stop.is_set():
+            try:
+                self.step()
+                delay = UNAVAILABLE_BACKOFF[0]
+            except gexc.NotFound:
+                log.warning("subscription %s vanished; creating it again", self.subscription)
+                self.batch = Batch()  # its ack ids died with the subscription; the reconcile run covers them
+                self._open()
+            except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as e:
+                log.warning("Pub/Sub unavailable, retrying in %.1f s: %s", delay, e)
+                stop.wait(delay)
+                delay = min(delay * 2, UNAVAILABLE_BACKOFF[1])
+
+    def step(self) -> None:
+        """Pull what arrived (waiting at most until the open batch is due), then run the batch if it is due."""
+        cfg = self.settings
+        wait = self.batch.due_in(time.monotonic(), cfg.train_quiet_period, cfg.train_max_delay)
+        if wait is None or wait > 0:
+            self.pull(min(PULL_TIMEOUT_S, wait if wait is not None else PULL_TIMEOUT_S))
+        if self.batch.due_in(time.monotonic(), cfg.train_quiet_period, cfg.train_max_delay) == 0:
+            batch, self.batch = self.batch, Batch()
+            self._run_batch(batch)
+
+    def pull(self, timeout: float) -> int:
+        """One pull: data objects join the batch, other messages are acked at once; returns how many arrived."""
+        try:
+            response = self.subscriber.pull(
+                subscription=self.subscription, max_messages=100, timeout=max(timeout, 0.05), retry=None
+            )
+        except gexc.DeadlineExceeded:
+            return 0
+        other = []
+        for received in response.received_messages:
+            obj = data_object(received.message.attributes, self.settings.gcs_bucket)
+            if obj is None:
+                other.append(received.ack_id)
+            else:
+                self.batch.add(received.ack_id, obj, time.monotonic())
+        if other:
+            self._settle(other, ack=True)
+        return len(response.received_messages)
+
+    def _open(self) -> None:
+        self.ensure_subscription()
+        self._train(Trigger.RECONCILE, [])
+
+    def _run_batch(self, batch: Batch) -> None:
+        self._extend(batch.ack_ids, LEASE_S)
+        outcome = self._train(Trigger.EVENT, batch.objects)
+        self._settle(batch.ack_ids, ack=outcome.settled)
+
+    def _train(self, trigger: Trigger, objects: list[str]) -> Outcome:
+        log.info("training run", extra={"trigger": trigger.value, "objects": objects[:20], "count": len(objects)})
+        outcome = self.run(trigger)
+        self.runs.append((trigger, outcome, len(objects)))
+        if not outcome.settled:
+            log.warning("run %s; the data events come back in %s s", outcome.value, self.settings.train_retry_delay)
+        return outcome
+
+    def _settle(self, ack_ids: list[str], ack: bool) -> None:
+        if ack:
+            self._call(self.subscriber.acknowledge, ack_ids=ack_ids)
+        else:
+            self._extend(ack_ids, self.settings.train_retry_delay)
+
+    def _extend(self, ack_ids: list[str], seconds: int) -> None:
+        self._call(self.subscriber.modify_ack_deadline, ack_ids=ack_ids, ack_deadline_seconds=seconds)
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> None:
+        """Ack / modify in chunks; a failure only means the messages come back (a duplicate run skips)."""
+        ids = kwargs.pop("ack_ids")
+        for start in range(0, len(ids), 1000):
+            try:
+                method(subscription=self.subscription, ack_ids=ids[start : start + 1000], **kwargs, timeout=10)
+            except gexc.GoogleAPICallError as e:
+                log.warning("could not settle %d messages (they will be redelivered): %s", len(ids), e)
+
+    def close(self) -> None:
+        self.subscriber.close()
