@@ -97,20 +97,20 @@ class Watcher:
 
     def serve(self, stop: threading.Event) -> None:
         """Reconcile once, then pull, coalesce and train until `stop` is set."""
-        self._open()
-        delay = UNAVAILABLE_BACKOFF[0]
+        delay, opened = UNAVAILABLE_BACKOFF[0], False
         while not stop.is_set():
             try:
+                opened = opened or self._open()
                 self.step()
                 delay = UNAVAILABLE_BACKOFF[0]
-            except gexc.NotFound:
-                log.warning("subscription %s vanished; creating it again", self.subscription)
-                self.batch = Batch()  # its ack ids died with the subscription; the reconcile run covers them
-                self._open()
+                continue
+            except gexc.NotFound as e:  # the subscription (or, on create, the topic) is gone
+                log.warning("subscription %s or its topic missing (%s); subscribing again", self.subscription, e)
+                self.batch, opened = Batch(), False  # its ack ids died with it; the reconcile run covers them
             except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as e:
                 log.warning("Pub/Sub unavailable, retrying in %.1f s: %s", delay, e)
-                stop.wait(delay)
-                delay = min(delay * 2, UNAVAILABLE_BACKOFF[1])
+            stop.wait(delay)
+            delay = min(delay * 2, UNAVAILABLE_BACKOFF[1])
 
     def step(self) -> None:
         """Pull what arrived (waiting at most until the open batch is due), then run the batch if it is due."""
@@ -141,9 +141,11 @@ class Watcher:
             self._settle(other, ack=True)
         return len(response.received_messages)
 
-    def _open(self) -> None:
+    def _open(self) -> bool:
+        """Subscribe, then one reconcile run for whatever arrived while nobody was subscribed."""
         self.ensure_subscription()
         self._train(Trigger.RECONCILE, [])
+        return True
 
     def _run_batch(self, batch: Batch) -> None:
         self._extend(batch.ack_ids, LEASE_S)
