@@ -10,6 +10,7 @@
 #   --dry-run  print every command instead of running it (nothing is read from or written to GCP)
 #   --standard a GKE Standard cluster with Workload Identity instead of Autopilot
 # Environment overrides: REPOSITORY (iris), NAMESPACE (iris), MODEL_EVENTS_TOPIC (model-events),
+#   DATA_EVENTS_TOPIC (data-events), WATCH_SUBSCRIPTION (trainer-data-events),
 #   MODEL_RETENTION_DAYS (180), BRANCH_PATTERN (^main$), OVERLAY (prod).
 set -euo pipefail
 
@@ -24,6 +25,8 @@ GITHUB_REPO=${GITHUB_REPO:-}
 REPOSITORY=${REPOSITORY:-iris}
 NAMESPACE=${NAMESPACE:-iris}
 TOPIC=${MODEL_EVENTS_TOPIC:-model-events}
+DATA_TOPIC=${DATA_EVENTS_TOPIC:-data-events}
+WATCH_SUBSCRIPTION=${WATCH_SUBSCRIPTION:-trainer-data-events}
 MODEL_RETENTION_DAYS=${MODEL_RETENTION_DAYS:-180}
 BRANCH_PATTERN=${BRANCH_PATTERN:-^main\$}
 OVERLAY=${OVERLAY:-prod}
@@ -118,13 +121,26 @@ create_events() {
   # The Cloud Storage service agent publishes the notification, and Eventarc's storage trigger needs it to publish
   # to Eventarc's own topic in the project, hence project scope.
   project_role "serviceAccount:$agent" roles/pubsub.publisher
+  notification "$TOPIC" models/
+  say "Pub/Sub topic $DATA_TOPIC, the bucket notification for data/ and the trainer's subscription $WATCH_SUBSCRIPTION"
+  ensure gcloud pubsub topics describe "$DATA_TOPIC" --project="$PROJECT_ID" -- \
+    gcloud pubsub topics create "$DATA_TOPIC" --project="$PROJECT_ID"
+  notification "$DATA_TOPIC" data/
+  # One durable subscription for the single watcher replica: events wait here while it restarts (7 days).
+  ensure gcloud pubsub subscriptions describe "$WATCH_SUBSCRIPTION" --project="$PROJECT_ID" -- \
+    gcloud pubsub subscriptions create "$WATCH_SUBSCRIPTION" --project="$PROJECT_ID" --topic="$DATA_TOPIC" \
+    --ack-deadline=600 --message-retention-duration=7d --expiration-period=never
+}
+
+# notification TOPIC PREFIX: the bucket's OBJECT_FINALIZE notifications for objects under PREFIX, unless present.
+notification() {
   local existing="[]"
   $DRY_RUN || existing=$(gcloud storage buckets notifications list "gs://$BUCKET" --format=json)
-  if grep -q "topics/$TOPIC\"" <<<"$existing"; then
-    echo "exists: notification gs://$BUCKET -> $TOPIC"
+  if grep -q "topics/$1\"" <<<"$existing"; then
+    echo "exists: notification gs://$BUCKET -> $1"
   else
-    run gcloud storage buckets notifications create "gs://$BUCKET" --topic="projects/$PROJECT_ID/topics/$TOPIC" \
-      --event-types=OBJECT_FINALIZE --payload-format=json --object-prefix=models/
+    run gcloud storage buckets notifications create "gs://$BUCKET" --topic="projects/$PROJECT_ID/topics/$1" \
+      --event-types=OBJECT_FINALIZE --payload-format=json --object-prefix="$2"
   fi
 }
 
@@ -160,6 +176,9 @@ grant_pubsub() {
   project_role "serviceAccount:iris-predictor@$SA_DOMAIN" "projects/$PROJECT_ID/roles/irisSubscriptionManager"
   run gcloud pubsub topics add-iam-policy-binding "$TOPIC" --project="$PROJECT_ID" \
     --member="serviceAccount:iris-predictor@$SA_DOMAIN" --role=roles/pubsub.subscriber >/dev/null
+  say "Trainer: consume its one subscription $WATCH_SUBSCRIPTION, nothing else in Pub/Sub"
+  run gcloud pubsub subscriptions add-iam-policy-binding "$WATCH_SUBSCRIPTION" --project="$PROJECT_ID" \
+    --member="serviceAccount:iris-trainer@$SA_DOMAIN" --role=roles/pubsub.subscriber >/dev/null
 }
 
 grant_function() {

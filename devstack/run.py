@@ -1,8 +1,9 @@
 """`make run`: the whole system on loopback with the real wire protocols.
 
 fake-gcs-server (filesystem backend, publishing OBJECT_FINALIZE to the Pub/Sub emulator), the Pub/Sub emulator,
-the trainer (once, then on TRAIN_SCHEDULE), the predictor, the ingest function under functions-framework and the
-bridge that delivers `incoming/` events to it. Ctrl-C stops every child by PID, newest first.
+the trainer (once, then on every data/ notification, and on TRAIN_SCHEDULE as the safety net), the predictor, the
+ingest function under functions-framework and the bridge that delivers `incoming/` events to it.
+Ctrl-C stops every child by PID, newest first.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class StackSettings(BaseSettings):
     """The bucket created in fake-gcs-server."""
     model_events_topic: str = "model-events"
     """Topic fake-gcs-server publishes notifications to."""
-    train_schedule: str = "*/5 * * * *"
-    """Cron schedule of the local trainer loop."""
+    train_schedule: str = "*/30 * * * *"
+    """Cron schedule of the local safety-net trainer loop (new data trains at once through the watcher)."""
 
 
 def secret_file(path: Path) -> Path:
@@ -66,6 +67,7 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "GCS_BUCKET": config.gcs_bucket,
         "STORAGE_EMULATOR_HOST": gcs.host,
         "MODEL_EVENTS_TOPIC": config.model_events_topic,
+        "DATA_EVENTS_TOPIC": config.model_events_topic,  # fake-gcs-server publishes every object to one topic
         "MODEL_SIGNING_KEY_FILE": str(secret_file(config.stack_dir / "signing.key").resolve()),
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
@@ -133,10 +135,12 @@ class Stack:
 
 
 def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
-    """Trainer once (foreground), then the scheduler, predictor, function and bridge."""
+    """Trainer once (foreground), then the data watcher, the safety-net scheduler, predictor, function and bridge."""
     py, cfg = sys.executable, stack.config
     first = subprocess.run([py, "-m", "trainer"], env=env, capture_output=True, text=True, check=False)
     print(f"trainer: {first.stdout.strip() or first.stderr.strip()[-300:]}")
+    if events:
+        stack.spawn("trainer-watch", [py, "-m", "trainer", "--watch"], env)
     stack.spawn("trainer-scheduler", [py, "-m", "trainer", "--schedule"], env)
     stack.spawn("predictor", [py, "-m", "predictor"], env, cfg.port)
     function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "on_upload",
@@ -154,7 +158,7 @@ Local stack is up (logs in {cfg.stack_dir}/logs, bucket files in {cfg.stack_dir}
   web page and API   http://127.0.0.1:{cfg.port}/   (curl -d '[5.1,3.5,1.4,0.2]' -H 'Content-Type: application/json' \
 http://127.0.0.1:{cfg.port}/api)
   drop training CSV  make drop CSV=path/to/file.csv      (validated into data/ or quarantine/)
-  retrain now        make train                          (otherwise on '{cfg.train_schedule}')
+  retrain now        make train    (new data in data/ trains at once; the safety net runs on '{cfg.train_schedule}')
   environment        source {env_file}
 Ctrl-C stops everything."""
 

@@ -41,6 +41,16 @@ def get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
+HEADER = "sepal_length,sepal_width,petal_length,petal_width,species\n"
+
+
+def learned_from(port: int, prefix: str) -> dict | None:
+    """The serving model's lineage if it learned from an object whose name starts with `prefix`."""
+    status, body = get(f"http://127.0.0.1:{port}/v1/model")
+    lineage = json.loads(body).get("lineage") if status == 200 else None
+    return lineage if lineage and any(o.startswith(prefix) for o in lineage["data_objects"]) else None
+
+
 def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path) -> None:
     ports = {"PORT": free_port(), "STACK_GCS_PORT": free_port(), "STACK_PUBSUB_PORT": free_port()}
     ports["STACK_FUNCTION_PORT"] = free_port()
@@ -60,7 +70,12 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         assert blob.metadata["sha256"]
         assert (tmp_path / "stack" / "signing.key").stat().st_mode & 0o777 == 0o600
         started = children_of(stack.pid)
-        assert len(started) >= 5  # emulators, trainer scheduler, predictor, function (+ bridge with Pub/Sub)
+        assert len(started) >= 6  # emulators, trainer watcher and scheduler, predictor, function (+ bridge)
+        rows = "".join(f"{5.0 + i / 100},3.4,1.5,0.2,setosa\n" for i in range(30))
+        bucket.blob(layout.INCOMING + "dropped.csv").upload_from_string(HEADER + rows, "text/csv")
+        lineage = wait_for(lambda: learned_from(ports["PORT"], "data/dropped"), 60, "a model trained on the drop")
+        assert lineage["trigger"] == "event"
+        assert lineage["data_to_publish_s"] < 30
     finally:
         stack.send_signal(signal.SIGINT)
         stack.wait(timeout=60)

@@ -11,7 +11,7 @@ class TrainerSettings(SigningSettings):
     """One trainer run, or the scheduler that repeats it."""
 
     train_schedule: str = "0 * * * *"
-    """Cron expression for `python -m trainer --schedule` (the CronJob's schedule in the cluster)."""
+    """Cron expression for `python -m trainer --schedule` (the safety-net CronJob's schedule in the cluster)."""
     watch_subscription: str = Field("trainer-data-events", min_length=3)
     """Subscription on DATA_EVENTS_TOPIC that `python -m trainer --watch` pulls (created if missing)."""
     train_quiet_period: float = Field(1.0, ge=0)

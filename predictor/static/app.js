@@ -259,6 +259,42 @@
     }, 10000);
   }
 
+  const TRIGGERS = {
+    event: "new data",
+    cron: "the schedule",
+    force: "a forced retrain",
+    reconcile: "a catch-up run",
+    manual: "a manual run",
+  };
+
+  function renderTrigger(lineage) {
+    const delay = lineage.data_to_publish_s;
+    const what = TRIGGERS[lineage.trigger] || lineage.trigger || "—";
+    const after = typeof delay === "number" ? ", published " + delay.toFixed(1) + " s after its newest file" : "";
+    $("model-trigger").textContent = what + after;
+  }
+
+  function renderFiles(lineage) {
+    const objects = lineage.data_objects || [];
+    const items = objects.map((object) => {
+      const cut = object.lastIndexOf("#");
+      const item = document.createElement("li");
+      const name = document.createElement("code");
+      name.textContent = cut > 0 ? object.slice(0, cut) : object;
+      item.title = cut > 0 ? "generation " + object.slice(cut + 1) : "";
+      item.append(name);
+      return item;
+    });
+    const more = (lineage.data_objects_total || 0) - objects.length;
+    if (more > 0) {
+      const item = document.createElement("li");
+      item.textContent = "and " + more.toLocaleString() + " older " + (more === 1 ? "file" : "files");
+      items.push(item);
+    }
+    if (!items.length) items.push(Object.assign(document.createElement("li"), { textContent: "—" }));
+    $("model-files").replaceChildren(...items);
+  }
+
   function renderModel(info) {
     const lineage = info.lineage || info.model || {};
     const version = info.version || info.model_version || lineage.version || null;
@@ -276,6 +312,8 @@
       $("model-f1").textContent = metric(lineage.metrics, "f1_macro", "f1");
       const rows = lineage.row_count;
       $("model-rows").textContent = typeof rows === "number" ? rows.toLocaleString() + (rows === 1 ? " row" : " rows") : "—";
+      renderTrigger(lineage);
+      renderFiles(lineage);
       // A zero-width space after each "+" lets a long pipeline name wrap between its steps.
       $("model-type").textContent = (lineage.model_type || "—").replaceAll("+", "+\u200b");
       $("model-pinned").textContent = info.pinned ? "yes, to " + info.pinned : "no";

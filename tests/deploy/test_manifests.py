@@ -26,6 +26,7 @@ from trainer.settings import TrainerSettings
 EXTRA_ENV = {"PROMETHEUS_MULTIPROC_DIR", "HOME", "TMPDIR"}
 SETTINGS: dict[str, type[BaseSettings]] = {"predictor": PredictorSettings, "trainer": TrainerSettings}
 RESOURCES = base_resources()
+PREDICTOR, WATCHER = "iris-predictor", "iris-trainer-watch"
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def test_kustomize_builds_and_validates(built: list[dict[str, Any]]) -> None:
 
 
 def test_invalid_manifest_is_rejected() -> None:
-    broken = find(RESOURCES, "Deployment") | {"spec": {"replicas": "two"}}
+    broken = find(RESOURCES, "Deployment", PREDICTOR) | {"spec": {"replicas": "two"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
@@ -92,8 +93,12 @@ def test_every_env_var_is_a_settings_field(overlay: str) -> None:
 
 def test_configmaps_hold_valid_settings() -> None:
     docs = RESOURCES
-    deployment, cronjob = find(docs, "Deployment"), find(docs, "CronJob")
-    for workload, cls in ((deployment, PredictorSettings), (cronjob, TrainerSettings)):
+    deployment, cronjob, watcher = (
+        find(docs, "Deployment", PREDICTOR),
+        find(docs, "CronJob"),
+        find(docs, "Deployment", WATCHER),
+    )
+    for workload, cls in ((deployment, PredictorSettings), (cronjob, TrainerSettings), (watcher, TrainerSettings)):
         container = pod_spec(workload)["containers"][0]
         values: dict[str, str] = {e["name"]: e["value"] for e in container["env"] if "value" in e}
         for source in container["envFrom"]:
@@ -105,7 +110,7 @@ def test_configmaps_hold_valid_settings() -> None:
 def test_probes_hit_real_routes_on_the_container_port() -> None:
     app = create_app(PredictorSettings.model_validate({"model_signing_key": "k"}))
     routes = {rule.rule for rule in app.url_map.iter_rules()}
-    container = pod_spec(find(RESOURCES, "Deployment"))["containers"][0]
+    container = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert int(env["PORT"]) == ports["http"]
@@ -115,13 +120,13 @@ def test_probes_hit_real_routes_on_the_container_port() -> None:
         assert get["port"] == "http"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    template = find(RESOURCES, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    template = find(RESOURCES, "Deployment", PREDICTOR)["spec"]["template"]["metadata"]["annotations"]
     assert template["prometheus.io/path"] in routes
     assert int(template["prometheus.io/port"]) == ports["http"]
 
 
 def test_selectors_match_labels() -> None:
-    deployment = find(RESOURCES, "Deployment")
+    deployment = find(RESOURCES, "Deployment", PREDICTOR)
     selector = deployment["spec"]["selector"]["matchLabels"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
@@ -139,9 +144,9 @@ def test_service_exposes_port_80_to_http() -> None:
     assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(80, "http")]
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "CronJob"])
-def test_pods_are_locked_down(kind: str) -> None:
-    spec = pod_spec(find(RESOURCES, kind))
+@pytest.mark.parametrize(("kind", "name"), [("Deployment", PREDICTOR), ("Deployment", WATCHER), ("CronJob", None)])
+def test_pods_are_locked_down(kind: str, name: str | None) -> None:
+    spec = pod_spec(find(RESOURCES, kind, name))
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -159,7 +164,7 @@ def test_pods_are_locked_down(kind: str) -> None:
 
 
 def test_predictor_rollout_and_shutdown_budget() -> None:
-    deployment = find(RESOURCES, "Deployment")
+    deployment = find(RESOURCES, "Deployment", PREDICTOR)
     spec = pod_spec(deployment)
     assert deployment["spec"]["replicas"] >= 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
@@ -188,6 +193,18 @@ def test_trainer_cronjob_policy() -> None:
     assert job["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
     stale_after = float(find(RESOURCES, "ConfigMap", "iris-trainer")["data"]["CLAIM_STALE_AFTER"])
     assert job["activeDeadlineSeconds"] < stale_after, "a live run must never look stale to the next one"
+
+
+def test_the_data_watcher_is_one_trainer_at_a_time_like_the_cronjob() -> None:
+    watcher, cronjob = find(RESOURCES, "Deployment", WATCHER), find(RESOURCES, "CronJob")
+    assert (watcher["spec"]["replicas"], watcher["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    container, cron_container = pod_spec(watcher)["containers"][0], pod_spec(cronjob)["containers"][0]
+    assert container["args"] == ["python", "-m", "trainer", "--watch"]
+    assert cron_container["args"] == ["python", "-m", "trainer", "--trigger", "cron"]
+    for key in ("image", "envFrom", "env", "resources", "securityContext", "volumeMounts"):
+        assert container[key] == cron_container[key], key
+    assert pod_spec(watcher)["serviceAccountName"] == pod_spec(cronjob)["serviceAccountName"] == "iris-trainer"
+    assert find(RESOURCES, "ConfigMap", "iris-common")["data"]["DATA_EVENTS_TOPIC"] == "data-events"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

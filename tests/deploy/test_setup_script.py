@@ -20,7 +20,8 @@ PROJECT = "demo-project"
 STUB = """#!/usr/bin/env bash
 printf '%s\\n' "$(basename "$0") $*" >> "$STUB_LOG"
 case "$*" in
-  *"notifications list"*) echo '[{"topic": "//pubsub.googleapis.com/projects/p/topics/model-events"}]' ;;
+  *"notifications list"*) echo '[{"topic": "//pubsub.googleapis.com/projects/p/topics/model-events"},
+    {"topic": "//pubsub.googleapis.com/projects/p/topics/data-events"}]' ;;
   *service-agent*) echo "service-1@gs-project-accounts.iam.gserviceaccount.com" ;;
 esac
 """
@@ -76,7 +77,7 @@ def test_requires_a_project(tmp_path: Path) -> None:
     assert "--project" in result.stderr
 
 
-def test_bucket_notification_for_models(dry_run: tuple[str, list[list[str]]]) -> None:
+def test_bucket_notifications_for_models_and_data(dry_run: tuple[str, list[list[str]]]) -> None:
     _, commands = dry_run
     bucket = f"gs://{PROJECT}-iris"
     has(commands, "gcloud", "storage", "buckets", "create", bucket, "--uniform-bucket-level-access")
@@ -90,6 +91,18 @@ def test_bucket_notification_for_models(dry_run: tuple[str, list[list[str]]]) ->
         "--object-prefix=models/",
         f"--topic=projects/{PROJECT}/topics/model-events",
     )
+    has(
+        commands,
+        "notifications",
+        "create",
+        bucket,
+        "--object-prefix=data/",
+        f"--topic=projects/{PROJECT}/topics/data-events",
+    )
+    has(commands, "subscriptions", "create", "trainer-data-events", "--topic=data-events", "--ack-deadline=600")
+    binding = has(commands, "subscriptions", "add-iam-policy-binding", "trainer-data-events")
+    assert f"--member=serviceAccount:iris-trainer@{PROJECT}.iam.gserviceaccount.com" in binding
+    assert "--role=roles/pubsub.subscriber" in binding
     has(commands, "buckets", "update", bucket, "--no-versioning")
     # superseded artifacts age out by customTime (stamped by the trainer); the newest has none and is never deleted
     assert '"daysSinceCustomTime": 180, "matchesPrefix": ["models/model-"]' in dry_run[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sklearn.pipeline import Pipeline
 
 from core import layout
-from core.lineage import Lineage
+from core.lineage import Lineage, Provenance, Trigger
 from core.schema import EXAMPLES, FEATURES
 from core.store import ModelStore
 from devstack.emulators import Service
@@ -54,11 +55,22 @@ def test_predict_and_watch_a_hot_swap_land(
     expect(page.locator("#result-version")).to_have_text(first_model.version)
     expect(page.locator(".bar-row.top .bar-value")).to_have_text(re.compile(r"^\d+\.\d %$"))
 
-    second = store.publish(fitted_model, data_fingerprint="sha256:second", row_count=300, metrics={"accuracy": 0.98})
+    expect(page.locator("#model-trigger")).to_have_text("a manual run")
+    expect(page.locator("#model-files li")).to_have_text(["—"])
+    finalized = datetime.now(UTC) - timedelta(seconds=2)
+    provenance = Provenance(Trigger.EVENT, ("data/new.csv#17", "data/iris.csv#3"), finalized)
+    second = store.publish(
+        fitted_model, data_fingerprint="sha256:second", row_count=300, metrics={"accuracy": 0.98}, provenance=provenance
+    )
     expect(page.locator("#model-version")).to_have_text(second.version, timeout=SWAP_TIMEOUT_MS)
     expect(page.locator("#model-announce")).to_contain_text(f"now serving {second.version} (was {first_model.version})")
     expect(page.locator("#model-changed")).to_be_visible()
     expect(page.locator("#model-rows")).to_have_text("300 rows")
+    expect(page.locator("#model-trigger")).to_have_text(
+        re.compile(r"^new data, published 2\.\d s after its newest file$")
+    )
+    expect(page.locator("#model-files li")).to_have_text(["data/new.csv", "data/iris.csv"])
+    expect(page.locator("#model-files li").first).to_have_attribute("title", "generation 17")
     expect(page.locator("#model-history .history-item").first).to_contain_text(second.version)
     expect(page.locator("#model-history .history-item").first).to_contain_text("swapped")
     load_time = page.locator("#model-history .history-item .history-meta").first
