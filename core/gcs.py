@@ -15,14 +15,16 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 
 def client(settings: CommonSettings) -> storage.Client:
     """A storage client for the real service, or for the emulator when STORAGE_EMULATOR_HOST is set."""
-    host = settings.storage_emulator_host
-    if not host:
-        return storage.Client(project=settings.google_cloud_project)
-    endpoint = host if host.startswith("http") else f"http://{host}"
+    return client_for(settings.google_cloud_project, settings.storage_emulator_host)
+
+
+def client_for(project: str, emulator_host: str | None) -> storage.Client:
+    """A storage client for `project`: on the emulator at `emulator_host` (anonymous), else the real service."""
+    if not emulator_host:
+        return storage.Client(project=project)
+    endpoint = emulator_host if emulator_host.startswith("http") else f"http://{emulator_host}"
     return storage.Client(
-        project=settings.google_cloud_project,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": endpoint},
+        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
     )
 
 

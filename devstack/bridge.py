@@ -28,7 +28,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from google.api_core import exceptions as gexc
 
-from core import layout, logs
+from core import layout, logs, notifications, pubsub
 from core.settings import CommonSettings, load
 from devstack import emulators
 
@@ -41,22 +41,20 @@ IDLE_WAIT = 0.05
 
 
 def to_cloud_event(attributes: Mapping[str, str], data: bytes, bucket: str) -> CloudEvent | None:
-    """The CloudEvent for one GCS notification, or None unless it is an OBJECT_FINALIZE under incoming/ of `bucket`."""
-    name = attributes.get("objectId", "")
-    if attributes.get("eventType") != "OBJECT_FINALIZE" or attributes.get("bucketId") != bucket:
-        return None
-    if not name.startswith(layout.INCOMING):
+    """The CloudEvent for one GCS notification, or None unless it is an OBJECT_FINALIZE under incoming/ of `bucket`;
+    Malformed if the attributes cannot be a GCS notification."""
+    obj = notifications.finalized(attributes, bucket, layout.INCOMING)
+    if obj is None:
         return None
     try:
         resource = json.loads(data)
     except ValueError:
         return None
-    generation = resource.get("generation") or attributes.get("objectGeneration", "")
     event = {
         "type": EVENT_TYPE,
         "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "subject": f"objects/{name}",
-        "id": f"{bucket}/{name}/{generation}",  # emulator message ids restart at 1; this names the event itself
+        "subject": f"objects/{obj.name}",
+        "id": f"{bucket}/{obj.name}/{obj.generation}",  # emulator message ids restart at 1; this names the event
         "datacontenttype": "application/json",
     }
     if "eventTime" in attributes:
@@ -84,7 +82,7 @@ class Bridge:
         if not settings.pubsub_emulator_host:
             raise ValueError("PUBSUB_EMULATOR_HOST must be set: the bridge is for the local emulators only")
         self.settings, self.url, self.retry_delay = settings, function_url, retry_delay
-        self.subscriber = emulators.subscriber_client(settings.pubsub_emulator_host)
+        self.subscriber = pubsub.subscriber_client(settings.pubsub_emulator_host)
         self.session = requests.Session()
         self.subscription = self.subscriber.subscription_path(
             settings.google_cloud_project, f"ingest-bridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -118,7 +116,11 @@ class Bridge:
     def _handle(self, received: Any) -> None:
         """Deliver one message (others are just acked); a failed delivery comes back after `retry_delay` s."""
         message = received.message
-        event = to_cloud_event(dict(message.attributes), bytes(message.data), self.settings.gcs_bucket)
+        try:
+            event = to_cloud_event(dict(message.attributes), bytes(message.data), self.settings.gcs_bucket)
+        except notifications.Malformed as e:
+            log.warning("ignoring malformed notification %s: %s", message.message_id, e)
+            event = None
         if event is None or post(self.session, self.url, event):
             self.subscriber.acknowledge(subscription=self.subscription, ack_ids=[received.ack_id])
         else:

@@ -21,10 +21,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from google.api_core import exceptions as gexc
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, storage
 
-from core import pubsub
+from core import gcs, pubsub
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15.0  # measured startup: fake-gcs-server ~0.05 s, Pub/Sub emulator jar ~0.7-1.1 s
@@ -262,8 +261,7 @@ def subscriber_client(emulator_host: str) -> pubsub_v1.SubscriberClient:
 
 def storage_client(gcs_host: str, project: str) -> storage.Client:
     """A storage client bound to fake-gcs-server at ``gcs_host`` (``127.0.0.1:PORT``)."""
-    options = {"api_endpoint": f"http://{gcs_host}"}
-    return storage.Client(project=project, credentials=AnonymousCredentials(), client_options=options)
+    return gcs.client_for(project, gcs_host)
 
 
 def ensure_topic(emulator_host: str, project: str, topic: str) -> str:

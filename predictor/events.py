@@ -16,7 +16,6 @@ reconnect backoff is capped in core.pubsub (its default grows to 120 s). Nothing
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -24,10 +23,9 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import grpc
@@ -38,6 +36,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from core import layout, pubsub
 from core.errors import StoreUnavailable
+from core.notifications import Malformed, ModelEvent, model_event
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -52,10 +51,6 @@ RETIRE_TIMEOUT_S = 15.0
 """How long a replaced client waits for its old stream to shut down before closing the channel anyway."""
 PROBE_INTERVAL_S = 1.0
 """While the channel is failing, how often the supervisor checks that the subscription still exists."""
-FINALIZE = "OBJECT_FINALIZE"
-MAX_GENERATION = 2**63 - 1
-"""GCS object generations are positive 64-bit integers."""
-REQUIRED_ATTRIBUTES = ("bucketId", "objectId", "objectGeneration", "eventType")
 
 
 class Offers(Protocol):
@@ -66,52 +61,6 @@ class Offers(Protocol):
 
 class SubscriptionGone(Exception):
     """The service no longer has this worker's subscription."""
-
-
-class Malformed(ValueError):
-    """A message whose attributes cannot be a GCS notification."""
-
-
-@dataclass(frozen=True)
-class ModelEvent:
-    """A new model artifact object, from an OBJECT_FINALIZE notification."""
-
-    bucket: str
-    name: str
-    generation: int
-    finalized_at: datetime | None
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return self.bucket, self.name, self.generation
-
-
-def parse(attributes: Mapping[str, str], data: bytes, publish_time: datetime | None, bucket: str) -> ModelEvent | None:
-    """The model event in a GCS notification, None for any other object or event; Malformed if unreadable."""
-    # .get, never [...]: a protobuf map (Message.attributes) answers "" for a missing key
-    bucket_id, name, generation, event_type = (attributes.get(key) or "" for key in REQUIRED_ATTRIBUTES)
-    missing = [key for key in REQUIRED_ATTRIBUTES if not attributes.get(key)]
-    if missing:
-        raise Malformed(f"missing attributes {missing}")
-    if event_type != FINALIZE or bucket_id != bucket or layout.model_version(name) is None:
-        return None
-    # isdigit() alone accepts "²" (int() fails) and numbers GCS refuses: a generation is a positive int64
-    if not (generation.isascii() and generation.isdigit()) or not 0 < int(generation) <= MAX_GENERATION:
-        raise Malformed(f"objectGeneration {generation[:40]!r} is not a GCS generation")
-    finalized = _finalized_at(data) if attributes.get("payloadFormat") == "JSON_API_V1" else None
-    return ModelEvent(bucket_id, name, int(generation), finalized or publish_time)
-
-
-def _finalized_at(data: bytes) -> datetime | None:
-    """timeCreated (else updated) of the object resource in the notification's JSON payload, if readable."""
-    try:
-        resource = json.loads(data)
-        stamp = resource.get("timeCreated") or resource.get("updated")
-        moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        log.warning("model event payload is not an object resource; using the publish time")
-        return None
-    return moment.replace(tzinfo=moment.tzinfo or UTC) if moment else None
 
 
 class SeenEvents:
@@ -310,7 +259,7 @@ class ModelEvents:
     def _handle(self, message: Message) -> None:
         """Streaming-pull callback (client thread): offer a new artifact, then ack; nack if the store stays down."""
         try:
-            event = parse(message.attributes, message.data, message.publish_time, self._settings.gcs_bucket)
+            event = model_event(message.attributes, message.data, message.publish_time, self._settings.gcs_bucket)
         except Malformed as e:
             log.warning("model events: ignoring malformed message %s: %s", message.message_id, e)
             return self._settle(message, "malformed", ack=True)

@@ -15,15 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from core import layout, pubsub
+from core import notifications, pubsub
 from core.lineage import Trigger
+from core.notifications import Finalized
 from trainer.run import Outcome
 from trainer.settings import TrainerSettings
 
@@ -36,16 +37,6 @@ UNAVAILABLE_BACKOFF = (0.5, 10.0)
 """Initial and maximum sleep while Pub/Sub cannot be reached."""
 
 Run = Callable[[Trigger], Outcome]
-
-
-def data_object(attributes: Mapping[str, str], bucket: str) -> str | None:
-    """`name#generation` of a CSV finalized under data/ in `bucket`; None for any other notification."""
-    name, generation = attributes.get("objectId") or "", attributes.get("objectGeneration") or ""
-    if attributes.get("eventType") != "OBJECT_FINALIZE" or attributes.get("bucketId") != bucket:
-        return None
-    if not name.startswith(layout.DATA) or not name.lower().endswith(".csv"):
-        return None
-    return f"{name}#{generation}"
 
 
 @dataclass
@@ -132,14 +123,22 @@ class Watcher:
             return 0
         other = []
         for received in response.received_messages:
-            obj = data_object(received.message.attributes, self.settings.gcs_bucket)
+            obj = self._data_object(received.message)
             if obj is None:
                 other.append(received.ack_id)
             else:
-                self.batch.add(received.ack_id, obj, time.monotonic())
+                self.batch.add(received.ack_id, obj.ref, time.monotonic())
         if other:
             self._settle(other, ack=True)
         return len(response.received_messages)
+
+    def _data_object(self, message: pubsub_v1.types.PubsubMessage) -> Finalized | None:
+        """The data object a message announces; None (acked at once) for other and malformed messages."""
+        try:
+            return notifications.data_object(message.attributes, self.settings.gcs_bucket)
+        except notifications.Malformed as e:
+            log.warning("ignoring malformed data event %s: %s", message.message_id, e)
+            return None
 
     def _open(self) -> bool:
         """Subscribe, then one reconcile run for whatever arrived while nobody was subscribed."""

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cloudevents.http import from_http
 
+from core.notifications import Malformed
 from core.settings import CommonSettings
 from devstack import emulators
 from devstack.bridge import EVENT_TYPE, Bridge, main, to_cloud_event
@@ -52,6 +53,16 @@ def test_an_incoming_finalize_becomes_a_storage_cloudevent() -> None:
 )
 def test_other_notifications_are_not_delivered(attributes: dict[str, str]) -> None:
     assert to_cloud_event(attributes, json.dumps(RESOURCE).encode(), BUCKET) is None
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [_attributes(objectGeneration="x"), _attributes(objectGeneration=""), _attributes(bucketId="")],
+    ids=["bad-generation", "no-generation", "no-bucket"],
+)
+def test_malformed_notifications_are_refused(attributes: dict[str, str]) -> None:
+    with pytest.raises(Malformed):
+        to_cloud_event(attributes, json.dumps(RESOURCE).encode(), BUCKET)
 
 
 class _Function(BaseHTTPRequestHandler):

@@ -146,14 +146,14 @@ def test_a_parsing_bug_acks_the_message_once_and_the_subscriber_keeps_working(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    real_parse = events_module.parse
+    real_parse = events_module.model_event
 
     def buggy_parse(attributes: Any, *args: Any) -> Any:
         if attributes.get("poison"):
             raise RuntimeError("bug in the parser")
         return real_parse(attributes, *args)
 
-    monkeypatch.setattr(events_module, "parse", buggy_parse)
+    monkeypatch.setattr(events_module, "model_event", buggy_parse)
     host = settings.pubsub_emulator_host or ""
     with running(ModelEvents(registry, settings, on_reconnect=lambda: None)) as events:
         notify(host, PROJECT, TOPIC, b"{}", **finalize(settings, layout.model_object("20200101T000000000000Z"), 1),

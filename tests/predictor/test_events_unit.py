@@ -1,13 +1,11 @@
-"""Offline pieces of the model events: notification parsing, subscription names, the dedupe set, the fallback."""
+"""Offline pieces of the model events: subscription names, the dedupe set, the fallback."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,84 +14,15 @@ from flask import Flask
 from core.errors import StoreUnavailable
 from predictor import background, reconcile
 from predictor.app import create_app
-from predictor.events import Malformed, ModelEvent, SeenEvents, parse, subscription_id
+from predictor.events import SeenEvents, subscription_id
 from predictor.settings import PredictorSettings
 from tests.polling import wait_for
 
-BUCKET = "iris-models"
-NAME = "models/model-20260101T000000000000Z.pkl"
-PUBLISHED = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
 VALID_ID = re.compile(r"^(?!goog)[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
 
 
 def settings_with(**values: Any) -> PredictorSettings:
     return PredictorSettings(**{"model_signing_key": "k", **values})
-
-
-def attributes(**extra: str) -> dict[str, str]:
-    base = {
-        "bucketId": BUCKET,
-        "objectId": NAME,
-        "objectGeneration": "1767225600123456",
-        "eventType": "OBJECT_FINALIZE",
-        "payloadFormat": "JSON_API_V1",
-    }
-    return base | extra
-
-
-def test_parse_reads_a_finalize_of_a_model_with_its_creation_time() -> None:
-    data = json.dumps({"timeCreated": "2026-01-01T00:00:01.250Z", "updated": "2026-01-01T00:00:02Z"}).encode()
-    event = parse(attributes(), data, PUBLISHED, BUCKET)
-    assert event == ModelEvent(BUCKET, NAME, 1767225600123456, datetime(2026, 1, 1, 0, 0, 1, 250000, tzinfo=UTC))
-    assert event.key == (BUCKET, NAME, 1767225600123456)
-
-
-@pytest.mark.parametrize(
-    ("data", "payload_format"),
-    [(b"", "NONE"), (b"\xff not json", "JSON_API_V1"), (b"[1]", "JSON_API_V1"), (b'{"updated": 5}', "JSON_API_V1")],
-)
-def test_parse_falls_back_to_the_publish_time(data: bytes, payload_format: str) -> None:
-    event = parse(attributes(payloadFormat=payload_format), data, PUBLISHED, BUCKET)
-    assert event is not None
-    assert event.finalized_at == PUBLISHED
-
-
-def test_parse_uses_updated_and_assumes_utc_for_naive_stamps() -> None:
-    event = parse(attributes(), b'{"updated": "2026-01-01T00:00:03"}', PUBLISHED, BUCKET)
-    assert event is not None
-    assert event.finalized_at == datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {"eventType": "OBJECT_DELETE"},
-        {"eventType": "OBJECT_METADATA_UPDATE"},
-        {"bucketId": "another-bucket"},
-        {"objectId": "data/iris.csv"},
-        {"objectId": "models/claims/20260101.json"},
-        {"objectId": "models/model-latest.pkl"},
-        {"objectId": "models/model-20260101T000000000000Z.pkl.tmp"},
-    ],
-)
-def test_parse_ignores_other_events_buckets_and_objects(extra: dict[str, str]) -> None:
-    assert parse(attributes(**extra), b"{}", PUBLISHED, BUCKET) is None
-
-
-@pytest.mark.parametrize(
-    "attrs",
-    [
-        {},
-        {k: v for k, v in attributes().items() if k != "objectGeneration"},
-        attributes(objectGeneration=""),
-        attributes(objectGeneration="12ab"),
-        attributes(objectGeneration="-1"),
-        attributes(objectId=""),
-    ],
-)
-def test_parse_rejects_malformed_attributes(attrs: dict[str, str]) -> None:
-    with pytest.raises(Malformed):
-        parse(attrs, b"\x00", PUBLISHED, BUCKET)
 
 
 @pytest.mark.parametrize(

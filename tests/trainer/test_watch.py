@@ -25,32 +25,13 @@ from tests.trainer.conftest import csv_text, iris_rows, put
 from trainer.__main__ import run_and_report
 from trainer.run import Outcome
 from trainer.settings import TrainerSettings
-from trainer.watch import Batch, Watcher, data_object
+from trainer.watch import Batch, Watcher
 
 BUCKET = "iris-models"
 
 
 def finalize(name: str, bucket: str = BUCKET, event: str = "OBJECT_FINALIZE") -> dict[str, str]:
     return {"bucketId": bucket, "objectId": name, "objectGeneration": "7", "eventType": event}
-
-
-@pytest.mark.parametrize(
-    ("attributes", "expected"),
-    [
-        (finalize("data/a.csv"), "data/a.csv#7"),
-        (finalize("data/sub/B.CSV"), "data/sub/B.CSV#7"),
-        (finalize("data/a.csv", bucket="other"), None),
-        (finalize("data/a.csv", event="OBJECT_DELETE"), None),
-        (finalize("incoming/a.csv"), None),
-        (finalize("models/model-20260101T000000000000Z.pkl"), None),
-        (finalize("data/notes.txt"), None),
-        ({}, None),
-    ],
-)
-def test_only_csvs_finalized_under_data_of_our_bucket_are_data_events(
-    attributes: dict[str, str], expected: str | None
-) -> None:
-    assert data_object(attributes, BUCKET) == expected
 
 
 def test_a_batch_is_due_after_the_quiet_period_or_the_maximum_delay() -> None:
