@@ -1,18 +1,28 @@
-"""One trainer per data fingerprint: a claim object created with if_generation_match=0 decides who trains."""
+"""One trainer per data fingerprint: a claim object created with if_generation_match=0 decides who trains.
+
+A live run renews its claim (`kept_alive`), so a run that was killed is taken over CLAIM_STALE_AFTER seconds after its
+last renewal, while a long run, however long, never looks stale.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from core import layout
 from core.gcs import REQUEST_TIMEOUT
+
+log = logging.getLogger(__name__)
 
 _SETTLED = ("published", "rejected")
 """Outcomes that end a fingerprint; a `failed` (or stale `training`) claim may be taken over."""
@@ -35,10 +45,45 @@ class Claim:
 
     def finish(self, state: str, retry: Any, **details: Any) -> None:
         """Record the outcome (published / rejected / failed) so no one trains the same data again."""
-        body = json.dumps({"state": state, "at": time.time(), **details})
         # PreconditionFailed: taken over as stale meanwhile; the newer holder records its own outcome
         with contextlib.suppress(gexc.PreconditionFailed):
-            self.blob.upload_from_string(body, "application/json", if_generation_match=self.generation, retry=retry)
+            self._write({"state": state, "at": time.time(), **details}, retry)
+
+    def renew(self, retry: Any) -> bool:
+        """Refresh the claim's time; False once another run has taken it over."""
+        try:
+            self._write({"state": "training", "at": time.time()}, retry)
+        except gexc.PreconditionFailed:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def kept_alive(self, every: float, retry: Any) -> Iterator[None]:
+        """Renew the claim every `every` seconds in a background thread while the block runs."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._beat, args=(stop, every, retry), name="claim-renewal", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _beat(self, stop: threading.Event, every: float, retry: Any) -> None:
+        while not stop.wait(every):
+            try:
+                if not self.renew(retry):
+                    log.warning("claim %s was taken over by another run", self.blob.name)
+                    return
+            except (gexc.GoogleAPIError, requests.RequestException) as e:  # the next beat tries again
+                log.warning("could not renew claim %s: %s", self.blob.name, e)
+
+    def _write(self, state: dict[str, Any], retry: Any) -> None:
+        body = json.dumps(state)
+        self.blob.upload_from_string(
+            body, "application/json", if_generation_match=self.generation, retry=retry, timeout=REQUEST_TIMEOUT
+        )
+        self.generation = int(self.blob.generation or 0)
 
 
 def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry: Any) -> Claim | Refused:

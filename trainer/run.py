@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from enum import StrEnum
 from typing import Any
@@ -63,8 +64,10 @@ def train_once(settings: TrainerSettings, force: bool = False, trigger: Trigger 
     claim = None if force else claims.acquire(bucket, fp, settings.claim_stale_after, retry)
     if isinstance(claim, claims.Refused):
         return summary | {"status": Outcome.BUSY if claim.busy else Outcome.SKIPPED, "reason": claim.reason}
+    renewal = claim.kept_alive(settings.claim_stale_after / 4, retry) if claim else contextlib.nullcontext()
     try:
-        result = _train(store, blobs, fp, settings, trigger)
+        with renewal:
+            result = _train(store, blobs, fp, settings, trigger)
     except Exception as e:
         if claim:
             claim.finish("failed", retry, error=str(e)[:500])

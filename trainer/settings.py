@@ -30,8 +30,8 @@ class TrainerSettings(SigningSettings):
     """Share of rows held out for evaluation."""
     random_seed: int = 42
     """Seed for the split and the estimator."""
-    claim_stale_after: float = Field(1800.0, gt=0)
-    """Seconds after which another trainer's unfinished claim on the same data may be taken over."""
+    claim_stale_after: float = Field(120.0, gt=0)
+    """Seconds without renewal after which an unfinished claim may be taken over (a live run renews every quarter)."""
     max_csv_bytes: int = Field(512 * 1024 * 1024, gt=0)
     """Largest CSV file read from data/; larger ones are skipped with a report."""
     max_training_rows: int = Field(2_000_000, gt=0)

@@ -7,7 +7,9 @@ A batch's messages are acked only after its run settled (published, skipped or r
 them back for TRAIN_RETRY_DELAY seconds, and a crash leaves them unacked: Pub/Sub redelivers either way. A duplicate,
 late or vanished object costs one `skipped` run (the data fingerprint is unchanged), and the claims keep this path
 and the CronJob from publishing the same data twice. At start, and whenever the subscription had to be created
-again (an emulator restart loses it), a `reconcile` run covers events that nobody was subscribed to receive.
+again (an emulator restart loses it), a `reconcile` run covers events that nobody was subscribed to receive; it is
+tried again every TRAIN_RETRY_DELAY seconds until it settles, so the data of a watcher killed mid-run (its claim
+goes stale, its messages stay leased) is trained by the next one within about CLAIM_STALE_AFTER seconds.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class Watcher:
         self.subscription = self.subscriber.subscription_path(project, settings.watch_subscription)
         self.topic = f"projects/{project}/topics/{settings.data_events_topic}"
         self.batch = Batch()
+        self.reconcile_at: float | None = None
+        """When the next reconcile run is due (monotonic seconds), None when none is."""
         self.runs: list[tuple[Trigger, Outcome, int]] = []
         """(trigger, outcome, data objects in the batch) of every run so far."""
 
@@ -104,14 +108,25 @@ class Watcher:
             delay = min(delay * 2, UNAVAILABLE_BACKOFF[1])
 
     def step(self) -> None:
-        """Pull what arrived (waiting at most until the open batch is due), then run the batch if it is due."""
-        cfg = self.settings
-        wait = self.batch.due_in(time.monotonic(), cfg.train_quiet_period, cfg.train_max_delay)
+        """Pull what arrived (waiting at most until a run is due), then the due reconcile run and batch."""
+        wait = self._due_in(time.monotonic())
         if wait is None or wait > 0:
             self.pull(min(PULL_TIMEOUT_S, wait if wait is not None else PULL_TIMEOUT_S))
+        if self.reconcile_at is not None and self.reconcile_at <= time.monotonic():
+            settled = self._train(Trigger.RECONCILE, []).settled
+            self.reconcile_at = None if settled else time.monotonic() + self.settings.train_retry_delay
+        cfg = self.settings
         if self.batch.due_in(time.monotonic(), cfg.train_quiet_period, cfg.train_max_delay) == 0:
             batch, self.batch = self.batch, Batch()
             self._run_batch(batch)
+
+    def _due_in(self, now: float) -> float | None:
+        """Seconds until the batch or the reconcile run is due (0 when one is); None when neither is pending."""
+        cfg = self.settings
+        waits = [self.batch.due_in(now, cfg.train_quiet_period, cfg.train_max_delay)]
+        waits.append(None if self.reconcile_at is None else max(0.0, self.reconcile_at - now))
+        pending = [w for w in waits if w is not None]
+        return min(pending) if pending else None
 
     def pull(self, timeout: float) -> int:
         """One pull: data objects join the batch, other messages are acked at once; returns how many arrived."""
@@ -141,9 +156,9 @@ class Watcher:
             return None
 
     def _open(self) -> bool:
-        """Subscribe, then one reconcile run for whatever arrived while nobody was subscribed."""
+        """Subscribe, and have a reconcile run due for whatever arrived while nobody was subscribed."""
         self.ensure_subscription()
-        self._train(Trigger.RECONCILE, [])
+        self.reconcile_at = time.monotonic()
         return True
 
     def _run_batch(self, batch: Batch) -> None:

@@ -16,7 +16,7 @@ from core import layout
 from core.store import ModelStore
 from tests.conftest import SIGNING_KEY
 from tests.trainer.conftest import csv_text, iris_rows, model_names, put
-from trainer import data
+from trainer import claims, data
 from trainer.model import held_out
 from trainer.run import train_once
 from trainer.settings import TrainerSettings
@@ -320,3 +320,17 @@ def test_claims_decide_who_trains(
     else:
         claim = json.loads(bucket.blob(f"{layout.CLAIMS}{fingerprint}.json").download_as_bytes())
         assert (claim["state"], claim["version"]) == ("published", summary["model_version"])
+
+
+def test_a_live_run_renews_its_claim_and_a_dead_one_goes_stale(bucket: storage.Bucket) -> None:
+    holder = claims.acquire(bucket, "sha256:renewed", stale_after=0.6, retry=None)
+    assert isinstance(holder, claims.Claim)
+    with holder.kept_alive(every=0.15, retry=None):
+        time.sleep(1.2)  # twice the stale age: only the renewals keep it live
+        refused = claims.acquire(bucket, "sha256:renewed", stale_after=0.6, retry=None)
+        assert isinstance(refused, claims.Refused)
+        assert refused.busy, refused
+    time.sleep(0.8)  # no renewal any more, as after a crash
+    taker = claims.acquire(bucket, "sha256:renewed", stale_after=0.6, retry=None)
+    assert isinstance(taker, claims.Claim)
+    assert holder.renew(retry=None) is False  # the old holder learns it lost the claim

@@ -192,3 +192,15 @@ def test_a_pubsub_emulator_restart_loses_no_retrain(tmp_path: Path, trainer_sett
             running.close()
     finally:
         emu.stop()
+
+
+def test_an_event_for_a_vanished_object_is_one_skipped_run(
+    start_watcher: Callable[..., Running], bucket: storage.Bucket, store: ModelStore
+) -> None:
+    running = start_watcher()
+    versions = len(store.list_versions())
+    put(bucket, "data/gone.csv", csv_text(iris_rows(noise=0.01, seed=5))).delete()  # gone before its run
+    wait_for(lambda: running.runs(Trigger.EVENT, since=1), 30, "the run for the vanished object's event")
+    time.sleep(2.0)  # a redelivered (unacked) event would have run again by now
+    assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)] == [Outcome.SKIPPED]
+    assert len(store.list_versions()) == versions
