@@ -47,3 +47,6 @@ bench-predictor: venv
 
 clean:
 	rm -rf .stack test-output .pytest_cache .mypy_cache .ruff_cache
+
+bench-drop: venv  ## drop a CSV until every worker serves a model that learned from it (starts its own local stack)
+	$(PY) bench/drop_bench.py
