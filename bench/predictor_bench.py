@@ -36,11 +36,11 @@ from core import gcs
 from core.schema import CLASSES
 from core.settings import CommonSettings
 from core.store import ModelStore
-from devstack import emulators
+from devstack import emulators, keys
 from devstack.emulators import PubsubTarget, Service
 from trainer.model import build
 
-PROJECT, TOPIC, BUCKET, KEY = "bench-project", "model-events", "bench-models", "bench-signing-key"
+PROJECT, TOPIC, BUCKET = "bench-project", "model-events", "bench-models"
 FLOWER = [5.1, 3.5, 1.4, 0.2]
 OURS_BODY = json.dumps({"instances": [FLOWER]}).encode()
 V2_BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": FLOWER}]}).encode()
@@ -95,10 +95,10 @@ def start_stack(logs: Path) -> Stack:
     emulators.ensure_bucket(gcs_server.host, PROJECT, BUCKET)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
     env |= {"GOOGLE_CLOUD_PROJECT": PROJECT, "GCS_BUCKET": BUCKET, "STORAGE_EMULATOR_HOST": gcs_server.host}
-    env |= {"PUBSUB_EMULATOR_HOST": pubsub.host, "MODEL_EVENTS_TOPIC": TOPIC, "MODEL_SIGNING_KEY": KEY}
+    env |= {"PUBSUB_EMULATOR_HOST": pubsub.host, "MODEL_EVENTS_TOPIC": TOPIC, **keys.env(logs / "keys")}
     env |= {"LOG_LEVEL": "WARNING", "RECONCILE_INTERVAL": "300"}
     settings = CommonSettings(google_cloud_project=PROJECT, gcs_bucket=BUCKET, storage_emulator_host=gcs_server.host)
-    store = ModelStore(gcs.client(settings).bucket(BUCKET), KEY.encode(), gcs.retry(settings))
+    store = ModelStore(gcs.client(settings).bucket(BUCKET), keys.keyring(logs / "keys"), gcs.retry(settings))
     model = fitted_model()
     swap_bench.publish(store, model)
     return Stack([gcs_server, pubsub], store, model, env, logs)

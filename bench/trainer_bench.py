@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.schema import CLASSES, FEATURES, LABEL, MAX_CM  # noqa: E402
-from devstack import emulators  # noqa: E402
+from devstack import emulators, keys  # noqa: E402
 
 PROJECT, BUCKET = "bench-project", "bench-bucket"
 TARGETS = {"train": 60.0, "rss_mb": 1536.0, "skip": 2.0}
@@ -100,7 +100,7 @@ def main() -> int:
                   f"({total_bytes / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")  # fmt: skip
             env = os.environ | {
                 "GOOGLE_CLOUD_PROJECT": PROJECT, "GCS_BUCKET": BUCKET, "STORAGE_EMULATOR_HOST": server.host,
-                "MODEL_SIGNING_KEY": "bench-key", "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": "WARNING", **keys.env(workdir / "keys"),
             }  # fmt: skip
             train = run_trainer(env, workdir)
             skip = run_trainer(env, workdir)

@@ -79,6 +79,8 @@ class Lineage:
     data_objects: list[str] = field(default_factory=list)
     data_objects_total: int = 0
     data_to_publish_s: float | None = None
+    key_id: str = ""
+    """Which trusted key signed it (`ed25519:<16 hex>`); signed along with everything else."""
 
     def to_metadata(self) -> dict[str, str]:
         """Custom metadata for the object: JSON for structured fields, text for the rest."""
@@ -89,13 +91,16 @@ class Lineage:
         """Every metadata field but the signature itself: what the signature covers."""
         return {k: v for k, v in self.to_metadata().items() if k != "signature"}
 
-    def signed_with(self, key: bytes) -> Lineage:
-        """This lineage with its signature made by `key`."""
-        return replace(self, signature=signing.sign(key, self.signed_fields()))
+    def signed_with(self, keyring: signing.Keyring) -> Lineage:
+        """This lineage with the keyring's signing key id and its signature."""
+        if keyring.signer is None:
+            raise ValueError("the keyring holds no signing key")
+        unsigned = replace(self, key_id=keyring.signer.key_id)
+        return replace(unsigned, signature=keyring.sign(unsigned.signed_fields()))
 
-    def verifies(self, key: bytes) -> bool:
-        """Whether the signature covers exactly these fields under `key`."""
-        return signing.verify(key, self.signed_fields(), self.signature)
+    def verifies(self, keyring: signing.Keyring) -> bool:
+        """Whether a key the keyring trusts, the one named by key_id, signed exactly these fields."""
+        return keyring.verify(self.key_id, self.signed_fields(), self.signature)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core import signing
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -35,28 +37,82 @@ class CommonSettings(BaseSettings):
     """Python logging level name."""
 
 
-class SigningSettings(CommonSettings):
-    """Adds the HMAC key that signs (trainer) or verifies (predictor) model artifacts."""
+class TrustSettings(CommonSettings):
+    """Which artifact signatures a reader accepts: Ed25519 public keys by key id, or the HMAC option's shared key."""
 
+    model_signing_algorithm: Literal["ed25519", "hmac-sha256"] = "ed25519"
+    """`ed25519` (the trainer holds the private key, readers only public keys) or the `hmac-sha256` option."""
+    model_public_keys_dir: Path | None = None
+    """Folder of trusted Ed25519 public keys (`*.pem`, a mounted Secret), each accepted under its own key id."""
     model_signing_key: SecretStr | None = None
-    """HMAC-SHA256 key for model artifacts (or use MODEL_SIGNING_KEY_FILE)."""
+    """Shared HMAC-SHA256 key, only with MODEL_SIGNING_ALGORITHM=hmac-sha256 (or MODEL_SIGNING_KEY_FILE)."""
     model_signing_key_file: Path | None = None
-    """File holding the signing key (a mounted Secret in Kubernetes)."""
+    """File holding the shared HMAC key (a mounted Secret)."""
 
     @model_validator(mode="after")
-    def _key_present(self) -> SigningSettings:
-        if self.model_signing_key is None and self.model_signing_key_file is None:
-            raise ValueError("MODEL_SIGNING_KEY or MODEL_SIGNING_KEY_FILE must be set")
-        if self.model_signing_key_file is not None and not self.model_signing_key_file.is_file():
-            raise ValueError(f"MODEL_SIGNING_KEY_FILE: no such file {self.model_signing_key_file}")
+    def _keys_present(self) -> TrustSettings:
+        if self.model_signing_algorithm == signing.HMAC_SHA256:
+            self._hmac_key()
+        else:
+            if self.model_signing_key is not None or self.model_signing_key_file is not None:
+                raise ValueError("MODEL_SIGNING_KEY(_FILE) is the hmac-sha256 option's: set MODEL_SIGNING_ALGORITHM")
+            self.keyring()
         return self
 
-    def signing_key(self) -> bytes:
-        """The key bytes, from the variable or the file (trailing newline stripped)."""
+    def _hmac_key(self) -> signing.HmacKey:
         if self.model_signing_key is not None:
-            return self.model_signing_key.get_secret_value().encode()
-        assert self.model_signing_key_file is not None
-        return self.model_signing_key_file.read_bytes().rstrip(b"\r\n")
+            return signing.HmacKey(self.model_signing_key.get_secret_value().encode())
+        if self.model_signing_key_file is None:
+            raise ValueError("MODEL_SIGNING_KEY or MODEL_SIGNING_KEY_FILE must be set (hmac-sha256)")
+        if not self.model_signing_key_file.is_file():
+            raise ValueError(f"MODEL_SIGNING_KEY_FILE: no such file {self.model_signing_key_file}")
+        return signing.HmacKey(self.model_signing_key_file.read_bytes().rstrip(b"\r\n"))
+
+    def _public_keys(self) -> list[signing.Verifier]:
+        folder = self.model_public_keys_dir
+        if folder is None:
+            return []
+        if not folder.is_dir():
+            raise ValueError(f"MODEL_PUBLIC_KEYS_DIR: no such folder {folder}")
+        keys: list[signing.Verifier] = []
+        for path in sorted(folder.glob("*.pem")):
+            try:
+                keys.append(signing.load_verifier(path.read_bytes()))
+            except ValueError as e:
+                raise ValueError(f"MODEL_PUBLIC_KEYS_DIR: {path.name}: {e}") from e
+        return keys
+
+    def keyring(self) -> signing.Keyring:
+        """The trusted keys (ValueError when there are none)."""
+        if self.model_signing_algorithm == signing.HMAC_SHA256:
+            return signing.Keyring.of(trusted=[self._hmac_key()])
+        keys = self._public_keys()
+        if not keys:
+            raise ValueError("MODEL_PUBLIC_KEYS_DIR must hold at least one Ed25519 public key (*.pem)")
+        return signing.Keyring.of(trusted=keys)
+
+
+class SignerSettings(TrustSettings):
+    """Adds the key the trainer signs with; its own public key is trusted along with MODEL_PUBLIC_KEYS_DIR."""
+
+    model_signing_private_key_file: Path | None = None
+    """Ed25519 private key (PEM, PKCS#8) the trainer signs with (a mounted Secret); ed25519 only."""
+
+    def keyring(self) -> signing.Keyring:
+        """The signing key and every trusted key (ValueError when the signing key is missing or unreadable)."""
+        if self.model_signing_algorithm == signing.HMAC_SHA256:
+            key = self._hmac_key()
+            return signing.Keyring.of(signer=key)
+        path = self.model_signing_private_key_file
+        if path is None:
+            raise ValueError("MODEL_SIGNING_PRIVATE_KEY_FILE must be set (ed25519)")
+        if not path.is_file():
+            raise ValueError(f"MODEL_SIGNING_PRIVATE_KEY_FILE: no such file {path}")
+        try:
+            signer = signing.load_signer(path.read_bytes())
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"MODEL_SIGNING_PRIVATE_KEY_FILE: {e}") from e
+        return signing.Keyring.of(signer=signer, trusted=self._public_keys())
 
 
 def describe_error(error: ValidationError) -> str:

@@ -87,10 +87,10 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ModelStore:
-    """Publishes and loads artifacts in one bucket, signing with / verifying against one HMAC key."""
+    """Publishes and loads artifacts in one bucket: signs with the keyring's key, verifies against its trusted ones."""
 
-    def __init__(self, bucket: storage.Bucket, key: bytes, retry: Retry) -> None:
-        self.bucket, self._key, self.retry = bucket, key, retry
+    def __init__(self, bucket: storage.Bucket, keyring: signing.Keyring, retry: Retry) -> None:
+        self.bucket, self.keyring, self.retry = bucket, keyring, retry
 
     def publish(
         self,
@@ -148,7 +148,7 @@ class ModelStore:
             data_objects=provenance.listed(),
             data_objects_total=len(provenance.objects),
             data_to_publish_s=provenance.delay_to(now),
-        ).signed_with(self._key)
+        ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()
         self._call(
@@ -208,8 +208,11 @@ class ModelStore:
         lineage = Lineage.from_metadata(ref.metadata, ref.name)
         if lineage.version != ref.version:
             raise ArtifactRejected("version_mismatch", f"signed for {lineage.version}, named {ref.version}", ref.name)
-        if not lineage.verifies(self._key):
-            raise ArtifactRejected("bad_signature", "signature does not cover this lineage under this key", ref.name)
+        if lineage.key_id not in self.keyring.trusted:
+            raise ArtifactRejected("unknown_key", f"signed by {lineage.key_id!r}, not a trusted key", ref.name)
+        if not lineage.verifies(self.keyring):
+            message = f"signature does not cover this lineage under {lineage.key_id}"
+            raise ArtifactRejected("bad_signature", message, ref.name)
         if layout.version_time(lineage.version) > datetime.now(UTC) + MAX_CLOCK_SKEW:
             raise ArtifactRejected("future_version", f"version is more than {MAX_CLOCK_SKEW} ahead of now", ref.name)
         return lineage

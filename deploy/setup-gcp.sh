@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One-time (and re-runnable) GCP setup for the iris service: APIs, bucket + lifecycle, Pub/Sub topic + bucket
 # notification, service accounts with least-privilege IAM and Workload Identity, Artifact Registry, the GKE cluster,
-# the Kubernetes Secret and the Cloud Build trigger. Every resource is described first and created only when missing;
-# IAM bindings are additive and idempotent. The Secret is never overwritten: a new signing key would orphan every
-# published model.
+# the Kubernetes Secrets and the Cloud Build trigger. Every resource is described first and created only when missing;
+# IAM bindings are additive and idempotent. Secrets are never overwritten: a signing key whose public key the
+# predictors do not trust yet would orphan every model it signs (see the README for a key rotation).
 #
 # usage: deploy/setup-gcp.sh --project PROJECT_ID [--region europe-west1] [--bucket PROJECT_ID-iris]
 #          [--cluster iris] [--standard] [--github-owner OWNER --github-repo REPO] [--dry-run]
@@ -31,6 +31,8 @@ MODEL_RETENTION_DAYS=${MODEL_RETENTION_DAYS:-180}
 BRANCH_PATTERN=${BRANCH_PATTERN:-^main\$}
 OVERLAY=${OVERLAY:-prod}
 SECRET=iris-secrets
+SIGNING_SECRET=iris-signing-key
+PUBLIC_KEYS_SECRET=iris-model-public-keys
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
@@ -219,19 +221,36 @@ bind_workload_identity() {
 }
 
 create_secret() {
-  say "Secret $NAMESPACE/$SECRET: a generated signing key and admin token (never printed)"
+  say "Secrets in $NAMESPACE: the trainer's Ed25519 signing key, the trusted public keys, the admin token (never printed)"
   run gcloud container clusters get-credentials "$CLUSTER" --project="$PROJECT_ID" --region="$REGION"
   ensure kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
+  if ! $DRY_RUN && kubectl get secret "$SIGNING_SECRET" --namespace="$NAMESPACE" >/dev/null 2>&1; then
+    echo "exists: secret $NAMESPACE/$SIGNING_SECRET (kept: a new signing key needs its public key trusted first)"
+  else
+    # The private key goes to the trainer only; predictors mount the public keys. Key id = ed25519: and 16 hex digits
+    # of the SHA-256 of the raw public key (the last 32 bytes of its DER form), as core/signing.py derives it.
+    (umask 077 && run openssl genpkey -algorithm ed25519 -out "$WORKDIR/private-key.pem")
+    run openssl pkey -in "$WORKDIR/private-key.pem" -pubout -out "$WORKDIR/public-key.pem"
+    local key_id="ed25519-KEY_ID"
+    $DRY_RUN || key_id=ed25519-$(openssl pkey -in "$WORKDIR/private-key.pem" -pubout -outform DER | tail -c 32 |
+      sha256sum | cut -c1-16)
+    run kubectl create secret generic "$SIGNING_SECRET" --namespace="$NAMESPACE" \
+      --from-file=private-key.pem="$WORKDIR/private-key.pem"
+    if ! $DRY_RUN && kubectl get secret "$PUBLIC_KEYS_SECRET" --namespace="$NAMESPACE" >/dev/null 2>&1; then
+      # Trust the new key next to the older ones (a public key: fine on a command line); restart the predictors.
+      run kubectl patch secret "$PUBLIC_KEYS_SECRET" --namespace="$NAMESPACE" --type=merge \
+        -p "{\"data\":{\"$key_id.pem\":\"$(base64 -w0 <"$WORKDIR/public-key.pem")\"}}"
+    else
+      run kubectl create secret generic "$PUBLIC_KEYS_SECRET" --namespace="$NAMESPACE" \
+        --from-file="$key_id.pem=$WORKDIR/public-key.pem"
+    fi
+  fi
   if ! $DRY_RUN && kubectl get secret "$SECRET" --namespace="$NAMESPACE" >/dev/null 2>&1; then
-    echo "exists: secret $NAMESPACE/$SECRET (kept: a new signing key would invalidate every published model)"
+    echo "exists: secret $NAMESPACE/$SECRET (kept)"
     return
   fi
-  if ! $DRY_RUN; then
-    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORKDIR/model-signing-key")
-    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORKDIR/admin-token")
-  fi
-  run kubectl create secret generic "$SECRET" --namespace="$NAMESPACE" \
-    --from-file=model-signing-key="$WORKDIR/model-signing-key" --from-file=admin-token="$WORKDIR/admin-token"
+  $DRY_RUN || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORKDIR/admin-token")
+  run kubectl create secret generic "$SECRET" --namespace="$NAMESPACE" --from-file=admin-token="$WORKDIR/admin-token"
 }
 
 create_build_trigger() {

@@ -21,7 +21,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import load
-from devstack import emulators
+from devstack import emulators, keys
 from devstack.emulators import PubsubTarget, Service
 
 
@@ -68,7 +68,7 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "STORAGE_EMULATOR_HOST": gcs.host,
         "MODEL_EVENTS_TOPIC": config.model_events_topic,
         "DATA_EVENTS_TOPIC": config.model_events_topic,  # fake-gcs-server publishes every object to one topic
-        "MODEL_SIGNING_KEY_FILE": str(secret_file(config.stack_dir / "signing.key").resolve()),
+        **keys.env(config.stack_dir / "keys"),  # the trainer reads the private key, the predictor the public one
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
         "PORT": str(config.port),

@@ -34,7 +34,7 @@ class LazyStore:
             if self._store is None:
                 client = gcs.client(self._settings)
                 bucket = client.bucket(self._settings.gcs_bucket)
-                self._store = ModelStore(bucket, self._settings.signing_key(), gcs.retry(self._settings))
+                self._store = ModelStore(bucket, self._settings.keyring(), gcs.retry(self._settings))
         return getattr(self._store, name)
 
 

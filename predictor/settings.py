@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from core.settings import SigningSettings
+from core.settings import TrustSettings
 
 
-class PredictorSettings(SigningSettings):
+class PredictorSettings(TrustSettings):
     """One predictor pod: HTTP server, model loading, event subscription and admin access."""
 
     port: int = Field(8080, ge=1, le=65535)

@@ -16,12 +16,12 @@ from core import gcs
 from core.schema import CLASSES
 from core.store import ModelStore
 from devstack.emulators import Service
+from tests import keys
 from trainer.model import build
 from trainer.settings import TrainerSettings
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
-SIGNING_KEY = "test-signing-key"
 PROJECT = "test-project"
 TOPIC = "gcs-events"
 
@@ -40,7 +40,7 @@ def common_env(gcs_emulator: Service, bucket_name: str) -> dict[str, str]:
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "GCS_BUCKET": bucket_name,
         "STORAGE_EMULATOR_HOST": gcs_emulator.host,
-        "MODEL_SIGNING_KEY": SIGNING_KEY,
+        **keys.env(),
         "MODEL_EVENTS_TOPIC": TOPIC,
         "GCS_RETRY_DEADLINE": "5",
     }
@@ -53,9 +53,9 @@ def trainer_settings(common_env: dict[str, str]) -> TrainerSettings:
 
 @pytest.fixture
 def store(trainer_settings: TrainerSettings) -> ModelStore:
-    """A model store on this test's bucket, signing with the test key."""
+    """A model store on this test's bucket, signing with the test trainer's key."""
     client = gcs.client(trainer_settings)
-    return ModelStore(client.bucket(trainer_settings.gcs_bucket), SIGNING_KEY.encode(), gcs.retry(trainer_settings))
+    return ModelStore(client.bucket(trainer_settings.gcs_bucket), keys.KEYRING, gcs.retry(trainer_settings))
 
 
 def _lower(env: dict[str, str]) -> dict[str, Any]:

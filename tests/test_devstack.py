@@ -68,7 +68,9 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         assert blob is not None
         assert blob.metadata["signature"]
         assert blob.metadata["sha256"]
-        assert (tmp_path / "stack" / "signing.key").stat().st_mode & 0o777 == 0o600
+        keys = tmp_path / "stack" / "keys"
+        assert (keys / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in (keys / "public").iterdir()] == [blob.metadata["key_id"].replace(":", "-") + ".pem"]
         started = children_of(stack.pid)
         assert len(started) >= 6  # emulators, trainer watcher and scheduler, predictor, function (+ bridge)
         rows = "".join(f"{5.0 + i / 100},3.4,1.5,0.2,setosa\n" for i in range(30))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from core.settings import SigningSettings
+from core.settings import SignerSettings
 
 
-class TrainerSettings(SigningSettings):
+class TrainerSettings(SignerSettings):
     """One trainer run, or the scheduler that repeats it."""
 
     train_schedule: str = "0 * * * *"

@@ -1,13 +1,12 @@
-"""core.settings: environment parsing, the signing key and the one-line configuration error."""
+"""core.settings: environment parsing and the one-line configuration error (signing keys: test_signing_settings)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from core import settings
-from core.settings import CommonSettings, SigningSettings
+from core.settings import CommonSettings
+from tests import keys
 from trainer.settings import TrainerSettings
 
 ENV_NAMES = [
@@ -21,6 +20,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def use_test_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in keys.env().items():
+        monkeypatch.setenv(name, value)
+
+
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
@@ -32,40 +36,6 @@ def test_defaults() -> None:
     assert (common.gcs_bucket, common.gcs_retry_deadline, common.storage_emulator_host) == ("iris-models", 30.0, None)
 
 
-def test_missing_signing_key_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        settings.load(SigningSettings)
-    assert info.value.code == 2
-    line = one_line(capsys)
-    assert line.startswith("configuration error:")
-    assert "MODEL_SIGNING_KEY" in line
-
-
-def test_signing_key_from_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODEL_SIGNING_KEY", "s3cret")
-    loaded = settings.load(SigningSettings)
-    assert loaded.signing_key() == b"s3cret"
-    assert "s3cret" not in repr(loaded)
-
-
-def test_signing_key_from_file_strips_the_trailing_newline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_bytes(b"from-file\n")
-    monkeypatch.setenv("MODEL_SIGNING_KEY_FILE", str(key_file))
-    assert settings.load(SigningSettings).signing_key() == b"from-file"
-
-
-def test_missing_key_file_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("MODEL_SIGNING_KEY_FILE", "/nonexistent/key")
-    with pytest.raises(SystemExit, match="2"):
-        settings.load(SigningSettings)
-    line = one_line(capsys)
-    assert "MODEL_SIGNING_KEY_FILE" in line
-    assert "/nonexistent/key" in line
-
-
 @pytest.mark.parametrize(
     ("name", "value"),
     [("GCS_RETRY_DEADLINE", "abc"), ("GCS_RETRY_DEADLINE", "-1"), ("ACCURACY_FLOOR", "1.5"), ("RANDOM_SEED", "4.5x")],
@@ -73,7 +43,7 @@ def test_missing_key_file_names_the_variable(
 def test_malformed_numbers_exit_2_naming_the_variable(
     name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MODEL_SIGNING_KEY", "k")
+    use_test_keys(monkeypatch)
     monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as info:
         settings.load(TrainerSettings)
@@ -82,7 +52,7 @@ def test_malformed_numbers_exit_2_naming_the_variable(
 
 
 def test_trainer_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODEL_SIGNING_KEY", "k")
+    use_test_keys(monkeypatch)
     monkeypatch.setenv("ACCURACY_FLOOR", "0.5")
     monkeypatch.setenv("GCS_RETRY_DEADLINE", "2.5")
     monkeypatch.setenv("UNRELATED_SETTING", "ignored")
@@ -96,7 +66,7 @@ def test_an_empty_or_short_admin_token_refuses_to_start(
 ) -> None:
     from predictor.settings import PredictorSettings
 
-    monkeypatch.setenv("MODEL_SIGNING_KEY", "k")
+    use_test_keys(monkeypatch)
     monkeypatch.setenv("ADMIN_TOKEN", token)
     with pytest.raises(SystemExit) as info:
         settings.load(PredictorSettings)

@@ -20,8 +20,9 @@ from sklearn.pipeline import Pipeline
 from core import layout, signing, unpickle
 from core.errors import ArtifactRejected
 from core.lineage import Lineage
+from core.signing import Keyring
 from core.store import ArtifactRef, LoadedModel, ModelStore, model_type_of
-from tests.conftest import SIGNING_KEY
+from tests import keys
 from tests.core.test_unpickle import Payload
 from trainer.model import build
 
@@ -38,8 +39,8 @@ def publish(store: ModelStore, model: Any, fingerprint: str = "fp-1") -> Lineage
     )
 
 
-def other_store(store: ModelStore, key: bytes) -> ModelStore:
-    return ModelStore(store.bucket, key, store.retry)
+def other_store(store: ModelStore, keyring: Keyring) -> ModelStore:
+    return ModelStore(store.bucket, keyring, store.retry)
 
 
 def upload(store: ModelStore, name: str, data: bytes, metadata: dict[str, str] | None) -> None:
@@ -51,7 +52,7 @@ def upload(store: ModelStore, name: str, data: bytes, metadata: dict[str, str] |
 def upload_signed(store: ModelStore, data: bytes, version: str, like: Lineage) -> str:
     """`data` signed with the store's own key under `version` (a trusted signer publishing bad content)."""
     digest = signing.sha256_hex(data)
-    lineage = replace(like, version=version, sha256=digest).signed_with(SIGNING_KEY.encode())
+    lineage = replace(like, version=version, sha256=digest).signed_with(keys.KEYRING)
     name = layout.model_object(version)
     upload(store, name, data, lineage.to_metadata())
     return name
@@ -89,11 +90,11 @@ def test_publish_list_and_load_with_complete_lineage(store: ModelStore, fitted_m
     ref = refs[0]
     assert ref.generation > 0
     assert ref.metadata == lineage.to_metadata()
-    loaded = store.load(ref)
+    loaded = other_store(store, keys.READER).load(ref)  # what a predictor does, holding the public key only
     assert isinstance(loaded, LoadedModel)
     assert loaded.version == lineage.version
     assert loaded.lineage == lineage
-    assert lineage.verifies(SIGNING_KEY.encode())
+    assert lineage.key_id == keys.SIGNER.key_id
     assert (lineage.sklearn_version, lineage.python_version) == (sklearn.__version__, platform.python_version())
     assert lineage.model_type == "StandardScaler+LogisticRegression"
     assert (lineage.data_fingerprint, lineage.row_count, lineage.metrics) == ("fp-1", 150, METRICS)
@@ -186,13 +187,21 @@ def test_publish_refuses_a_model_no_predictor_would_load(store: ModelStore) -> N
     assert store.list_versions() == []
 
 
-def test_bad_signature_from_another_key_is_never_unpickled(
-    store: ModelStore, tmp_path: Path, unpickled: list[bytes]
+@pytest.mark.parametrize(("claims_our_key", "reason"), [(False, "unknown_key"), (True, "bad_signature")])
+def test_another_keys_signature_is_never_unpickled(
+    store: ModelStore, tmp_path: Path, unpickled: list[bytes], claims_our_key: bool, reason: str
 ) -> None:
     marker = tmp_path / "marker"
-    lineage = publish(other_store(store, b"attacker-key"), Payload(os.system, f"touch {marker}"))
+    lineage = publish(other_store(store, keys.OTHER), Payload(os.system, f"touch {marker}"))
     name = layout.model_object(lineage.version)
-    assert rejection(store, name).reason == "bad_signature"
+    if claims_our_key:
+        upload(
+            store,
+            name,
+            store.bucket.blob(name).download_as_bytes(),
+            lineage.to_metadata() | {"key_id": keys.SIGNER.key_id},
+        )
+    assert rejection(store, name).reason == reason
     assert unpickled == []
     assert not marker.exists()
 
@@ -277,13 +286,13 @@ def test_warmup_failed_for_a_model_that_mislabels_known_flowers(store: ModelStor
 
 def test_newest_valid_skips_rejected_newer_artifacts(store: ModelStore, fitted_model: Pipeline) -> None:
     good = publish(store, fitted_model)
-    publish(other_store(store, b"other-key"), fitted_model)
+    publish(other_store(store, keys.OTHER), fitted_model)
     upload(store, layout.model_object(later(good.version, 10**7)), pickle.dumps(fitted_model), None)
     rejected: list[tuple[str, str]] = []
     newest = store.newest_valid(on_reject=lambda ref, e: rejected.append((ref.name, e.reason)))
     assert newest is not None
     assert newest.version == good.version
-    assert sorted(reason for _, reason in rejected) == ["bad_signature", "unsigned"]
+    assert sorted(reason for _, reason in rejected) == ["unknown_key", "unsigned"]
     assert store.newest_valid(newer_than=good.version) is None
 
 

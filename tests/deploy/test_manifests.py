@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 
 from predictor.app import create_app
 from predictor.settings import PredictorSettings
+from tests import keys
 from tests.deploy.conftest import (
     K8S,
     KUBERNETES_VERSION,
@@ -104,11 +105,11 @@ def test_configmaps_hold_valid_settings() -> None:
         for source in container["envFrom"]:
             values |= find(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
         fields = {k.lower(): v for k, v in values.items() if k.lower() in cls.model_fields}
-        cls.model_validate(fields | {"model_signing_key": "k", "model_signing_key_file": None})
+        cls.model_validate(fields | keys.settings())  # the mounted key paths exist only in a pod
 
 
 def test_probes_hit_real_routes_on_the_container_port() -> None:
-    app = create_app(PredictorSettings.model_validate({"model_signing_key": "k"}))
+    app = create_app(PredictorSettings.model_validate(keys.settings()))
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     container = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -158,9 +159,21 @@ def test_pods_are_locked_down(kind: str, name: str | None) -> None:
         assert {"requests", "limits"} <= container["resources"].keys()
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert "emptyDir" in volumes[mounts["/tmp"]]
-        key_file = next(e["value"] for e in container["env"] if e["name"] == "MODEL_SIGNING_KEY_FILE")
-        key_volume = volumes[mounts[key_file.rsplit("/", 1)[0]]]
-        assert key_volume["secret"]["secretName"] == "iris-secrets"
+
+
+@pytest.mark.parametrize(("kind", "name"), [("Deployment", PREDICTOR), ("Deployment", WATCHER), ("CronJob", None)])
+def test_only_the_trainer_mounts_the_private_key(kind: str, name: str | None) -> None:
+    spec = pod_spec(find(RESOURCES, kind, name))
+    volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in spec["volumes"]}
+    [container] = spec["containers"]
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert mounts[env["MODEL_PUBLIC_KEYS_DIR"]] == "iris-model-public-keys"
+    if name == PREDICTOR:
+        assert "MODEL_SIGNING_PRIVATE_KEY_FILE" not in env
+        assert "iris-signing-key" not in volumes.values()
+    else:
+        assert mounts[env["MODEL_SIGNING_PRIVATE_KEY_FILE"].rsplit("/", 1)[0]] == "iris-signing-key"
 
 
 def test_predictor_rollout_and_shutdown_budget() -> None:

@@ -127,9 +127,15 @@ def test_cluster_registry_secret_and_trigger(dry_run: tuple[str, list[list[str]]
     _, commands = dry_run
     has(commands, "container", "clusters", "create-auto", "iris")
     has(commands, "artifacts", "repositories", "create", "iris", "--repository-format=docker")
-    secret = has(commands, "kubectl", "create", "secret", "generic", "iris-secrets")
-    assert not any(a.startswith("--from-literal") for a in secret), "secret values never on a command line"
-    assert {a.split("=")[1] for a in secret if a.startswith("--from-file")} == {"model-signing-key", "admin-token"}
+    for name, keys in [
+        ("iris-secrets", {"admin-token"}),
+        ("iris-signing-key", {"private-key.pem"}),
+        ("iris-model-public-keys", {"ed25519-KEY_ID.pem"}),
+    ]:
+        secret = has(commands, "kubectl", "create", "secret", "generic", name)
+        assert not any(a.startswith("--from-literal") for a in secret), "secret values never on a command line"
+        assert {a.split("=")[1] for a in secret if a.startswith("--from-file")} == keys
+    has(commands, "openssl", "genpkey", "-algorithm", "ed25519")
     has(commands, "builds", "triggers", "create", "github", "--build-config=cloudbuild.yaml")
     has(
         commands,

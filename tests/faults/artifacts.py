@@ -17,9 +17,9 @@ from sklearn.pipeline import Pipeline
 from core import layout, signing
 from core.lineage import Lineage
 from core.schema import CLASSES, FEATURES
+from core.signing import Keyring
+from tests.keys import OTHER
 from trainer.model import build
-
-OTHER_KEY = b"someone-elses-key"
 
 
 class OpensMarker:
@@ -52,7 +52,7 @@ def future_version(offset_ms: int) -> str:
     return layout.format_version(datetime.now(UTC) + timedelta(seconds=1, milliseconds=offset_ms))
 
 
-def signed_metadata(key: bytes, version: str, data: bytes, **fields: Any) -> dict[str, str]:
+def signed_metadata(key: Keyring, version: str, data: bytes, **fields: Any) -> dict[str, str]:
     """Lineage metadata for `version` and the SHA-256 of `data`, signed with `key` (then `fields` laid over it)."""
     digest = signing.sha256_hex(data)
     lineage = Lineage(
@@ -71,23 +71,25 @@ def fitted(features: int = len(FEATURES), classes: int = len(CLASSES)) -> Pipeli
     return build().fit(iris.data[keep][:, :features], np.asarray(CLASSES)[iris.target[keep]])
 
 
-def catalogue(key: bytes, good: bytes, replayed: tuple[bytes, dict[str, str]], marker: Path) -> list[BadArtifact]:
+def catalogue(key: Keyring, good: bytes, replayed: tuple[bytes, dict[str, str]], marker: Path) -> list[BadArtifact]:
     """Every kind of bad artifact of the issue, each with the reason the predictor must give."""
     versions = iter(future_version(i) for i in range(100))
     dump = pickle.dumps
     corrupt = bytes(b ^ 0xFF if i % 97 == 0 else b for i, b in enumerate(good))
     truncated = good[: len(good) // 2]
     evil = dump(OpensMarker(marker))
+    ours = key.signer.key_id if key.signer else ""
     items = [
         ("corrupt bytes", corrupt, lambda v: signed_metadata(key, v, good), "hash_mismatch"),
         ("truncated", truncated, lambda v: signed_metadata(key, v, truncated), "unpickle_failed"),
-        ("bad signature", good, lambda v: signed_metadata(key, v, good, signature="00" * 32), "bad_signature"),
+        ("bad signature", good, lambda v: signed_metadata(key, v, good, signature="00" * 64), "bad_signature"),
         ("unsigned", good, lambda v: None, "unsigned"),
-        ("other key", good, lambda v: signed_metadata(OTHER_KEY, v, good), "bad_signature"),
+        ("other key", good, lambda v: signed_metadata(OTHER, v, good), "unknown_key"),
+        ("other key, our key id", good, lambda v: signed_metadata(OTHER, v, good, key_id=ours), "bad_signature"),
         ("replayed older", replayed[0], lambda v: dict(replayed[1]), "version_mismatch"),
         ("wrong features", dump(fitted(features=3)), None, "schema_mismatch"),
         ("wrong classes", dump(fitted(classes=2)), None, "schema_mismatch"),
-        ("code exec, other key", evil, lambda v: signed_metadata(OTHER_KEY, v, evil), "bad_signature"),
+        ("code exec, other key", evil, lambda v: signed_metadata(OTHER, v, evil, key_id=ours), "bad_signature"),
         ("code exec, right key", evil, None, "unpickle_failed"),
     ]
     out = []

@@ -20,10 +20,11 @@ from google.cloud import storage
 
 from core import gcs
 from core.settings import CommonSettings
+from core.signing import Keyring
 from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
-from tests.conftest import SIGNING_KEY
+from tests import keys
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,9 +211,9 @@ class Stack:
     def bucket(self) -> storage.Bucket:
         return self.client().bucket(self.bucket_name)
 
-    def store(self, key: str = SIGNING_KEY, deadline: float = 10) -> ModelStore:
+    def store(self, keyring: Keyring = keys.KEYRING, deadline: float = 10) -> ModelStore:
         retry = gcs.retry(CommonSettings.model_validate({"gcs_retry_deadline": deadline}))
-        return ModelStore(self.bucket(), key.encode(), retry)
+        return ModelStore(self.bucket(), keyring, retry)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Environment of a project subprocess on this stack (emulator hosts never inherited)."""
@@ -224,7 +225,7 @@ class Stack:
             "STORAGE_EMULATOR_HOST": self.emu.gcs.host,
             "PUBSUB_EMULATOR_HOST": self.emu.pubsub.host,
             "MODEL_EVENTS_TOPIC": self.emu.topic,
-            "MODEL_SIGNING_KEY": SIGNING_KEY,
+            **keys.env(),
             "GCS_RETRY_DEADLINE": "5",
             "LOG_LEVEL": "INFO",
         }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core import layout
-from tests.conftest import SIGNING_KEY
+from tests import keys
 from tests.faults import artifacts
 from tests.faults.load import running
 from tests.faults.metrics_text import rejected
@@ -35,7 +35,7 @@ def test_bad_artifacts_rejected_old_model_serves(main_stack: Stack, pods: list[P
     blob = main_stack.bucket().get_blob(layout.model_object(current))
     assert blob is not None
     marker = tmp_path / "code-ran"
-    bad = artifacts.catalogue(SIGNING_KEY.encode(), blob.download_as_bytes(), (blob.download_as_bytes(),
+    bad = artifacts.catalogue(keys.KEYRING, blob.download_as_bytes(), (blob.download_as_bytes(),
                               dict(blob.metadata or {})), marker)  # fmt: skip
     expected = Counter(a.reason for a in bad)
     before = {pod.name: rejected(pod.url) for pod in pods}

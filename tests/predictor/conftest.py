@@ -18,6 +18,7 @@ from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.app import create_app
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
+from tests import keys
 
 ADMIN_TOKEN = "admin-test-token-0123"
 VERSION = "20260101T000000000000Z"
@@ -43,7 +44,7 @@ def publish(store: ModelStore, model: Pipeline) -> Lineage:
 def offline_settings() -> PredictorSettings:
     """Settings whose bucket is unreachable (port 9 on loopback): nothing may need it."""
     return PredictorSettings.model_validate({
-        "model_signing_key": "k", "storage_emulator_host": "127.0.0.1:9", "gcs_retry_deadline": 0.5,
+        **keys.settings(), "storage_emulator_host": "127.0.0.1:9", "gcs_retry_deadline": 0.5,
         "max_batch_size": MAX_BATCH, "max_body_bytes": 4096, "admin_token": ADMIN_TOKEN,
     })  # fmt: skip
 

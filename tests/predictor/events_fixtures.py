@@ -15,6 +15,7 @@ from devstack import emulators
 from predictor.events import ModelEvents
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
+from tests import keys
 from tests.polling import wait_for
 
 
@@ -26,7 +27,7 @@ def settings_from_env(env: dict[str, str], **overrides: Any) -> PredictorSetting
 
 
 def registry_for(settings: PredictorSettings) -> Registry:
-    store = ModelStore(gcs.client(settings).bucket(settings.gcs_bucket), settings.signing_key(), gcs.retry(settings))
+    store = ModelStore(gcs.client(settings).bucket(settings.gcs_bucket), keys.KEYRING, gcs.retry(settings))
     return Registry(store, settings)
 
 

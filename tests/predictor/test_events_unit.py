@@ -16,13 +16,14 @@ from predictor import background, reconcile
 from predictor.app import create_app
 from predictor.events import SeenEvents, subscription_id
 from predictor.settings import PredictorSettings
+from tests import keys
 from tests.polling import wait_for
 
 VALID_ID = re.compile(r"^(?!goog)[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
 
 
 def settings_with(**values: Any) -> PredictorSettings:
-    return PredictorSettings(**{"model_signing_key": "k", **values})
+    return PredictorSettings(**{**keys.settings(), **values})
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from predictor.app import create_app
 from predictor.openapi import document
 from predictor.settings import PredictorSettings
+from tests import keys
 from tests.predictor.conftest import ADMIN_TOKEN, installed, publish
 
 pytestmark = [
@@ -72,7 +73,7 @@ def test_document_is_valid_openapi_3(client) -> None:
 
 
 def test_admin_paths_are_absent_without_a_token() -> None:
-    doc = document(PredictorSettings.model_validate({"model_signing_key": "k"}))
+    doc = document(PredictorSettings.model_validate(keys.settings()))
     jsonschema.Draft4Validator(OPENAPI_30).validate(doc)
     assert not any(path.startswith("/admin") for path in doc["paths"])
 
@@ -100,7 +101,7 @@ def _refs(node):
 SERVER_UP = [check for check in ALL_CHECKS if check.__name__ != "not_a_server_error"]
 PUBLIC = [
     (method.upper(), path)
-    for path, item in document(PredictorSettings.model_validate({"model_signing_key": "k"}))["paths"].items()
+    for path, item in document(PredictorSettings.model_validate(keys.settings()))["paths"].items()
     for method in item
 ]
 ADMIN = [("POST", "/admin/reload"), ("PUT", "/admin/pin"), ("DELETE", "/admin/pin")]

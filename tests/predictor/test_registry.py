@@ -13,10 +13,11 @@ from sklearn.pipeline import Pipeline
 from core import gcs, layout, signing
 from core.errors import StoreUnavailable
 from core.lineage import Lineage
+from core.signing import Keyring
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
-from tests.conftest import SIGNING_KEY
+from tests.keys import KEYRING, OTHER
 from tests.predictor.conftest import publish
 
 pytestmark = pytest.mark.integration
@@ -26,11 +27,11 @@ def tampered(store: ModelStore, model: Pipeline, how: str) -> str:
     """Upload a newer artifact that must be rejected for `how`; returns its object name."""
     data = pickle.dumps(model)
     version = layout.format_version(datetime.now(UTC))
-    good = publish_metadata(version, signing.sha256_hex(data), SIGNING_KEY.encode())
+    good = publish_metadata(version, signing.sha256_hex(data), KEYRING)
     if how == "hash_mismatch":
         data = data[:-8] + b"tampered"
     elif how == "bad_signature":
-        good = publish_metadata(version, signing.sha256_hex(data), b"another key")
+        good = publish_metadata(version, signing.sha256_hex(data), OTHER) | {"key_id": KEYRING.signer.key_id}
     elif how == "unsigned":
         good = {}
     blob = store.bucket.blob(layout.model_object(version))
@@ -39,7 +40,7 @@ def tampered(store: ModelStore, model: Pipeline, how: str) -> str:
     return blob.name
 
 
-def publish_metadata(version: str, digest: str, key: bytes) -> dict[str, str]:
+def publish_metadata(version: str, digest: str, key: Keyring) -> dict[str, str]:
     lineage = Lineage(
         version=version, created_at=datetime.now(UTC).isoformat(), sha256=digest,
         signature="", sklearn_version="x", python_version="x", model_type="x",

@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 from core.schema import EXAMPLES
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
+from tests import keys
 from tests.polling import wait_for
 from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env, subscriptions
 
@@ -69,7 +70,7 @@ def swap_env(gcs_emulator: Service, pubsub_emulator: Service, storage_client: st
         "GCS_BUCKET": bucket,
         "STORAGE_EMULATOR_HOST": gcs_emulator.host,
         "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
-        "MODEL_SIGNING_KEY": "test-signing-key",
+        **keys.env(),
         "MODEL_EVENTS_TOPIC": TOPIC,
         "GCS_RETRY_DEADLINE": "5",
         "WEB_CONCURRENCY": str(WORKERS),

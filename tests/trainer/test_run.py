@@ -14,7 +14,7 @@ from google.cloud import storage
 
 from core import layout
 from core.store import ModelStore
-from tests.conftest import SIGNING_KEY
+from tests.keys import KEYRING, OTHER
 from tests.trainer.conftest import csv_text, iris_rows, model_names, put
 from trainer import claims, data
 from trainer.model import held_out
@@ -39,7 +39,7 @@ def test_first_run_seeds_iris_and_publishes_a_signed_artifact(
     assert ref.name == summary["object"] == layout.model_object(summary["model_version"])
     loaded = store.load(ref)
     lineage = loaded.lineage
-    assert lineage.verifies(SIGNING_KEY.encode())
+    assert lineage.verifies(KEYRING)
     assert lineage.data_fingerprint == summary["data_fingerprint"]
     assert lineage.row_count == 150
     assert lineage.metrics == summary["metrics"]
@@ -282,7 +282,7 @@ def test_an_invalid_newest_artifact_does_not_cause_a_skip(
     trainer_settings: TrainerSettings, store: ModelStore, bucket: storage.Bucket
 ) -> None:
     first = train_once(trainer_settings)
-    forged = ModelStore(store.bucket, b"other-key", store.retry)
+    forged = ModelStore(store.bucket, OTHER, store.retry)
     forged.publish_bytes(b"x", model_type="x", data_fingerprint=first["data_fingerprint"], row_count=1, metrics={})
     assert train_once(trainer_settings)["status"] == "skipped"  # the valid one already has this data
     put(bucket, "data/more.csv", csv_text(iris_rows(seed=2)))

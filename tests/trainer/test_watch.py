@@ -171,7 +171,7 @@ def test_a_pubsub_emulator_restart_loses_no_retrain(tmp_path: Path, trainer_sett
             emu.pubsub.host,
             emu.topic,
         )
-        store = ModelStore(bucket, settings.signing_key(), gcs.retry(settings))
+        store = ModelStore(bucket, settings.keyring(), gcs.retry(settings))
         running = Running(Watcher(settings, lambda trigger: run_and_report(settings, trigger)))
         try:
             wait_for(lambda: running.runs(Trigger.RECONCILE), 60, "the first reconcile run")
