@@ -17,7 +17,7 @@ from core.signing import Keyring
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
-from tests.keys import KEYRING, OTHER
+from tests.keys import KEYRING, OTHER, READER
 from tests.predictor.conftest import publish
 
 pytestmark = pytest.mark.integration
@@ -177,7 +177,7 @@ def test_history_is_bounded_and_newest_first(registry: Registry, store: ModelSto
 def test_store_outage_propagates(predictor_settings: PredictorSettings) -> None:
     settings = predictor_settings.model_copy(update={"storage_emulator_host": "127.0.0.1:9", "gcs_retry_deadline": 0.5})
     client = gcs.client(settings)
-    registry = Registry(ModelStore(client.bucket("nowhere"), b"k", gcs.retry(settings)), settings)
+    registry = Registry(ModelStore(client.bucket("nowhere"), READER, gcs.retry(settings)), settings)
     with pytest.raises(StoreUnavailable):
         registry.reconcile()
     with pytest.raises(StoreUnavailable):
