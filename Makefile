@@ -7,7 +7,10 @@ PACKAGES := core trainer predictor functions devstack
 
 .PHONY: venv run test lint fmt train drop bench bench-trainer bench-predictor clean
 
-venv: $(STAMP)
+PROTO := predictor/protos/grpc_predict_v2.proto
+STUBS := $(PROTO:.proto=_pb2.py)
+
+venv: $(STAMP) $(STUBS)
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -15,6 +18,9 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	VIRTUAL_ENV=$(VENV) uv pip install --quiet -r requirements-dev.lock
 	VIRTUAL_ENV=$(VENV) uv pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+$(STUBS): $(PROTO) $(STAMP)  ## gRPC stubs, generated (git-ignored): predictor/protos/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
 
 run: venv  ## the local stack: emulators, trainer, predictor, function (Ctrl-C stops all)
 	$(PY) -m devstack.run

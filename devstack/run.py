@@ -40,6 +40,8 @@ class StackSettings(BaseSettings):
     """Predictor port (the web page and the API)."""
     stack_function_port: int = Field(8081, ge=1, le=65535)
     """functions-framework port of the ingest function."""
+    stack_grpc_port: int = Field(8082, ge=1, le=65535)
+    """gRPC port of the predictor (GRPC_PORT of `python -m predictor.grpc`)."""
     google_cloud_project: str = "local-project"
     """Project id used by the emulators."""
     gcs_bucket: str = "iris-models"
@@ -72,6 +74,7 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
         "PORT": str(config.port),
+        "GRPC_PORT": str(config.stack_grpc_port),
         "BIND_HOST": "127.0.0.1",
     }
     if pubsub is not None:
@@ -143,6 +146,7 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
         stack.spawn("trainer-watch", [py, "-m", "trainer", "--watch"], env)
     stack.spawn("trainer-scheduler", [py, "-m", "trainer", "--schedule"], env)
     stack.spawn("predictor", [py, "-m", "predictor"], env, cfg.port)
+    stack.spawn("predictor-grpc", [py, "-m", "predictor.grpc"], env, cfg.stack_grpc_port)
     function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "on_upload",
                     "--signature-type", "cloudevent", "--host", "127.0.0.1",
                     "--port", str(cfg.stack_function_port)]  # fmt: skip
@@ -157,6 +161,7 @@ def banner(cfg: StackSettings, env_file: Path) -> str:
 Local stack is up (logs in {cfg.stack_dir}/logs, bucket files in {cfg.stack_dir}/gcs):
   web page and API   http://127.0.0.1:{cfg.port}/   (curl -d '[5.1,3.5,1.4,0.2]' -H 'Content-Type: application/json' \
 http://127.0.0.1:{cfg.port}/api)
+  V2 over gRPC       127.0.0.1:{cfg.stack_grpc_port}   (Open Inference Protocol: tritonclient.grpc, kserve)
   drop training CSV  make drop CSV=path/to/file.csv      (validated into data/ or quarantine/)
   retrain now        make train    (new data in data/ trains at once; the safety net runs on '{cfg.train_schedule}')
   environment        source {env_file}

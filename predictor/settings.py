@@ -14,6 +14,10 @@ class PredictorSettings(TrustSettings):
     """TCP port gunicorn binds on BIND_HOST."""
     bind_host: str = "0.0.0.0"
     """Address gunicorn listens on: all interfaces in a pod; the local stack sets 127.0.0.1."""
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    """TCP port of the gRPC server (`python -m predictor.grpc`, Open Inference Protocol V2) on BIND_HOST."""
+    grpc_threads: int = Field(8, ge=1)
+    """Threads of the gRPC server's handler pool."""
     web_concurrency: int = Field(2, ge=1)
     """gunicorn worker processes (gunicorn's own WEB_CONCURRENCY variable)."""
     worker_threads: int = Field(4, ge=1)

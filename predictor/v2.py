@@ -65,14 +65,7 @@ def infer(model_name: str) -> Response:
     header_length = request.headers.get(tensors.HEADER)
     head, binary = tensors.split(inputs.read_body(any_content_type=header_length is not None), header_length)
     body = inputs.parse_json(head)
-    if type(body) is not dict:
-        raise bad_field("body", "expected an inference request object")
-    _only(body, _REQUEST_KEYS, "")
-    if "id" in body and type(body["id"]) is not str:
-        raise bad_field("id", "expected a string")
-    _parameters(body, "")
-    wanted = _requested_outputs(body.get("outputs"))
-    rows = _rows(body.get("inputs"), registry.settings.max_batch_size, binary)
+    wanted, rows = validate(body, registry.settings.max_batch_size, binary)
     model = serving()
     class_ids, proba = run_model(model, rows)
     version = model.loaded.version
@@ -94,6 +87,20 @@ def infer(model_name: str) -> Response:
     data, json_length = tensors.encode(answer, binary_outputs)
     headers = {"X-Model-Version": version, tensors.HEADER: str(json_length)}
     return current_app.response_class(data, 200, headers, mimetype="application/octet-stream")
+
+
+def validate(body: Any, limit: int, binary: bytes = b"") -> tuple[dict[str, dict[str, Any]], inputs.Rows]:
+    """An inference request in its JSON form -> (requested outputs and their parameters, validated rows).
+
+    The gRPC server (predictor.grpc) validates its requests through this too, translated to the JSON form.
+    """
+    if type(body) is not dict:
+        raise bad_field("body", "expected an inference request object")
+    _only(body, _REQUEST_KEYS, "")
+    if "id" in body and type(body["id"]) is not str:
+        raise bad_field("id", "expected a string")
+    _parameters(body, "")
+    return _requested_outputs(body.get("outputs")), _rows(body.get("inputs"), limit, binary)
 
 
 def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -1,0 +1,15 @@
+"""``python -m predictor.grpc``: the gRPC V2 server (see ``predictor.grpc.server``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Before prometheus_client is imported: this process keeps its metrics to itself. The multiprocess directory (set in
+# the image) holds the gunicorn workers' files, and pod readiness counts the serving processes found there.
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+from predictor.grpc.server import main
+
+if __name__ == "__main__":
+    sys.exit(main())
