@@ -169,15 +169,15 @@ def test_pods_are_locked_down(kind: str, name: str | None) -> None:
 def test_only_the_trainer_mounts_the_private_key(kind: str, name: str | None) -> None:
     spec = pod_spec(find(RESOURCES, kind, name))
     volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in spec["volumes"]}
-    [container] = spec["containers"]
-    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert mounts[env["MODEL_PUBLIC_KEYS_DIR"]] == "iris-model-public-keys"
-    if name == PREDICTOR:
-        assert "MODEL_SIGNING_PRIVATE_KEY_FILE" not in env
-        assert "iris-signing-key" not in volumes.values()
-    else:
-        assert mounts[env["MODEL_SIGNING_PRIVATE_KEY_FILE"].rsplit("/", 1)[0]] == "iris-signing-key"
+    for container in spec["containers"]:
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert mounts[env["MODEL_PUBLIC_KEYS_DIR"]] == "iris-model-public-keys"
+        if name == PREDICTOR:
+            assert "MODEL_SIGNING_PRIVATE_KEY_FILE" not in env
+            assert "iris-signing-key" not in volumes.values()
+        else:
+            assert mounts[env["MODEL_SIGNING_PRIVATE_KEY_FILE"].rsplit("/", 1)[0]] == "iris-signing-key"
 
 
 def test_predictor_rollout_and_shutdown_budget() -> None:
