@@ -191,12 +191,21 @@ class ModelStore:
 
     def load(self, ref: ArtifactRef) -> LoadedModel:
         """Verify name, signature and hash, then unpickle and check the model; ArtifactRejected otherwise."""
-        lineage = self.verify_metadata(ref)
+        return self.load_bytes(ref, self.download(ref))
+
+    def download(self, ref: ArtifactRef) -> bytes:
+        """The artifact's content, downloaded only once its name and signature verify (the hash is load_bytes')."""
+        self.verify_metadata(ref)
         blob = self.bucket.blob(ref.name, generation=ref.generation)
         try:
-            data = self._call(blob.download_as_bytes, timeout=REQUEST_TIMEOUT)
+            data: bytes = self._call(blob.download_as_bytes, timeout=REQUEST_TIMEOUT)
         except gexc.NotFound as e:
             raise ArtifactRejected("not_found", f"{ref.name} generation {ref.generation} is gone", ref.name) from e
+        return data
+
+    def load_bytes(self, ref: ArtifactRef, data: bytes) -> LoadedModel:
+        """Verify `data` as the content of `ref` (name, signature, hash), then unpickle and check the model."""
+        lineage = self.verify_metadata(ref)
         if signing.sha256_hex(data) != lineage.sha256:
             raise ArtifactRejected("hash_mismatch", "content does not match its signed SHA-256", ref.name)
         return LoadedModel(ref, lineage, restore(data, ref.name))

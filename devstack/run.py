@@ -75,6 +75,7 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "TRAIN_SCHEDULE": config.train_schedule,
         "PORT": str(config.port),
         "GRPC_PORT": str(config.stack_grpc_port),
+        "HANDOVER_DIR": str(config.stack_dir / "handover"),  # the gRPC server follows the predictor's model agent
         "BIND_HOST": "127.0.0.1",
     }
     if pubsub is not None:

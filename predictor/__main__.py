@@ -1,4 +1,4 @@
-"""``python -m predictor``: run the app under gunicorn (gthread workers) with predictor/gunicorn_conf.py's settings."""
+"""``python -m predictor``: the model agent and the app under gunicorn, with predictor/gunicorn_conf.py's settings."""
 
 from __future__ import annotations
 

@@ -1,90 +1,132 @@
-"""Per-worker background work: the startup load, the model-events subscriber and the reconcile scheduler.
+"""A serving process's only background work: follow the pod's handover and swap from local disk.
 
 gunicorn's post_worker_init calls `start(app)` in each worker after the fork (nothing starts at import), and
-worker_exit calls `stop(app)`. The state lives in `app.extensions["background"]`.
+worker_exit calls `stop(app)`; any other serving process (the gRPC server) does the same. The model agent
+(predictor.agent) does the subscribing, listing and downloading once per pod; here one thread stats the pointer
+every HANDOVER_POLL_INTERVAL seconds (a microsecond system call: no network, no gRPC, nearly no GIL) and offers a
+changed pointer to the registry, which verifies the bytes again and swaps under its usual rules (never downgrade,
+keep the old model on failure). The state lives in `app.extensions["background"]`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from predictor import reconcile
-from predictor.events import ModelEvents
+from core.store import ModelStore
+from predictor import handover
+from predictor.agent import service
+from predictor.agent.service import Agent
+from predictor.handover import HandoverStore, Pointer
+from predictor.registry import Registry
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "background"
-STOP_BUDGET_MAX = 10.0
-"""Most seconds stop() spends (it also keeps to half of GRACEFUL_TIMEOUT)."""
+UPSTREAM_OUTCOMES = ("rejected", "failed")
+"""The agent's decisions a serving process shows as its own: artifacts it never got to see."""
+RETRY_FAILED_S = 1.0
+"""After a load failed (not a rejection), seconds before the same pointer is offered again."""
 
 
 @dataclass
-class Background:
-    """One worker's background threads."""
+class Follower:
+    """One serving process's pointer watch."""
 
-    stopping: threading.Event
-    loader: threading.Thread
-    scheduler: BackgroundScheduler
-    events: ModelEvents | None
+    registry: Registry
+    directory: Path
+    interval: float
+    stopping: threading.Event = field(default_factory=threading.Event)
+    seen: tuple[int, int, int] | None = None
+    """(inode, mtime ns, size) of the pointer last settled."""
+    retry_at: float = 0.0
+    thread: threading.Thread | None = None
+    own_agent: Agent | None = None
+    """The agent this process runs itself when no pod agent hands over to it."""
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="model-handover", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
-        return {
-            "loading": self.loader.is_alive(),
-            "scheduler_running": bool(self.scheduler.running),
-            "events": self.events.status() if self.events else None,
-        }
+        return {"handover_dir": str(self.directory), "following": bool(self.thread and self.thread.is_alive())}
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except Exception:  # a bug must not end the watch: the next change is offered again
+                log.exception("model handover: check failed")
+            if self.stopping.wait(self.interval):
+                return
+
+    def check(self) -> None:
+        """Offer the pointer to the registry if it changed since it was last settled."""
+        try:
+            st = os.stat(self.directory / handover.POINTER)
+        except FileNotFoundError:
+            return
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key == self.seen or time.monotonic() < self.retry_at:
+            return
+        pointer = Pointer.read(self.directory)
+        if pointer is None:
+            return
+        record = self.registry.offer(pointer.name, pointer.generation, self._trigger(pointer), pointer.finalized())
+        if record.outcome == "failed":
+            self.retry_at = time.monotonic() + RETRY_FAILED_S
+            return
+        self.seen = key
+
+    def _trigger(self, pointer: Pointer) -> str:
+        return pointer.trigger if self.registry.ready else "startup"
 
 
-def start(app: Flask) -> Background:
-    """Start the worker's background work (idempotent); returns at once, the model loads in a thread."""
+def start(app: Flask) -> Follower:
+    """Follow the handover in HANDOVER_DIR (idempotent); returns at once, the model loads in the thread.
+
+    Without HANDOVER_DIR (a serving process started on its own, with no pod agent) the process runs its own agent
+    handing over into a private temporary directory.
+    """
     if EXTENSION in app.extensions:
         return app.extensions[EXTENSION]
-    registry, settings = app.extensions["registry"], app.extensions["settings"]
-    sched = reconcile.scheduler()
-    events = _subscriber(registry, settings, sched) if settings.model_events_enabled else None
-    interval = reconcile.interval(settings, events=events is not None)
-    reconcile.schedule(sched, registry, interval)
-    sched.start()
-    stopping = threading.Event()
-    loader = threading.Thread(
-        target=reconcile.initial_load, args=(registry, settings, stopping), name="model-startup-load", daemon=True
-    )
-    loader.start()
-    background = app.extensions[EXTENSION] = Background(stopping, loader, sched, events)
-    log.info("background started", extra={"events": events is not None, "interval_s": interval})
-    return background
-
-
-def _subscriber(registry: Any, settings: PredictorSettings, sched: BackgroundScheduler) -> ModelEvents | None:
-    """Start the subscriber (before the first listing, so nothing published after it is missed); None if it
-    cannot even be built (no credentials, say): the worker still serves, reconciling on the short interval."""
-    try:
-        events = ModelEvents(registry, settings, on_reconnect=lambda: reconcile.run_now(sched, registry))
-    except Exception:
-        log.exception("model events unavailable; falling back to RECONCILE_INTERVAL_WITHOUT_EVENTS polling")
-        return None
-    events.start()
-    return events
+    registry: Registry = app.extensions["registry"]
+    settings: PredictorSettings = app.extensions["settings"]
+    bucket = cast(ModelStore, registry.store)  # the app's store is the bucket's
+    own_agent = None
+    if settings.handover_dir:
+        directory = Path(settings.handover_dir)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="predictor-handover-"))
+        own_agent = service.build(settings, directory, bucket)
+        own_agent.start()
+    registry.store = HandoverStore(directory, bucket)
+    registry.upstream = lambda: [r for r in handover.read_history(directory) if r.outcome in UPSTREAM_OUTCOMES]
+    follower = Follower(registry, directory, settings.handover_poll_interval, own_agent=own_agent)
+    app.extensions[EXTENSION] = follower
+    follower.start()
+    log.info("following the model handover", extra={"handover_dir": str(directory), "own_agent": bool(own_agent)})
+    return follower
 
 
 def stop(app: Flask) -> None:
-    """Stop the scheduler, cancel the stream and delete the subscription, within the graceful timeout."""
-    background: Background | None = app.extensions.pop(EXTENSION, None)
-    if background is None:
-        return
-    settings: PredictorSettings = app.extensions["settings"]
-    started = time.monotonic()
-    background.stopping.set()
-    background.scheduler.shutdown(wait=False)
-    if background.events is not None:
-        background.events.stop(timeout=min(STOP_BUDGET_MAX, settings.graceful_timeout / 2))
-    background.loader.join(timeout=0.5)
-    log.info("background stopped", extra={"duration_s": round(time.monotonic() - started, 3)})
+    """Stop following (and this process's own agent, if it runs one: it deletes its subscription)."""
+    follower: Follower | None = app.extensions.pop(EXTENSION, None)
+    if follower is not None:
+        follower.stop()
+        if follower.own_agent is not None:
+            follower.own_agent.stop()

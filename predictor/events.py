@@ -1,16 +1,19 @@
-"""Model events: each gunicorn worker has its own Pub/Sub subscription and streaming-pull subscriber.
+"""Model events: the pod's model agent has one Pub/Sub subscription and streaming-pull subscriber.
 
-Why one subscriber and one subscription per worker: every worker holds its own model in memory, so every worker
-must see every OBJECT_FINALIZE of a new artifact. With a subscription of its own, Pub/Sub fans each event out to
-each worker directly: no inter-process communication, no leader election, nothing shared between workers or pods.
-The cost is one subscription per worker per pod (WEB_CONCURRENCY x replicas, a handful), created at worker start
-and deleted on graceful exit; a crashed worker's subscription expires after SUBSCRIPTION_TTL_DAYS of inactivity.
-The reconcile job (predictor.reconcile) lists models/ periodically and after every reconnect, so an event lost
-while no subscription existed only delays a swap, never loses it.
+One subscription per pod, held by the model agent (predictor.agent): it hears every OBJECT_FINALIZE of a new
+artifact, loads it once and hands it to the pod's serving processes over local disk, so no serving process runs
+gRPC streams or callback threads. The subscription is created when the agent starts and deleted on graceful exit; a
+crashed pod's expires after SUBSCRIPTION_TTL_DAYS of inactivity. The reconcile job (predictor.reconcile) lists
+models/ periodically and after every reconnect, so an event lost while no subscription existed only delays a swap,
+never loses it.
 
 The client library runs the stream and our callback in its own threads; a supervisor thread of ours resubscribes
 (recreating the subscription when it vanished, e.g. after an emulator restart) with capped backoff. gRPC's own
-reconnect backoff is capped in core.pubsub (its default grows to 120 s). Nothing here blocks a request.
+reconnect backoff is capped in core.pubsub (its default grows to 120 s).
+
+Retries have one owner per layer: each GCS call is retried by google-api-core for GCS_RETRY_DEADLINE seconds; if
+the store is still unavailable the message is nacked at once and Pub/Sub redelivers it with the subscription's
+retry policy (5 s growing to 60 s). The callback never sleeps or loops around a failed offer.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -43,8 +46,6 @@ log = logging.getLogger(__name__)
 
 ACK_DEADLINE_S = 30
 SEEN_SIZE = 1024
-OFFER_RETRY_DELAYS = (1.0, 2.0, 4.0)
-"""Sleeps between offers while the store is unavailable; after the last one the message is nacked."""
 RESUBSCRIBE_BACKOFF = (0.25, 5.0)
 """Initial and maximum delay between resubscribe attempts."""
 RETIRE_TIMEOUT_S = 15.0
@@ -60,7 +61,7 @@ class Offers(Protocol):
 
 
 class SubscriptionGone(Exception):
-    """The service no longer has this worker's subscription."""
+    """The service no longer has this pod's subscription."""
 
 
 class SeenEvents:
@@ -95,17 +96,15 @@ def subscription_id(settings: PredictorSettings, pid: int | None = None) -> str:
 
 
 class ModelEvents:
-    """One worker's own subscription and streaming pull, kept alive by a supervisor thread."""
+    """The pod's subscription and streaming pull, kept alive by a supervisor thread."""
 
     def __init__(
         self,
         registry: Offers,
         settings: PredictorSettings,
         on_reconnect: Callable[[], None],
-        offer_retry_delays: Sequence[float] = OFFER_RETRY_DELAYS,
     ) -> None:
         self._registry, self._settings, self._on_reconnect = registry, settings, on_reconnect
-        self._retry_delays = tuple(offer_retry_delays)
         self._trouble = threading.Event()  # the channel failed since the last successful probe
         self._client = self._new_client()
         self.subscription = self._client.subscription_path(settings.google_cloud_project, subscription_id(settings))
@@ -289,18 +288,15 @@ class ModelEvents:
             message.nack()
 
     def _offer(self, event: ModelEvent) -> bool:
-        """Offer `event` to the registry; retry while the store is unavailable. False: give up for now."""
-        for delay in (*self._retry_delays, None):
-            try:
-                record = self._registry.offer(event.name, event.generation, "notification", event.finalized_at)
-            except StoreUnavailable as e:
-                if delay is None or self._stop.wait(delay):
-                    log.warning("model events: store unavailable, nacking %s: %s", event.name, e)
-                    return False
-                continue
-            log.info("model events: offered %s", event.name, extra={"outcome": getattr(record, "outcome", None)})
-            return True
-        return False
+        """Offer `event` to the registry once. False when the store stayed unavailable through its own retries:
+        the message is nacked and Pub/Sub's redelivery is the only retry."""
+        try:
+            record = self._registry.offer(event.name, event.generation, "notification", event.finalized_at)
+        except StoreUnavailable as e:
+            log.warning("model events: store unavailable, nacking %s: %s", event.name, e)
+            return False
+        log.info("model events: offered %s", event.name, extra={"outcome": getattr(record, "outcome", None)})
+        return True
 
 
 def _retire(client: pubsub_v1.SubscriberClient, future: Future[Any] | None) -> None:

@@ -2,23 +2,25 @@
 
 ``python -m predictor`` applies the same settings programmatically.
 
-Model events fan out to every worker with no IPC: each gunicorn worker process runs its own Pub/Sub subscriber on its
-own subscription (name = prefix, pod, pid, random suffix; expiration TTL as a safety net for crashed pods). A Pub/Sub
-message is delivered once per subscription, so every worker of every pod hears every OBJECT_FINALIZE and swaps its
-own in-memory model; nothing has to be relayed between workers, a stuck worker cannot hold back the others, and a
-worker restarted by gunicorn simply subscribes again and catches up with a listing (reconcile). The cost is one
-subscription per worker, which is cheap at this scale. Workers are forked before ``create_app`` runs (no preload),
-so no gRPC channel or thread ever crosses a fork; the master only imports the app's modules (scikit-learn takes
-seconds to import), which every worker then inherits.
+Serving processes only serve. One model agent per pod (predictor.agent) subscribes to model events, reconciles,
+downloads and verifies; it hands each new artifact over through HANDOVER_DIR on local disk, and every worker swaps
+from there (predictor.background). With START_AGENT (the default, and the local stack) the master starts the agent
+as a child before forking the workers and stops it after they exited; in Kubernetes a sidecar container runs it.
+Workers are forked before ``create_app`` runs (no preload), so no thread ever crosses a fork; the master only imports
+the app's modules (scikit-learn takes seconds to import), which every worker then inherits.
 
 Prometheus samples of all workers are shared through files in PROMETHEUS_MULTIPROC_DIR: the master empties it at
-start (stale files of dead PIDs would otherwise count as live) and marks each exited worker dead. The same files
-make readiness pod-wide (predictor.readiness): a probe is 200 only when every worker serves a model.
+start (stale files of dead PIDs would otherwise count as live) and marks each exited worker dead. Each worker writes
+the version it serves to HANDOVER_DIR/workers/<pid> for pod-wide readiness (predictor.readiness); the master clears
+them at start and drops an exited worker's.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +41,48 @@ preload_app = False
 control_socket_disable = True  # no gunicornc socket under $HOME (read-only in the container, shared between local runs)
 accesslog = None
 
+AGENT_STOP_TIMEOUT = 15.0
+"""Seconds the master waits for the agent to delete its subscription and exit before killing it."""
+_agent: list[subprocess.Popen[bytes]] = []
+
+
+def handover_dir() -> Path:
+    """HANDOVER_DIR, created if unset (a private temporary directory that the forked workers inherit)."""
+    if not os.environ.get("HANDOVER_DIR"):
+        os.environ["HANDOVER_DIR"] = _settings.handover_dir or tempfile.mkdtemp(prefix="predictor-handover-")
+    return Path(os.environ["HANDOVER_DIR"])
+
 
 def on_starting(server: Any) -> None:
-    """Master, once: JSON logs, an empty metrics directory, and the app's imports shared by every forked worker."""
+    """Master, once: JSON logs, empty state directories, the model agent, and the app's imports for every worker."""
     logs.setup(_settings.log_level)
-    import predictor.app  # noqa: F401  (imports only: no app, no threads, no sockets)
-
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
         for stale in Path(directory).glob("*.db"):
             stale.unlink(missing_ok=True)
+    from predictor import readiness
+
+    states = readiness.states(handover_dir())
+    states.mkdir(parents=True, exist_ok=True)
+    for stale in states.iterdir():
+        stale.unlink(missing_ok=True)
+    if _settings.start_agent:
+        _agent.append(subprocess.Popen([sys.executable, "-m", "predictor.agent"], env=os.environ.copy()))
+    import predictor.app  # noqa: F401  (imports only: no app, no threads, no sockets)
 
 
 def post_worker_init(worker: Any) -> None:
-    """Worker, after the app is built: pod-wide readiness, then start loading models and listening for events."""
+    """Worker, after the app is built: pod-wide readiness, then follow the agent's handover."""
     logs.setup(_settings.log_level)
     from predictor import background, readiness
 
-    readiness.enable(worker.wsgi, os.environ.get("PROMETHEUS_MULTIPROC_DIR"), worker.cfg.workers)
+    readiness.enable(worker.wsgi, handover_dir(), worker.cfg.workers)
     background.start(worker.wsgi)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Worker, on its way out: stop the subscriber (deleting its subscription) and the scheduler."""
+    """Worker, on its way out: stop following the handover."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
         from predictor import background
@@ -71,8 +91,22 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Master, after a worker exited: drop its live gauges from the aggregated metrics and from pod readiness."""
+    """Master, after a worker exited: drop its live gauges from the metrics and its state from pod readiness."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+    from predictor import readiness
+
+    readiness.forget(handover_dir(), worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Master, after every worker exited: stop the agent (it deletes the pod's subscription)."""
+    for agent in _agent:
+        agent.terminate()
+        try:
+            agent.wait(AGENT_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()

@@ -1,12 +1,11 @@
-"""Pod-wide readiness under gunicorn: a pod is Ready only when every one of its workers serves a model.
+"""Pod-wide readiness: a pod is Ready only when every one of its serving processes serves a model.
 
 Each gunicorn worker holds its own model, and a probe reaches whichever worker accepts it; readiness of that
-worker alone would let a pod take traffic while another of its workers still answers 503. The serving state of
-every worker is already shared: the ``predictor_model_serving`` gauge (multiprocess mode ``livesum``) lives in one
-``gauge_livesum_<pid>.db`` file per worker in PROMETHEUS_MULTIPROC_DIR, set on every swap, and gunicorn's
-``child_exit`` hook deletes a dead worker's file. So the probe counts live pids whose gauge is 1 for some version
-and compares that with the configured worker count. Without gunicorn (``app.test_client()``) nothing is enabled
-and readiness stays per process.
+worker alone would let a pod take traffic while another of its workers still answers 503. So every gunicorn worker
+writes the version it serves to ``HANDOVER_DIR/workers/<pid>`` on every swap (``enable``), gunicorn's
+``child_exit`` hook deletes a dead worker's file, and the probe counts live pids with a file and compares that with
+the configured worker count. Without gunicorn (``app.test_client()``) nothing is enabled and readiness stays per
+process.
 """
 
 from __future__ import annotations
@@ -16,15 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
-from prometheus_client.multiprocess import MultiProcessCollector
+
+from core.store import LoadedModel
+from predictor.handover import WORKERS, write_atomic
 
 EXTENSION = "pod_readiness"
-GAUGE = "predictor_model_serving"
 
 
 @dataclass(frozen=True)
 class PodReadiness:
-    """The pod's metrics directory and how many workers gunicorn runs."""
+    """The pod's worker-state directory and how many workers gunicorn runs."""
 
     directory: Path
     workers: int
@@ -33,25 +33,41 @@ class PodReadiness:
         return serving_workers(self.directory)
 
 
-def enable(app: Flask, directory: str | None, workers: int) -> None:
-    """Make this worker's readiness probe pod-wide (called in each gunicorn worker); no-op without a directory."""
-    if directory:
-        app.extensions[EXTENSION] = PodReadiness(Path(directory), workers)
+def states(handover_dir: Path) -> Path:
+    return handover_dir / WORKERS
+
+
+def enable(app: Flask, handover_dir: Path, workers: int) -> None:
+    """Make this worker's readiness probe pod-wide and record every swap of its registry (called in each gunicorn
+    worker only: other serving processes, such as the gRPC server, have their own probes)."""
+    app.extensions[EXTENSION] = PodReadiness(states(handover_dir), workers)
+    app.extensions["registry"].on_swap.append(lambda loaded, *_: record(handover_dir, loaded))
+
+
+def record(handover_dir: Path, loaded: LoadedModel) -> None:
+    """This process serves `loaded` from now on (a registry swap listener)."""
+    write_atomic(states(handover_dir) / str(os.getpid()), loaded.version.encode())
+
+
+def forget(handover_dir: Path, pid: int) -> None:
+    """A process exited: it serves nothing any more (gunicorn's child_exit)."""
+    (states(handover_dir) / str(pid)).unlink(missing_ok=True)
 
 
 def serving_workers(directory: Path) -> int:
-    """How many live processes have a ``predictor_model_serving`` gauge of 1 for some version in `directory`."""
+    """How many live processes have written a served version to `directory`."""
     count = 0
-    for path in directory.glob("gauge_livesum_*.db"):
-        pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and _serves(path):
+    for path in directory.glob("[0-9]*"):
+        if path.name.isdigit() and _alive(int(path.name)) and _serves(path):
             count += 1
     return count
 
 
 def _serves(path: Path) -> bool:
-    metrics = MultiProcessCollector.merge([str(path)], accumulate=False)  # a vanished file reads as empty
-    return any(sample.value > 0 for metric in metrics if metric.name == GAUGE for sample in metric.samples)
+    try:
+        return bool(path.read_bytes().strip())
+    except FileNotFoundError:  # forgotten meanwhile
+        return False
 
 
 def _alive(pid: int) -> bool:

@@ -1,6 +1,6 @@
 """The reconcile job: list models/ and load the newest valid artifact if it is newer than the one served.
 
-It runs at worker start (with backoff until a model is ready), every RECONCILE_INTERVAL
+It runs in the pod's model agent: at start (with backoff until a model is ready), every RECONCILE_INTERVAL
 (RECONCILE_INTERVAL_WITHOUT_EVENTS when the subscriber is disabled) and at once after every subscriber
 reconnect, so a missed notification only delays a swap.
 """

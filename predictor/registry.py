@@ -1,4 +1,8 @@
-"""The model registry of one worker process: which verified model serves, and the rules for swapping it.
+"""The model registry of one process: which verified model serves, and the rules for swapping it.
+
+The same rules run twice per pod: in the model agent (predictor.agent), whose registry reads the bucket and hands
+each model it swaps to over local disk, and in every serving process, whose registry reads that handover
+(predictor.handover) and verifies the artifact again before it serves.
 
 Readers take ``registry.current`` once per request and never lock; a swap is one reference assignment made while
 holding the load lock, so a request is answered entirely by the old or entirely by the new model. Loads are
@@ -12,9 +16,10 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from core import layout
 from core.errors import ArtifactRejected, StoreUnavailable
@@ -55,11 +60,33 @@ class SwapRecord:
         return asdict(self)
 
 
+class Artifacts(Protocol):
+    """Where a registry finds artifacts: the bucket (ModelStore) in the agent, the pod's handover in a worker."""
+
+    def list_versions(self) -> list[ArtifactRef]: ...
+
+    def ref(self, name: str, generation: int | None = None) -> ArtifactRef: ...
+
+    def load(self, ref: ArtifactRef) -> LoadedModel: ...
+
+
+OnSwap = Callable[[LoadedModel, str, datetime | None], object]
+"""Called with a verified model, its trigger and finalize time just before it serves (load lock held); an OSError
+fails the swap and the old model keeps serving."""
+
+
 class Registry:
     """The serving model of this process, its pin and its recent swap history."""
 
-    def __init__(self, store: ModelStore, settings: PredictorSettings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, store: Artifacts | ModelStore, settings: PredictorSettings, metrics: Metrics | None = None
+    ) -> None:
         self.store, self.settings = store, settings
+        self.on_swap: list[OnSwap] = []
+        self.on_record: list[Callable[[list[SwapRecord]], object]] = []
+        """Called with the whole history after every recorded decision (the agent publishes it)."""
+        self.upstream: Callable[[], list[SwapRecord]] | None = None
+        """Decisions made for this process elsewhere (a worker: the agent's rejections), merged into history()."""
         self.metrics = metrics or Metrics()
         self.serving: Serving | None = None
         self.loaded_at: datetime | None = None
@@ -90,8 +117,12 @@ class Registry:
         return current.version if current else None
 
     def history(self) -> list[SwapRecord]:
-        """Recorded swaps, rejections and failures, newest first."""
-        return list(self._history)
+        """Recorded swaps, rejections and failures, newest first (with the upstream ones, if any)."""
+        records = list(self._history)
+        if self.upstream is None:
+            return records
+        merged = sorted([*records, *self.upstream()], key=lambda r: r.at, reverse=True)
+        return merged[: self.settings.swap_history_size]
 
     def offer(
         self, name: str, generation: int | None, trigger: str, finalized_at: datetime | None = None
@@ -189,6 +220,15 @@ class Registry:
         return self._swap(loaded, trigger, finalized_at, started)
 
     def _swap(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None, started: float) -> SwapRecord:
+        try:
+            for listener in self.on_swap:
+                listener(loaded, trigger, finalized_at)
+        except OSError as e:
+            log.exception("handing over %s failed", loaded.ref.name)
+            text = f"{type(e).__name__}: {e}"
+            return self._record(
+                SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), loaded.ref.name, text)
+            )
         old = self.version
         self.loaded_at, self.loaded_trigger = datetime.now(UTC), trigger
         self.current = loaded
@@ -213,13 +253,22 @@ class Registry:
         self.metrics.swaps.labels(trigger, "ignored").inc()
         if reason == "pinned":
             log.info("pinned to %s: not swapping to %s", self.pinned, name)
-            self._history.appendleft(record)
+            self._remember(record)
         return record
 
     def _record(self, record: SwapRecord) -> SwapRecord:
         self.metrics.swaps.labels(record.trigger, record.outcome).inc()
-        self._history.appendleft(record)
+        self._remember(record)
         return record
+
+    def _remember(self, record: SwapRecord) -> None:
+        self._history.appendleft(record)
+        history = list(self._history)
+        for listener in self.on_record:
+            try:
+                listener(history)
+            except OSError:
+                log.exception("publishing the swap history failed")
 
 
 def _now() -> str:

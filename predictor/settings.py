@@ -23,7 +23,7 @@ class PredictorSettings(TrustSettings):
     worker_threads: int = Field(4, ge=1)
     """Threads per gunicorn worker (gthread worker class)."""
     graceful_timeout: int = Field(20, ge=1)
-    """Seconds a stopping worker gets to finish in-flight requests and delete its subscription."""
+    """Seconds a stopping worker gets to finish in-flight requests (the agent takes at most half to unsubscribe)."""
     worker_timeout: int = Field(30, ge=1)
     """Seconds of silence after which gunicorn restarts a worker."""
     model_name: str = "iris"
@@ -37,11 +37,17 @@ class PredictorSettings(TrustSettings):
     pinned_model_version: str | None = None
     """Serve exactly this version and ignore newer ones (also settable with PUT /admin/pin)."""
     model_events_enabled: bool = True
-    """Subscribe to MODEL_EVENTS_TOPIC; when false, the reconcile poll is the only trigger."""
+    """The model agent subscribes to MODEL_EVENTS_TOPIC; when false, the reconcile poll is the only trigger."""
     subscription_prefix: str = "predictor"
-    """Prefix of each worker's own subscription name (the rest is pod name, pid and a random suffix)."""
+    """Prefix of the pod's subscription name (the rest is pod name, agent pid and a random suffix)."""
     subscription_ttl_days: int = Field(1, ge=1)
-    """Expiration TTL of a worker's subscription: a crashed pod's subscription disappears after this."""
+    """Expiration TTL of a pod's subscription: a crashed pod's subscription disappears after this."""
+    handover_dir: str | None = None
+    """Directory the model agent hands verified artifacts over in (a shared emptyDir); unset: a temporary one."""
+    handover_poll_interval: float = Field(0.05, gt=0, le=1)
+    """Seconds between a serving process's checks (one stat) of the handover pointer."""
+    start_agent: bool = True
+    """python -m predictor starts the model agent as a child process; false where a sidecar container runs it."""
     reconcile_interval: float = Field(60.0, gt=0)
     """Seconds between listings of models/ that catch anything the subscriber missed."""
     reconcile_interval_without_events: float = Field(5.0, gt=0)

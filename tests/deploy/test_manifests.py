@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 from pydantic_settings import BaseSettings
 
+from predictor.agent.service import STOP_BUDGET_MAX
 from predictor.app import create_app
 from predictor.settings import PredictorSettings
 from tests import keys
@@ -155,7 +156,7 @@ def test_pods_are_locked_down(kind: str, name: str | None) -> None:
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     volumes = {v["name"]: v for v in spec["volumes"]}
-    for container in spec["containers"]:
+    for container in [*spec["containers"], *spec.get("initContainers", [])]:
         ctx = container["securityContext"]
         assert ctx["allowPrivilegeEscalation"] is False
         assert ctx["readOnlyRootFilesystem"] is True
@@ -198,7 +199,27 @@ def test_predictor_rollout_and_shutdown_budget() -> None:
     assert multiproc in {m["mountPath"] for m in container["volumeMounts"]}
     graceful = int(find(RESOURCES, "ConfigMap", "iris-predictor")["data"]["GRACEFUL_TIMEOUT"])
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert spec["terminationGracePeriodSeconds"] > graceful + pre_stop
+    assert spec["terminationGracePeriodSeconds"] >= graceful + pre_stop + STOP_BUDGET_MAX
+
+
+def test_the_model_agent_is_a_sidecar_sharing_the_handover() -> None:
+    spec = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+    (agent,) = spec["initContainers"]
+    serving, *others = spec["containers"]
+    assert (agent["args"], agent["restartPolicy"], agent["image"]) == (
+        ["python", "-m", "predictor.agent"], "Always", serving["image"],
+    )  # fmt: skip
+    values = [{e["name"]: e.get("value") for e in c["env"]} for c in (agent, serving, *others)]
+    assert values[1]["START_AGENT"] == "false"
+    mounts = [{m["mountPath"]: m["name"] for m in c["volumeMounts"]} for c in (agent, serving, *others)]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    handover = values[0]["HANDOVER_DIR"]
+    assert "emptyDir" in volumes[mounts[0][handover]]
+    for env, mounted in zip(values[1:], mounts[1:], strict=True):  # every serving container follows the agent
+        assert env["HANDOVER_DIR"] == handover
+        assert mounted[handover] == mounts[0][handover]
+    multiproc = values[0]["PROMETHEUS_MULTIPROC_DIR"]
+    assert mounts[0][multiproc] == mounts[1][multiproc]
 
 
 def test_trainer_cronjob_policy() -> None:

@@ -169,14 +169,15 @@ class Pod:
                 or line.startswith("Traceback")]  # fmt: skip
 
     def worker_pids(self) -> set[int]:
-        """PIDs of the gunicorn workers (children of the master), from /proc."""
+        """PIDs of the gunicorn workers (children of the master but the model agent), from /proc."""
         pids = set()
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
+                agent = b"predictor.agent" in (stat.parent / "cmdline").read_bytes()
             except (OSError, IndexError):
                 continue
-            if int(fields[1]) == self.pid and fields[0] != "Z":
+            if int(fields[1]) == self.pid and fields[0] != "Z" and not agent:
                 pids.add(int(stat.parent.name))
         return pids
 

@@ -1,8 +1,10 @@
-"""predictor.background in-process: startup load with backoff, subscriber, reconcile job, and a clean stop."""
+"""The model agent and a serving process in-process: startup load, notification, handover, poll, clean stops."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +13,11 @@ from sklearn.pipeline import Pipeline
 
 from core.store import ModelStore
 from devstack.emulators import Service
-from predictor import background
+from predictor import background, readiness
+from predictor.agent import service
 from predictor.app import create_app
 from predictor.registry import Registry
+from predictor.settings import PredictorSettings
 from tests.polling import wait_for
 from tests.predictor.events_fixtures import publish_model, settings_from_env, subscriptions
 
@@ -22,66 +26,98 @@ pytestmark = pytest.mark.integration
 PROJECT, TOPIC = "test-project", "gcs-events"
 
 
-def make_app(common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, **overrides: Any) -> Flask:
-    settings = settings_from_env(common_env, pubsub_emulator_host=pubsub_emulator.host, **overrides)
-    return create_app(settings, store)
+def settings_for(common_env: dict[str, str], pubsub: Service, directory: Path, **overrides: Any) -> PredictorSettings:
+    return settings_from_env(common_env, pubsub_emulator_host=pubsub.host, handover_dir=str(directory), **overrides)
 
 
-def test_start_loads_subscribes_and_stop_deletes_the_subscription(
-    common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, fitted_model: Pipeline
+def worker(settings: PredictorSettings, store: ModelStore) -> tuple[Flask, Registry]:
+    app = create_app(settings, store)
+    return app, app.extensions["registry"]
+
+
+def test_agent_subscribes_hands_over_and_stops_deleting_the_subscription(
+    common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, fitted_model: Pipeline, tmp_path: Path
 ) -> None:
     first = publish_model(store, fitted_model)
-    app = make_app(common_env, pubsub_emulator, store, reconcile_interval=300, graceful_timeout=6)
-    registry: Registry = app.extensions["registry"]
-    state = background.start(app)
-    assert background.start(app) is state  # idempotent
+    settings = settings_for(common_env, pubsub_emulator, tmp_path, reconcile_interval=300, graceful_timeout=6)
+    agent = service.build(settings, tmp_path, store)
+    agent.start()
+    app, registry = worker(settings, store)
+    readiness.enable(app, tmp_path, 1)  # as gunicorn's post_worker_init does
+    follower = background.start(app)
+    assert background.start(app) is follower  # idempotent
     try:
-        wait_for(lambda: registry.version == first.version, 10, "the startup load")
+        wait_for(lambda: registry.version == first.version, 10, "the worker's startup load")
         assert registry.history()[0].trigger == "startup"
-        assert state.events is not None
-        wait_for(lambda: state.events is not None and state.events.connects >= 1, 10, "the subscription")
-        assert state.events.subscription in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)
+        assert agent.registry.history()[0].trigger == "startup"
+        assert (tmp_path / "workers" / str(os.getpid())).read_text() == first.version
+        assert agent.events is not None
+        wait_for(lambda: agent.events is not None and agent.events.connects >= 1, 10, "the subscription")
+        assert agent.events.subscription in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)
 
         second = publish_model(store, fitted_model)
-        wait_for(lambda: registry.version == second.version, 5, "the swap by notification")
-        assert registry.history()[0].trigger == "notification"
-        assert state.status()["events"]["connected"]
+        wait_for(lambda: registry.version == second.version, 5, "the worker's swap by notification")
+        assert [r.trigger for r in registry.history()] == ["notification", "startup"]
+        assert agent.status()["events"]["connected"]
+        assert readiness.serving_workers(readiness.states(tmp_path)) == 1
     finally:
-        started = time.monotonic()
         background.stop(app)
+        started = time.monotonic()
+        agent.stop()
         stopped_in = time.monotonic() - started
-    print(f"\nbackground.stop took {stopped_in:.2f} s")
+    print(f"\nagent.stop took {stopped_in:.2f} s")
     assert stopped_in < 3  # half of GRACEFUL_TIMEOUT=6 is the budget
     assert "background" not in app.extensions
-    assert state.events.subscription not in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)
-    assert not state.scheduler.running
+    assert not follower.thread or not follower.thread.is_alive()
+    assert agent.events.subscription not in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)
+    assert not agent.scheduler.running
     background.stop(app)  # a second stop is a no-op
 
 
 def test_startup_retries_until_a_model_exists_then_the_poll_reconciles(
-    common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, fitted_model: Pipeline
+    common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, fitted_model: Pipeline, tmp_path: Path
 ) -> None:
-    app = make_app(
-        common_env,
-        pubsub_emulator,
-        store,
-        model_events_enabled=False,
-        reconcile_interval_without_events=1,
-        load_retry_max=1,
-    )
-    registry: Registry = app.extensions["registry"]
-    state = background.start(app)
+    settings = settings_for(
+        common_env, pubsub_emulator, tmp_path,
+        model_events_enabled=False, reconcile_interval_without_events=1, load_retry_max=1,
+    )  # fmt: skip
+    agent = service.build(settings, tmp_path, store)
+    agent.start()
+    app, registry = worker(settings, store)
+    background.start(app)
     try:
-        assert state.events is None
+        assert agent.events is None
         time.sleep(1.5)  # a few empty listings
         assert not registry.ready
-        assert state.loader.is_alive()
+        assert agent.loader.is_alive()
         first = publish_model(store, fitted_model)
         wait_for(lambda: registry.version == first.version, 4, "a load once a model exists")
-        wait_for(lambda: not state.loader.is_alive(), 2, "the startup loader to finish")
+        wait_for(lambda: not agent.loader.is_alive(), 2, "the startup loader to finish")
 
         second = publish_model(store, fitted_model)
         wait_for(lambda: registry.version == second.version, 4, "the reconcile poll")
         assert registry.history()[0].trigger == "reconcile"
     finally:
         background.stop(app)
+        agent.stop()
+
+
+def test_a_process_without_a_pod_agent_runs_its_own(
+    common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, fitted_model: Pipeline
+) -> None:
+    """No HANDOVER_DIR (a serving process started on its own): it hands over to itself, and stops its agent."""
+    first = publish_model(store, fitted_model)
+    settings = settings_from_env(common_env, pubsub_emulator_host=pubsub_emulator.host, reconcile_interval=300)
+    app, registry = worker(settings, store)
+    follower = background.start(app)
+    try:
+        assert follower.own_agent is not None
+        wait_for(lambda: registry.version == first.version, 10, "the startup load")
+        events = follower.own_agent.events
+        wait_for(lambda: events is not None and events.connects >= 1, 10, "the subscription")
+        second = publish_model(store, fitted_model)
+        wait_for(lambda: registry.version == second.version, 5, "the swap by notification")
+    finally:
+        background.stop(app)
+    assert events is not None
+    assert events.subscription not in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)

@@ -6,14 +6,14 @@ import itertools
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from core.errors import StoreUnavailable
-from predictor import background, reconcile
-from predictor.app import create_app
+from predictor import reconcile
+from predictor.agent import service
 from predictor.events import SeenEvents, subscription_id
 from predictor.settings import PredictorSettings
 from tests import keys
@@ -61,8 +61,10 @@ def test_interval_is_short_without_a_subscriber() -> None:
     assert (reconcile.interval(settings, events=True), reconcile.interval(settings, events=False)) == (60, 5)
 
 
-def test_a_subscriber_that_cannot_be_built_falls_back_to_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No emulator host and no usable credentials: the worker still starts and polls on the short interval."""
+def test_a_subscriber_that_cannot_be_built_falls_back_to_polling(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No emulator host and no usable credentials: the agent still starts and polls on the short interval."""
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")  # fails before any I/O
     settings = settings_with(
         storage_emulator_host="127.0.0.1:9",
@@ -70,14 +72,14 @@ def test_a_subscriber_that_cannot_be_built_falls_back_to_polling(monkeypatch: py
         pubsub_emulator_host=None,
         reconcile_interval_without_events=7,
     )
-    app: Flask = create_app(settings)
-    state = background.start(app)
+    agent = service.build(settings, tmp_path)
+    agent.start()
     try:
-        assert state.events is None
-        assert state.scheduler.get_job(reconcile.JOB_ID).trigger.interval.total_seconds() == 7
+        assert agent.events is None
+        assert agent.scheduler.get_job(reconcile.JOB_ID).trigger.interval.total_seconds() == 7
     finally:
-        background.stop(app)
-    assert not state.scheduler.running
+        agent.stop()
+    assert not agent.scheduler.running
 
 
 class Recorder:

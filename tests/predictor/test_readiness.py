@@ -1,4 +1,4 @@
-"""Pod-wide readiness: the counting of serving workers, and `python -m predictor` with two workers."""
+"""Pod-wide readiness: the counting of serving workers' states, and `python -m predictor` with two workers."""
 
 from __future__ import annotations
 
@@ -14,25 +14,17 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from sklearn.pipeline import Pipeline
 
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
-from predictor.readiness import GAUGE, serving_workers
+from predictor import readiness
+from predictor.readiness import serving_workers
 from tests.polling import wait_for
 from tests.predictor.conftest import installed, publish
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 40.0
-
-
-def write_gauge(directory: Path, pid: int, values: dict[str, float]) -> None:
-    """A worker's livesum gauge file as prometheus_client writes it: one value per version label."""
-    store = MmapedDict(str(directory / f"gauge_livesum_{pid}.db"))
-    for version, value in values.items():
-        store.write_value(mmap_key(GAUGE, GAUGE, ["version"], [version], "help"), value, 0.0)
-    store.close()
 
 
 def dead_pid() -> int:
@@ -41,15 +33,19 @@ def dead_pid() -> int:
     return process.pid
 
 
-def test_serving_workers_counts_live_pids_serving_some_version(tmp_path: Path) -> None:
-    assert serving_workers(tmp_path) == 0
-    write_gauge(tmp_path, os.getpid(), {"v1": 0.0, "v2": 1.0})  # swapped from v1 to v2
-    write_gauge(tmp_path, os.getppid(), {"v1": 0.0})  # live, serves nothing (a swap away from v1 in progress)
-    write_gauge(tmp_path, dead_pid(), {"v2": 1.0})  # died before child_exit removed its file
-    (tmp_path / "counter_12345.db").write_bytes(b"")  # other metric files are not read
-    assert serving_workers(tmp_path) == 1
-    write_gauge(tmp_path, os.getppid(), {"v1": 0.0, "v2": 1.0})
-    assert serving_workers(tmp_path) == 2
+def test_serving_workers_counts_live_pids_that_wrote_a_version(tmp_path: Path, fitted_model: Pipeline) -> None:
+    states = readiness.states(tmp_path)
+    states.mkdir()
+    assert serving_workers(states) == 0
+    readiness.record(tmp_path, installed(fitted_model))  # this process serves a model
+    (states / str(os.getppid())).write_text("")  # live, serves nothing yet
+    (states / str(dead_pid())).write_text("v2")  # died before child_exit forgot it
+    (states / ".12345.tmp").write_text("v2")  # a state being written is not read
+    assert serving_workers(states) == 1
+    (states / str(os.getppid())).write_text("v2")
+    assert serving_workers(states) == 2
+    readiness.forget(tmp_path, os.getppid())
+    assert serving_workers(states) == 1
 
 
 def test_readiness_stays_per_process_without_gunicorn(app: Flask, fitted_model: Pipeline) -> None:
@@ -61,8 +57,10 @@ def test_readiness_stays_per_process_without_gunicorn(app: Flask, fitted_model: 
 
 
 def worker_pids(master: int) -> list[int]:
+    """The gunicorn workers: the master's children except the model agent."""
     text = Path(f"/proc/{master}/task/{master}/children").read_text()
-    return sorted(int(pid) for pid in text.split())
+    pids = [int(pid) for pid in text.split()]
+    return sorted(pid for pid in pids if b"predictor.agent" not in Path(f"/proc/{pid}/cmdline").read_bytes())
 
 
 def readyz(url: str) -> tuple[int, Any]:

@@ -1,7 +1,8 @@
 """Hot swaps across real pods: two `python -m predictor` processes with two gunicorn workers each, on the emulators.
 
-Every worker has its own subscription, so one OBJECT_FINALIZE reaches all four workers; the reconcile interval is
-300 s, so only notifications can cause the swaps measured here.
+Each pod's model agent holds one subscription and hands every new model to the pod's workers over local disk, so one
+OBJECT_FINALIZE reaches all four workers; the reconcile interval is 300 s, so only notifications can cause the swaps
+measured here.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def test_one_notification_swaps_every_worker_of_every_pod(
     pods: list[Pod], swap_store: ModelStore, fitted_model: Pipeline, pubsub_emulator: Service
 ) -> None:
     for pod in pods:
-        assert len(pod.subscriptions(pubsub_emulator.host)) == WORKERS
+        assert len(pod.subscriptions(pubsub_emulator.host)) == 1  # the agent's, not one per worker
     version, delay = swap_and_wait(pods, swap_store, fitted_model)
     print(f"\nnotification -> all {len(pods) * WORKERS} workers serving: {delay:.3f} s")
     assert delay < 5
@@ -193,14 +194,14 @@ def test_five_swaps_under_load_fail_no_request(pods: list[Pod], swap_store: Mode
     assert load.mismatches == []
 
 
-def test_sigterm_deletes_the_workers_subscriptions(pods: list[Pod], pubsub_emulator: Service) -> None:
+def test_sigterm_deletes_the_pods_subscription(pods: list[Pod], pubsub_emulator: Service) -> None:
     leaving, staying = pods
-    assert len(leaving.subscriptions(pubsub_emulator.host)) == WORKERS
+    assert len(leaving.subscriptions(pubsub_emulator.host)) == 1
     started = time.monotonic()
     leaving.service.process.terminate()  # SIGTERM to the master only, as Kubernetes does
     leaving.service.process.wait(GRACEFUL_TIMEOUT + 5)
     print(f"\npod stopped {time.monotonic() - started:.2f} s after SIGTERM")
     assert leaving.subscriptions(pubsub_emulator.host) == []
-    assert len(staying.subscriptions(pubsub_emulator.host)) == WORKERS
+    assert len(staying.subscriptions(pubsub_emulator.host)) == 1
     log = leaving.service.log_path.read_text()
-    assert log.count("model events: deleted subscription") == WORKERS
+    assert log.count("model events: deleted subscription") == 1

@@ -1,0 +1,153 @@
+"""The handover from a pod's model agent to its serving processes: verified artifacts on local disk.
+
+HANDOVER_DIR is a shared emptyDir in a pod (a temporary directory under ``python -m predictor``):
+
+- ``model-<version>-<generation>.pkl``: an artifact's bytes exactly as signed, written under a temporary name and
+  renamed into place (never partial); the agent keeps the newest KEEP_ARTIFACTS.
+- ``current.json``: the pointer, replaced atomically after its artifact is in place: object, generation, the signed
+  metadata, the file, the trigger and the finalize time of the notification.
+- ``history.json``: the agent's recent decisions; its rejections show in every serving process's /v1/model (they
+  never see a rejected artifact themselves).
+- ``workers/<pid>``: the version each serving process serves (pod-wide readiness, predictor.readiness).
+
+A serving process stats the pointer (``Follower`` in predictor.background) and offers a changed one to its own
+registry, whose ``HandoverStore`` checks signature and hash again before the allowlisted unpickle: the agent is
+trusted to choose, never to vouch for the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from core import layout
+from core.store import ArtifactRef, LoadedModel
+from predictor.registry import SwapRecord
+
+POINTER = "current.json"
+HISTORY = "history.json"
+WORKERS = "workers"
+KEEP_ARTIFACTS = 3
+"""Artifact files kept: the pointer's and the two before it (a process may still be reading one)."""
+
+
+class Verifier(Protocol):
+    """What the handover needs from the model store: verifying bytes, and the bucket for anything not handed over."""
+
+    def load_bytes(self, ref: ArtifactRef, data: bytes) -> LoadedModel: ...
+
+    def ref(self, name: str, generation: int | None = None) -> ArtifactRef: ...
+
+    def load(self, ref: ArtifactRef) -> LoadedModel: ...
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """The artifact the agent serves now, and why."""
+
+    name: str
+    generation: int
+    metadata: dict[str, str]
+    file: str
+    trigger: str
+    finalized_at: str | None
+
+    @property
+    def ref(self) -> ArtifactRef:
+        return ArtifactRef(self.name, self.generation, layout.model_version(self.name) or "", dict(self.metadata))
+
+    def finalized(self) -> datetime | None:
+        return datetime.fromisoformat(self.finalized_at) if self.finalized_at else None
+
+    @classmethod
+    def read(cls, directory: Path) -> Pointer | None:
+        """The current pointer, None if there is none yet (or it cannot be read)."""
+        try:
+            values: dict[str, Any] = json.loads((directory / POINTER).read_bytes())
+            return cls(**values)
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def artifact_file(ref: ArtifactRef) -> str:
+    return f"model-{ref.version}-{ref.generation}.pkl"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def write_history(directory: Path, records: list[SwapRecord]) -> None:
+    write_atomic(directory / HISTORY, json.dumps([r.as_dict() for r in records]).encode())
+
+
+def read_history(directory: Path) -> list[SwapRecord]:
+    """The agent's recent decisions, newest first ([] if none or unreadable)."""
+    try:
+        return [SwapRecord(**values) for values in json.loads((directory / HISTORY).read_bytes())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+class Publisher:
+    """The agent's side: stage verified bytes, then point at them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        (directory / WORKERS).mkdir(parents=True, exist_ok=True)
+
+    def stage(self, ref: ArtifactRef, data: bytes) -> None:
+        """Put an artifact's bytes in place (before the registry decides to swap to it)."""
+        write_atomic(self.directory / artifact_file(ref), data)
+
+    def publish(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None) -> Pointer:
+        """Point the pod's serving processes at a staged artifact, then drop old files."""
+        ref = loaded.ref
+        pointer = Pointer(
+            ref.name, ref.generation, dict(ref.metadata), artifact_file(ref), trigger,
+            finalized_at.isoformat() if finalized_at else None,
+        )  # fmt: skip
+        write_atomic(self.directory / POINTER, json.dumps(asdict(pointer)).encode())
+        self._prune(keep=pointer.file)
+        return pointer
+
+    def _prune(self, keep: str) -> None:
+        files = sorted(self.directory.glob("model-*.pkl"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in [f for f in files if f.name != keep][KEEP_ARTIFACTS - 1 :]:
+            old.unlink(missing_ok=True)
+
+
+class HandoverStore:
+    """A serving process's artifacts: the pod's handover, re-verified; the bucket only for what it does not hold
+    (an admin pin of an older version)."""
+
+    def __init__(self, directory: Path, verifier: Verifier) -> None:
+        self.directory, self.verifier = directory, verifier
+
+    def pointer(self) -> Pointer | None:
+        return Pointer.read(self.directory)
+
+    def list_versions(self) -> list[ArtifactRef]:
+        pointer = self.pointer()
+        return [pointer.ref] if pointer else []
+
+    def ref(self, name: str, generation: int | None = None) -> ArtifactRef:
+        pointer = self.pointer()
+        if pointer and pointer.name == name and generation in (None, pointer.generation):
+            return pointer.ref
+        return self.verifier.ref(name, generation)
+
+    def load(self, ref: ArtifactRef) -> LoadedModel:
+        """Read the handed-over bytes and verify them (signature, hash, allowlisted unpickle, warm-up)."""
+        try:
+            data = (self.directory / artifact_file(ref)).read_bytes()
+        except FileNotFoundError:
+            return self.verifier.load(ref)
+        return self.verifier.load_bytes(ref, data)
