@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-# Before prometheus_client is imported: this process keeps its metrics to itself. The multiprocess directory (set in
-# the image) holds the gunicorn workers' files, and pod readiness counts the serving processes found there.
+# Before prometheus_client is imported: this process keeps its metrics to itself. The image sets the multiprocess
+# directory for gunicorn's workers, whose /metrics aggregates it; this container does not mount it.
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 from predictor.grpc.server import main
