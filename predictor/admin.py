@@ -12,14 +12,18 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from core import layout
 from predictor import inputs
 from predictor.api import json_response
-from predictor.errors import BadRequest, NotFound, Unauthorized, bad_field
+from predictor.contract import Contract
+from predictor.errors import NotFound, Unauthorized
 from predictor.registry import Registry, SwapRecord
 from predictor.settings import PredictorSettings
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+PIN_REASONS: dict[inputs.Site, str] = {
+    (): 'expected {{"version": "<model version>"}}',
+    ("version",): "not a model version like 20261127T093817123456Z",
+}
 
 
 @bp.before_request
@@ -52,13 +56,9 @@ def reload() -> Response:
 @bp.put("/pin")
 def pin() -> Response:
     """Pin ``{"version": "<version>"}``: load it if needed; 422 (pin unchanged) if that artifact is rejected."""
-    body = inputs.read_json()
-    if type(body) is not dict or set(body) != {"version"}:
-        raise BadRequest('expected {"version": "<model version>"}', {"field": "body", "reason": "wrong shape"})
-    version = body["version"]
-    if type(version) is not str or layout.model_version(layout.model_object(version)) != version:
-        raise bad_field("version", "not a model version like 20261127T093817123456Z")
     registry: Registry = current_app.extensions["registry"]
+    pin_request = Contract.build(registry.settings.max_batch_size).pin
+    version = inputs.validate(pin_request, inputs.read_body(), PIN_REASONS)["version"]
     record = registry.pin(version)
     return _answer(registry, record, 422 if record.outcome in ("rejected", "failed") else 200)
 

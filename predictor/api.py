@@ -10,10 +10,13 @@ from flask import Blueprint, Response, current_app
 
 from core.schema import CLASSES
 from predictor import inputs
+from predictor.contract import Contract
 from predictor.errors import ModelNotReady
 from predictor.registry import Registry, Serving
 
 bp = Blueprint("api", __name__)
+PREDICT: dict[inputs.Site, str] = {(): "expected an object with 'instances', got {type}"}
+"""The reason given for a /predict body that is not an object (the model's own reasons for the rest)."""
 
 
 def serving() -> Serving:
@@ -45,7 +48,8 @@ def json_response(body: Any, version: str, status: int = 200) -> Response:
 @bp.post("/predict")
 def predict() -> Response:
     registry: Registry = current_app.extensions["registry"]
-    rows = inputs.predict_body(inputs.read_json(), registry.settings.max_batch_size)
+    body = inputs.validate(Contract.build(registry.settings.max_batch_size).predict, inputs.read_body(), PREDICT)
+    rows = inputs.rows(body["instances"])
     model = serving()
     class_ids, proba = run_model(model, rows)
     version = model.loaded.version
@@ -60,7 +64,8 @@ def predict() -> Response:
 def api() -> Response:
     """The seed contract: ``[5.1, 3.5, 1.4, 0.2]`` -> ``"[0]"`` (a JSON string of iris.target class ids)."""
     registry: Registry = current_app.extensions["registry"]
-    rows = inputs.api_body(inputs.read_json(any_content_type=True), registry.settings.max_batch_size)
+    body = inputs.validate(Contract.build(registry.settings.max_batch_size).api, inputs.read_body(True))
+    rows = body if type(body[0]) is list else [body]
     model = serving()
     class_ids, _ = run_model(model, rows)
     return json_response(str(class_ids), model.loaded.version)

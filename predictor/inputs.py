@@ -1,36 +1,56 @@
-"""Reading and validating prediction inputs with plain Python (this is the hot path: no pydantic, no pandas).
+"""Reading request bodies and validating them with the contract's models (predictor.contract).
 
-Every rule failure raises a 400 whose details name the field, e.g. ``instances[3].petal_width``.
+Validation runs on the JSON bytes in one pass (pydantic-core); only a failure costs more. Every failure raises a 400
+whose details name the field, e.g. ``instances[3].petal_width``: the model's first error in reading order, with the
+reasons this API has always given.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, NoReturn
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+from typing import Any, TypeVar
 
+import pydantic_core
 from flask import request
+from pydantic import TypeAdapter, ValidationError
 
-from core.schema import FEATURES, check_measurement
+from core.schema import FEATURES, MAX_CM
+from predictor.contract import BATCH, CUSTOM_ERRORS, NAMED, ROW, SINGLE, TAGS, VALUE
 from predictor.errors import BadRequest, UnsupportedMediaType, bad_field
 
-Rows = list[list[float]]
+T = TypeVar("T")
+Rows = Sequence[Sequence[float]]
+Site = tuple[str, ...]
+
+_features = itemgetter(*FEATURES)
+_ORDER = {name: i for i, name in enumerate((*FEATURES, "instances", "id", "parameters", "outputs", "inputs", "name",
+                                            "datatype", "shape", "data", "version"))}  # fmt: skip
+_MEASUREMENT = {
+    "finite_number": "not a finite number",
+    "greater_than_equal": "negative measurement",
+    "less_than_equal": f"larger than {MAX_CM:g} cm",
+}
+_BATCH = {
+    "list_type": "expected a list of instances, got {type}",
+    "too_short": "empty batch",
+    "too_long": "batch of {actual_length} exceeds MAX_BATCH_SIZE {max_length}",
+}
+_BY_TYPE = {
+    "too_short": f"expected {len(FEATURES)} measurements, got {{actual_length}}",
+    "too_long": f"expected {len(FEATURES)} measurements, got {{actual_length}}",
+    "list_type": f"expected a list of {len(FEATURES)} numbers, got {{type}}",
+    "float_type": "expected a number, got {type}",
+    "instance_kind": f"expected an object of features or a list of {len(FEATURES)} numbers, got {{type}}",
+}
 
 
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def read_json(any_content_type: bool = False) -> Any:
-    """The request body parsed as strict JSON (no NaN/Infinity); 413 past MAX_BODY_BYTES.
+def read_body(any_content_type: bool = False) -> bytes:
+    """The raw request body; 413 past MAX_BODY_BYTES.
 
     A body with no Content-Type is read as JSON (the Triton and KServe clients send none); a declared non-JSON type is
     415 unless `any_content_type` (the seed's /api read its body as JSON whatever the client declared).
     """
-    return parse_json(read_body(any_content_type))
-
-
-def read_body(any_content_type: bool = False) -> bytes:
-    """The raw request body (415 and 413 as read_json)."""
     mimetype = request.mimetype
     if not (any_content_type or _json_or_undeclared(mimetype)):
         raise UnsupportedMediaType(f"expected Content-Type application/json, got {mimetype!r}")
@@ -40,96 +60,116 @@ def read_body(any_content_type: bool = False) -> bytes:
     return data
 
 
-def parse_json(data: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity); a 400 naming the body otherwise."""
-    try:
-        return json.loads(data, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(f"malformed JSON: {e}", {"field": "body", "reason": "malformed JSON"}) from e
-
-
 def _json_or_undeclared(mimetype: str) -> bool:
     return mimetype in ("", "application/json") or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
-def measurement(value: Any, where: str, feature: str) -> float:
-    """One measurement in cm: a JSON number (not a boolean), finite, 0 <= value <= MAX_CM."""
-    kind = type(value)
-    if kind is float:
-        number = value
-    elif kind is int:
-        try:
-            number = float(value)
-        except OverflowError:
-            number = float("inf") if value > 0 else float("-inf")
-    else:
-        raise bad_field(f"{where}.{feature}", f"expected a number, got {_json_type(value)}")
-    problem = check_measurement(number)
-    if problem:
-        raise bad_field(f"{where}.{feature}", problem)
-    return number
+def validate(adapter: TypeAdapter[T], body: bytes | Any, sites: Mapping[Site, str] | None = None, **context: Any) -> T:
+    """`body` (JSON bytes, or a value already in JSON form) validated by `adapter`; a 400 naming the first offending
+    field otherwise. `sites` gives the reason for any error at a location pattern (indices as "*", tags left out);
+    `context` is the validation context (`max_batch_size` for a V2 tensor's shape)."""
+    try:
+        if isinstance(body, bytes):
+            return adapter.validate_json(body, context=context)
+        return adapter.validate_python(body, context=context)
+    except ValidationError as e:
+        raise _bad_request(e, body, sites or {}) from e
 
 
-def instance(item: Any, where: str) -> list[float]:
-    """An object with exactly the four named features, or a list of four numbers in FEATURES order."""
-    if type(item) is dict:
-        if len(item) != len(FEATURES) or any(name not in item for name in FEATURES):
-            missing = [name for name in FEATURES if name not in item]
-            extra = sorted(str(key) for key in item if key not in FEATURES)
-            if missing:
-                raise bad_field(f"{where}.{missing[0]}", "missing feature")
-            raise bad_field(f"{where}.{extra[0]}", "unknown feature")
-        return [measurement(item[name], where, name) for name in FEATURES]
-    if type(item) is list:
-        if len(item) != len(FEATURES):
-            raise bad_field(where, f"expected {len(FEATURES)} measurements, got {len(item)}")
-        return [measurement(value, where, name) for value, name in zip(item, FEATURES, strict=True)]
-    raise bad_field(
-        where, f"expected an object of features or a list of {len(FEATURES)} numbers, got {_json_type(item)}"
-    )
+def rows(instances: list[Any]) -> Rows:
+    """Validated instances (lists, or objects of features) as rows in FEATURES order."""
+    return [_features(item) if type(item) is dict else item for item in instances]
 
 
-def batch(items: Any, where: str, limit: int) -> Rows:
-    """A non-empty list of at most `limit` instances."""
-    if type(items) is not list:
-        raise bad_field(where, f"expected a list of instances, got {_json_type(items)}")
-    if not items:
-        raise bad_field(where, "empty batch")
-    if len(items) > limit:
-        raise bad_field(where, f"batch of {len(items)} exceeds MAX_BATCH_SIZE {limit}")
-    return [instance(item, f"{where}[{index}]") for index, item in enumerate(items)]
+def _bad_request(error: ValidationError, body: bytes | Any, sites: Mapping[Site, str]) -> BadRequest:
+    details: list[Any] = list(error.errors(include_url=False))
+    malformed = next((str(d["msg"]) for d in details if d["type"] == "json_invalid"), None)
+    if malformed is None and isinstance(body, bytes):
+        try:  # NaN and Infinity parse as numbers for the model, but they are not JSON
+            body = pydantic_core.from_json(body, allow_inf_nan=False)
+        except ValueError as e:
+            malformed = str(e)
+    if malformed is not None:
+        return BadRequest(f"malformed JSON: {malformed}", {"field": "body", "reason": "malformed JSON"})
+    first = min(details + _row_lengths(details, body), key=_reading_order)
+    field, site = _field(first["loc"])
+    return bad_field(field, _reason(first, site, sites))
 
 
-def predict_body(body: Any, limit: int) -> Rows:
-    """POST /predict: ``{"instances": [...]}`` and nothing else."""
-    if type(body) is not dict:
-        raise bad_field("body", f"expected an object with 'instances', got {_json_type(body)}")
-    if "instances" not in body:
-        raise bad_field("instances", "missing field")
-    extra = sorted(str(key) for key in body if key != "instances")
-    if extra:
-        raise bad_field(extra[0], "unknown field")
-    return batch(body["instances"], "instances", limit)
+def _row_lengths(details: list[Any], body: Any) -> list[dict[str, Any]]:
+    """A row's length is checked before its values (pydantic reports only the values when both are wrong)."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for detail in details:
+        loc, value = detail["loc"], body
+        for index, part in enumerate(loc[:-1]):
+            if part not in TAGS:
+                value = value[part] if type(value) in (list, dict) and _has(value, part) else None
+            row = part in (ROW, SINGLE) or (type(part) is int and loc[index - 1 : index] == (BATCH,))
+            if row and type(value) is list and len(value) != len(FEATURES):
+                kind = "too_short" if len(value) < len(FEATURES) else "too_long"
+                found[loc[: index + 1]] = {"type": kind, "loc": loc[: index + 1], "input": value,
+                                           "ctx": {"actual_length": len(value)}}  # fmt: skip
+                break
+    return list(found.values())
 
 
-def api_body(body: Any, limit: int) -> Rows:
-    """POST /api: a bare list of four numbers, or a list of such lists."""
-    if type(body) is list and body and type(body[0]) is list:
-        return [instance(item, f"body[{index}]") for index, item in enumerate(_limited(body, limit))]
-    if type(body) is not list:
-        raise bad_field("body", f"expected a list of {len(FEATURES)} numbers or a list of such lists")
-    if len(body) != len(FEATURES):
-        raise bad_field("body", f"expected {len(FEATURES)} measurements, got {len(body)}")
-    return [instance(body, "body")]
+def _has(container: Any, key: Any) -> bool:
+    return key in container if type(container) is dict else type(key) is int and 0 <= key < len(container)
 
 
-def _limited(items: list[Any], limit: int) -> list[Any]:
-    if len(items) > limit:
-        raise bad_field("body", f"batch of {len(items)} exceeds MAX_BATCH_SIZE {limit}")
-    for index, item in enumerate(items):
-        if type(item) is not list:
-            raise bad_field(f"body[{index}]", f"expected a list of {len(FEATURES)} numbers, got {_json_type(item)}")
-    return items
+def _reading_order(detail: Any) -> tuple[Any, ...]:
+    """Outer problems first, then by position; at one level missing, then unknown, then wrong values."""
+    loc = [part for part in detail["loc"] if part not in TAGS]
+    rank = {"missing": 0, "extra_forbidden": 1}.get(detail["type"], 2)
+    if detail["type"] == "list_type" and detail["loc"][:1] == (BATCH,):  # /api: every row a list, then the rows
+        rank = 1
+    key = [(2, part, "") if type(part) is int else (2, _ORDER.get(str(part), 99), str(part)) for part in loc]
+    return (*key[:-1], (rank, *key[-1][1:])) if key else ()
+
+
+def _field(loc: tuple[int | str, ...]) -> tuple[str, Site]:
+    """`instances[3].petal_width` and its site ("instances", "*", "petal_width") from a pydantic location.
+
+    A position inside a row is the feature's name; one number of a flat V2 tensor is named by its row and feature.
+    """
+    parts: list[str] = []
+    site: list[str] = []
+    before: tuple[Any, Any] = (None, None)
+    for part in loc:
+        if part == VALUE and type(before[1]) is int:
+            row, feature = divmod(int(before[1]), len(FEATURES))
+            parts[-1:], site[-1:] = [f"[{row}]", f".{FEATURES[feature]}"], ["*", FEATURES[feature]]
+        elif type(part) is int and (before[1] in (ROW, SINGLE) or (type(before[1]) is int and before[0] == BATCH)):
+            name = FEATURES[part] if 0 <= part < len(FEATURES) else str(part)
+            parts.append(f".{name}")
+            site.append(name)
+        elif type(part) is int:
+            parts.append(f"[{part}]")
+            site.append("*")
+        elif part not in TAGS:
+            parts.append(f".{part}" if parts else str(part))
+            site.append(str(part))
+        before = (before[1], part)
+    text = "".join(parts)
+    return (text if text[:1].isalpha() else f"body{text}"), tuple(site)
+
+
+def _reason(detail: Any, site: Site, sites: Mapping[Site, str]) -> str:
+    kind, loc = detail["type"], detail["loc"]
+    ctx = {**detail.get("ctx", {}), "type": _json_type(detail["input"])}
+    if kind in CUSTOM_ERRORS:
+        return str(detail["msg"])
+    if kind in ("missing", "extra_forbidden"):
+        return ("missing " if kind == "missing" else "unknown ") + ("feature" if NAMED in loc else "field")
+    if site in sites:
+        return sites[site].format(**ctx)
+    if kind in _MEASUREMENT:
+        return _MEASUREMENT[kind]
+    if kind in _BATCH and (site[-1:] == ("instances",) or loc[-1:] == (BATCH,)):
+        return _BATCH[kind].format(**ctx)
+    if kind in _BY_TYPE:
+        return _BY_TYPE[kind].format(**ctx)
+    return str(detail.get("msg", "invalid value")).lower()
 
 
 def _json_type(value: Any) -> str:

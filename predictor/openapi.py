@@ -1,5 +1,8 @@
 """GET /openapi.json: the OpenAPI 3 document of the HTTP API, built from the running settings.
 
+The request bodies' schemas are generated from the models that validate them (predictor.contract); the responses are
+described here.
+
 Limits (batch size, body size, model name) come from the settings, and the admin paths appear only when an admin
 token is configured (otherwise they answer 404 like any unknown path). Every status listed is one the route really
 returns; tests fuzz the document against the app with schemathesis.
@@ -10,14 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app
+from pydantic import TypeAdapter
 
-from core.schema import CLASSES, FEATURES, MAX_CM
+from core.schema import CLASSES
+from predictor.contract import OUTPUTS, Contract
 from predictor.settings import PredictorSettings
-from predictor.v2 import OUTPUTS
 
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
+SCHEMAS = "#/components/schemas/"
 VERSION_HEADER = {"X-Model-Version": {"$ref": "#/components/headers/ModelVersion"}}
 ERROR_TEXT = {
     400: "Malformed JSON or a value that breaks the schema; `details.field` names it.",
@@ -30,7 +35,7 @@ ERROR_TEXT = {
 
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": f"{SCHEMAS}{name}"}
 
 
 def _response(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
@@ -48,10 +53,22 @@ def _operation(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = N
     return operation
 
 
+def requests(settings: PredictorSettings) -> dict[str, Any]:
+    """The request bodies' schemas, generated from the models that validate them (predictor.contract)."""
+    contract = Contract.build(settings.max_batch_size)
+    bodies = {"PredictRequest": contract.predict, "ApiRequest": contract.api, "InferRequest": contract.infer,
+              "PinRequest": contract.pin}  # fmt: skip
+    refs, found = TypeAdapter.json_schemas(
+        [(name, "validation", adapter) for name, adapter in bodies.items()], ref_template=f"{SCHEMAS}{{model}}"
+    )
+    generated: dict[str, Any] = found.get("$defs", {})
+    for (name, _), schema in refs.items():
+        if schema.get("$ref") != f"{SCHEMAS}{name}":
+            generated[name] = schema
+    return generated
+
+
 def schemas(settings: PredictorSettings) -> dict[str, Any]:
-    measurement = {"type": "number", "minimum": 0, "maximum": MAX_CM, "description": "Centimetres."}
-    row = {"type": "array", "items": _ref("Measurement"), "minItems": len(FEATURES), "maxItems": len(FEATURES)}
-    limit = settings.max_batch_size
     probabilities = {
         "type": "object",
         "required": list(CLASSES),
@@ -77,70 +94,16 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
         },
     }
     return {
-        "Measurement": measurement,
-        "InstanceList": {**row, "description": f"The four measurements in order: {', '.join(FEATURES)}."},
-        "InstanceObject": {
-            "type": "object",
-            "required": list(FEATURES),
-            "additionalProperties": False,
-            "properties": {name: _ref("Measurement") for name in FEATURES},
-        },
-        "Instance": {"oneOf": [_ref("InstanceObject"), _ref("InstanceList")]},
-        "PredictRequest": {
-            "type": "object",
-            "required": ["instances"],
-            "additionalProperties": False,
-            "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": limit, "items": _ref("Instance")}},
-        },
+        **requests(settings),
         "PredictResponse": {
             "type": "object",
             "required": ["model_version", "predictions"],
             "properties": {"model_version": {"type": "string"}, "predictions": {"type": "array", "items": prediction}},
         },
-        "ApiRequest": {
-            "oneOf": [
-                _ref("InstanceList"),
-                {"type": "array", "minItems": 1, "maxItems": limit, "items": _ref("InstanceList")},
-            ]
-        },
         "ApiResponse": {
             "type": "string",
             "pattern": r"^\[[0-2](, [0-2])*\]$",
             "description": 'Class ids of iris.target as a JSON string, e.g. "[0]" or "[0, 2]".',
-        },
-        "InferRequest": {
-            "type": "object",
-            "required": ["inputs"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "string"},
-                "parameters": _ref("Parameters"),
-                "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": _ref("InputTensor")},
-                "outputs": {"type": "array", "minItems": 1, "items": _ref("RequestedOutput")},
-            },
-        },
-        "InputTensor": {
-            "type": "object",
-            "required": ["name", "shape", "datatype", "data"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string"},
-                "shape": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer"}},
-                "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
-                "parameters": _ref("Parameters"),
-                "data": {
-                    "type": "array",
-                    "minItems": 1,
-                    "description": "N*4 numbers row-major, or N rows of 4 numbers; must agree with shape [N, 4].",
-                    "items": {"oneOf": [_ref("Measurement"), _ref("InstanceList")]},
-                },
-            },
-        },
-        "RequestedOutput": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {"name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": _ref("Parameters")},
         },
         "InferResponse": {
             "type": "object",
@@ -166,11 +129,6 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
                     },
                 }
             },
-        },
-        "Parameters": {
-            "type": "object",
-            "description": "OIP parameters: string, number or boolean values.",
-            "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
         },
         "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "SwapRecord": {
@@ -284,12 +242,6 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
 def admin_paths() -> dict[str, Any]:
     result = _response("What the worker serves now and what this call did.", _ref("AdminResult"))
     security: list[dict[str, list[str]]] = [{"bearer": []}]
-    pin_body = {
-        "type": "object",
-        "required": ["version"],
-        "additionalProperties": False,
-        "properties": {"version": {"type": "string", "pattern": r"^\d{8}T\d{12}Z$"}},
-    }
     rejected = {"422": {**result, "description": ERROR_TEXT[422]}}
     return {
         "/admin/reload": {
@@ -299,7 +251,7 @@ def admin_paths() -> dict[str, Any]:
             "put": _operation(
                 "Pin a version (this worker; use PINNED_MODEL_VERSION for a fleet)",
                 result,
-                pin_body,
+                _ref("PinRequest"),
                 security=security,
                 errors={**_errors(400, 401, 413, 415, 503), **rejected},
             ),

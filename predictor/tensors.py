@@ -8,6 +8,7 @@ else when the request's ``parameters.binary_data_output`` does; its JSON then ca
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ def split(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return raw[: int(header_length)], raw[int(header_length) :]
 
 
-def binary_values(tensor: dict[str, Any], binary: bytes, count: int) -> list[Any]:
+def binary_values(tensor: Mapping[str, Any], binary: bytes, count: int) -> list[Any]:
     """The flat values of an input sent as binary data (it must be exactly count x 4 values of its datatype)."""
     size = tensor["parameters"]["binary_data_size"]
     dtype = DTYPES[tensor["datatype"]]

@@ -11,17 +11,34 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from core.schema import CLASSES, FEATURES
+from core.schema import CLASSES, FEATURES, check_measurement
 from predictor import inputs, tensors
 from predictor.api import json_response, run_model, serving
+from predictor.contract import OUTPUTS, Contract, InferRequest, InputTensor
 from predictor.errors import ModelNotReady, NotFound, bad_field
 from predictor.registry import Registry
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
-OUTPUTS = ("predict", "predict_proba")
-_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
-_TENSOR_KEYS = {"name", "shape", "datatype", "parameters", "data"}
+SHAPE = f"expected [N, {len(FEATURES)}]"
+REASONS: dict[inputs.Site, str] = {
+    (): "expected an inference request object",
+    ("id",): "expected a string",
+    ("parameters",): "expected an object",
+    ("outputs",): "expected a non-empty list of {{'name': ...}}",
+    ("outputs", "*"): "expected {{'name': ...}}",
+    ("outputs", "*", "name"): f"expected one of {', '.join(OUTPUTS)}",
+    ("outputs", "*", "parameters"): "expected an object",
+    ("inputs",): "expected exactly one input tensor object",
+    ("inputs", "*"): "expected exactly one input tensor object",
+    ("inputs", "*", "name"): "expected a string",
+    ("inputs", "*", "parameters"): "expected an object",
+    ("inputs", "*", "datatype"): "expected FP32 or FP64",
+    ("inputs", "*", "shape"): SHAPE,
+    ("inputs", "*", "shape", "*"): SHAPE,
+    ("inputs", "*", "data"): "expected a list of numbers",
+}
+"""What a V2 client is told when the model refuses a body, by location (format strings: `{{` is a brace)."""
 
 
 def _registry(model_name: str) -> Registry:
@@ -64,8 +81,7 @@ def infer(model_name: str) -> Response:
     registry = _registry(model_name)
     header_length = request.headers.get(tensors.HEADER)
     head, binary = tensors.split(inputs.read_body(any_content_type=header_length is not None), header_length)
-    body = inputs.parse_json(head)
-    wanted, rows = validate(body, registry.settings.max_batch_size, binary)
+    body, wanted, rows = _validated(head, registry.settings.max_batch_size, binary)
     model = serving()
     class_ids, proba = run_model(model, rows)
     version = model.loaded.version
@@ -94,96 +110,50 @@ def validate(body: Any, limit: int, binary: bytes = b"") -> tuple[dict[str, dict
 
     The gRPC server (predictor.grpc) validates its requests through this too, translated to the JSON form.
     """
-    if type(body) is not dict:
-        raise bad_field("body", "expected an inference request object")
-    _only(body, _REQUEST_KEYS, "")
-    if "id" in body and type(body["id"]) is not str:
-        raise bad_field("id", "expected a string")
-    _parameters(body, "")
-    return _requested_outputs(body.get("outputs")), _rows(body.get("inputs"), limit, binary)
+    _, wanted, rows = _validated(body, limit, binary)
+    return wanted, rows
 
 
-def _only(obj: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(str(key) for key in obj if key not in allowed)
-    if extra:
-        raise bad_field(f"{where}{extra[0]}", "unknown field")
+def _validated(body: bytes | Any, limit: int, binary: bytes) -> tuple[InferRequest, dict[str, Any], inputs.Rows]:
+    """The request checked by the contract's model (from JSON bytes, or already parsed), its outputs and rows."""
+    checked = inputs.validate(Contract.build(limit).infer, body, REASONS, max_batch_size=limit)
+    wanted: dict[str, Any] = {output["name"]: output.get("parameters", {}) for output in checked.get("outputs", ())}
+    return checked, wanted or {name: {} for name in OUTPUTS}, _rows(checked["inputs"][0], binary)
 
 
-def _parameters(obj: dict[str, Any], where: str) -> None:
-    """OIP parameters: an object whose values are strings, numbers or booleans."""
-    parameters = obj.get("parameters", {})
-    if type(parameters) is not dict:
-        raise bad_field(f"{where}parameters", "expected an object")
-    for key, value in parameters.items():
-        if type(value) not in (str, int, float, bool):
-            raise bad_field(f"{where}parameters.{key}", "expected a string, number or boolean")
-
-
-def _requested_outputs(requested: Any) -> dict[str, dict[str, Any]]:
-    """Output name -> its parameters, in request order (every output when none are named)."""
-    if requested is None:
-        return {name: {} for name in OUTPUTS}
-    if type(requested) is not list or not requested:
-        raise bad_field("outputs", "expected a non-empty list of {'name': ...}")
-    names = {}
-    for index, item in enumerate(requested):
-        if type(item) is not dict or item.get("name") not in OUTPUTS:
-            raise bad_field(f"outputs[{index}].name", f"expected one of {', '.join(OUTPUTS)}")
-        _only(item, {"name", "parameters"}, f"outputs[{index}].")
-        _parameters(item, f"outputs[{index}].")
-        names[item["name"]] = item.get("parameters", {})
-    return names
-
-
-def _rows(given: Any, limit: int, binary: bytes) -> inputs.Rows:
-    if type(given) is not list or len(given) != 1 or type(given[0]) is not dict:
-        raise bad_field("inputs", "expected exactly one input tensor object")
-    tensor = given[0]
-    _only(tensor, _TENSOR_KEYS, "inputs[0].")
-    in_binary = type(tensor.get("parameters")) is dict and "binary_data_size" in tensor["parameters"]
-    for key in ("name", "shape", "datatype") if in_binary else ("name", "shape", "datatype", "data"):
-        if key not in tensor:
-            raise bad_field(f"inputs[0].{key}", "missing field")
-    if type(tensor["name"]) is not str:
-        raise bad_field("inputs[0].name", "expected a string")
-    _parameters(tensor, "inputs[0].")
-    if tensor["datatype"] not in ("FP32", "FP64"):
-        raise bad_field("inputs[0].datatype", "expected FP32 or FP64")
-    count = _batch_size(tensor["shape"], limit)
+def _rows(tensor: InputTensor, binary: bytes) -> inputs.Rows:
+    """The rows of the one input tensor: its data (or binary data) checked against its shape."""
+    in_binary = "binary_data_size" in tensor.get("parameters", {})
+    if not in_binary and "data" not in tensor:
+        raise bad_field("inputs[0].data", "missing field")
+    count = tensor["shape"][0]
     if in_binary:
-        return _data(tensors.binary_values(tensor, binary, count), count)
+        values = tensors.binary_values(tensor, binary, count)
+        for index, value in enumerate(values):
+            problem = check_measurement(value)
+            if problem:
+                row, feature = divmod(index, len(FEATURES))
+                raise bad_field(f"inputs[0].data[{row}].{FEATURES[feature]}", problem)
+        return _data(values, count)
     if binary:
         raise bad_field("inputs[0].parameters.binary_data_size", "binary data sent but no input declares its size")
     return _data(tensor["data"], count)
 
 
-def _batch_size(shape: Any, limit: int) -> int:
-    if (
-        type(shape) is not list
-        or len(shape) != 2
-        or any(type(n) is not int for n in shape)
-        or shape[1] != len(FEATURES)
-    ):
-        raise bad_field("inputs[0].shape", f"expected [N, {len(FEATURES)}]")
-    if not 1 <= shape[0] <= limit:
-        raise bad_field("inputs[0].shape", f"batch size must be 1..{limit} (MAX_BATCH_SIZE)")
-    return int(shape[0])
-
-
-def _data(data: Any, count: int) -> inputs.Rows:
+def _data(data: list[Any], count: int) -> inputs.Rows:
+    """N rows of 4 values, or N*4 values row-major (the values are already validated measurements)."""
     width = len(FEATURES)
-    if type(data) is not list or not data:
-        raise bad_field("inputs[0].data", "expected a list of numbers")
     if type(data[0]) is list:
         if len(data) != count:
             raise bad_field("inputs[0].data", f"expected {count} rows to match the shape, got {len(data)}")
-        return [_row(row, f"inputs[0].data[{i}]") for i, row in enumerate(data)]
+        for index, row in enumerate(data):
+            if type(row) is not list:
+                raise bad_field(f"inputs[0].data[{index}]", f"expected a row of {width} numbers")
+        return data
     if len(data) != count * width:
         raise bad_field("inputs[0].data", f"expected {count * width} numbers to match the shape, got {len(data)}")
-    return [_row(data[i * width : (i + 1) * width], f"inputs[0].data[{i}]") for i in range(count)]
-
-
-def _row(row: Any, where: str) -> list[float]:
-    if type(row) is not list or len(row) != len(FEATURES):
-        raise bad_field(where, f"expected a row of {len(FEATURES)} numbers")
-    return [inputs.measurement(value, where, name) for value, name in zip(row, FEATURES, strict=True)]
+    for index, value in enumerate(data):
+        if type(value) is list:
+            row, feature = divmod(index, width)
+            raise bad_field(f"inputs[0].data[{row}].{FEATURES[feature]}", "expected a number, got array")
+    return [data[i * width : (i + 1) * width] for i in range(count)]
