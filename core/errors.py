@@ -32,6 +32,13 @@ class ArtifactRejected(ServiceError):
         self.name = name
 
 
+class PublishUnverified(ServiceError):
+    """The trainer's own artifact did not verify when read back after publishing; nothing was retired."""
+
+    status = 500
+    code = "publish_unverified"
+
+
 class StoreUnavailable(ServiceError):
     """The bucket could not be reached after the client's retries."""
 

@@ -48,6 +48,8 @@ class TrustSettings(CommonSettings):
     """Shared HMAC-SHA256 key, only with MODEL_SIGNING_ALGORITHM=hmac-sha256 (or MODEL_SIGNING_KEY_FILE)."""
     model_signing_key_file: Path | None = None
     """File holding the shared HMAC key (a mounted Secret)."""
+    pinned_model_version: str | None = None
+    """Version the fleet serves exactly (predictor) and the trainer never marks for deletion (iris-common)."""
 
     @model_validator(mode="after")
     def _keys_present(self) -> TrustSettings:
@@ -93,13 +95,17 @@ class TrustSettings(CommonSettings):
 
 
 class SignerSettings(TrustSettings):
-    """Adds the key the trainer signs with; its own public key is trusted along with MODEL_PUBLIC_KEYS_DIR."""
+    """Adds the key the trainer signs with; it verifies with MODEL_PUBLIC_KEYS_DIR (what predictors trust) if set."""
 
     model_signing_private_key_file: Path | None = None
     """Ed25519 private key (PEM, PKCS#8) the trainer signs with (a mounted Secret); ed25519 only."""
 
     def keyring(self) -> signing.Keyring:
-        """The signing key and every trusted key (ValueError when the signing key is missing or unreadable)."""
+        """The signing key, trusting MODEL_PUBLIC_KEYS_DIR when set, else only its own key (ValueError when missing).
+
+        With the predictors' public keys, the trainer sees the models the fleet accepts, and an artifact signed by a
+        key they do not trust fails its own check after publishing.
+        """
         if self.model_signing_algorithm == signing.HMAC_SHA256:
             key = self._hmac_key()
             return signing.Keyring.of(signer=key)
@@ -112,7 +118,10 @@ class SignerSettings(TrustSettings):
             signer = signing.load_signer(path.read_bytes())
         except (ValueError, TypeError) as e:
             raise ValueError(f"MODEL_SIGNING_PRIVATE_KEY_FILE: {e}") from e
-        return signing.Keyring.of(signer=signer, trusted=self._public_keys())
+        public = self._public_keys()
+        if not public:
+            return signing.Keyring.of(signer=signer)
+        return signing.Keyring({key.key_id: key for key in public}, signer)
 
 
 def describe_error(error: ValidationError) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import pickle
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
@@ -166,21 +166,31 @@ class ModelStore:
         refs = [ArtifactRef.from_blob(b) for b in blobs if layout.model_version(b.name)]
         return sorted(refs, key=lambda r: r.version)
 
-    def retire_older(self, version: str) -> list[str]:
-        """Stamp `customTime` on artifacts older than `version` that lack one; returns their names.
+    def retire_older(self, version: str, keep: Collection[str] = ()) -> list[str]:
+        """Stamp `customTime` on artifacts older than `version` that lack one, except `keep`; returns their names.
 
         The bucket's lifecycle rule deletes by days since customTime, so the serving (newest) artifact is never
-        deleted however long the data stays unchanged; superseded ones age out.
+        deleted however long the data stays unchanged; superseded ones age out. Call it only with a version that
+        verified (verify_published), and keep the pinned version: a stamp cannot be taken back.
         """
         blobs = self._model_blobs()
         retired = []
         for blob in blobs:
             old = layout.model_version(blob.name)
-            if old and old < version and blob.custom_time is None:
+            if old and old < version and old not in keep and blob.custom_time is None:
                 blob.custom_time = datetime.now(UTC)
                 self._call(blob.patch, timeout=REQUEST_TIMEOUT)
                 retired.append(blob.name)
         return retired
+
+    def verify_published(self, lineage: Lineage) -> LoadedModel:
+        """Read an artifact just published back as a predictor does: fresh metadata, download, hash, signature
+        against the trusted keys, allowlist unpickle and checks; the stored lineage must be the one published."""
+        name = layout.model_object(lineage.version)
+        loaded = self.load(self.ref(name))
+        if loaded.lineage != lineage:
+            raise ArtifactRejected("bad_metadata", "the stored lineage differs from the one published", name)
+        return loaded
 
     def ref(self, name: str, generation: int | None = None) -> ArtifactRef:
         """Fresh metadata of one artifact object (a specific generation if given)."""

@@ -34,8 +34,6 @@ class PredictorSettings(TrustSettings):
     """Largest request body accepted; larger ones get 413."""
     admin_token: SecretStr | None = Field(None, min_length=16)
     """Bearer token for /admin/* (16+ characters; empty or short refuses to start); unset, the admin routes are 404."""
-    pinned_model_version: str | None = None
-    """Serve exactly this version and ignore newer ones (also settable with PUT /admin/pin)."""
     model_events_enabled: bool = True
     """The model agent subscribes to MODEL_EVENTS_TOPIC; when false, the reconcile poll is the only trigger."""
     subscription_prefix: str = "predictor"

@@ -10,8 +10,8 @@ from typing import Any
 from google.api_core.exceptions import GoogleAPIError
 
 from core import gcs, layout, schema
-from core.errors import ArtifactRejected, ServiceError
-from core.lineage import Trigger
+from core.errors import ArtifactRejected, PublishUnverified, ServiceError
+from core.lineage import Lineage, Trigger
 from core.store import ArtifactRef, ModelStore
 from trainer import claims, data
 from trainer.settings import TrainerSettings
@@ -102,7 +102,8 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
         reason = f"{e.reason}: {e.message}"
         return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
-    _retire(store, lineage.version)
+    _verify_published(store, lineage)
+    _retire(store, lineage.version, keep=[v for v in (settings.pinned_model_version,) if v])
     return stats | {
         "status": Outcome.PUBLISHED,
         "model_version": lineage.version,
@@ -112,10 +113,19 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     }
 
 
-def _retire(store: ModelStore, version: str) -> None:
-    """Mark superseded artifacts for the lifecycle rule; a failure here never fails the run."""
+def _verify_published(store: ModelStore, lineage: Lineage) -> None:
+    """Read our artifact back with the keys predictors trust; a failure fails the run and retires nothing."""
     try:
-        retired = store.retire_older(version)
+        store.verify_published(lineage)
+    except ArtifactRejected as e:
+        name = layout.model_object(lineage.version)
+        raise PublishUnverified(f"published {name} does not verify: {e.message}", e.details) from e
+
+
+def _retire(store: ModelStore, version: str, keep: list[str]) -> None:
+    """Mark superseded artifacts (except `keep`) for the lifecycle rule; a failure here never fails the run."""
+    try:
+        retired = store.retire_older(version, keep)
     except (ServiceError, GoogleAPIError) as e:
         log.warning("could not mark superseded artifacts: %s", e)
         return

@@ -48,7 +48,7 @@ def test_a_private_key_given_to_a_predictor_is_ignored(monkeypatch: pytest.Monke
     assert settings.load(PredictorSettings).keyring().signer is None
 
 
-def test_the_trainer_signs_with_its_private_key_and_trusts_the_public_ones(
+def test_the_trainer_signs_with_its_private_key_and_trusts_what_the_predictors_trust(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, old_public = signing.generate_ed25519()
@@ -59,7 +59,15 @@ def test_the_trainer_signs_with_its_private_key_and_trusts_the_public_ones(
     keyring = settings.load(TrainerSettings).keyring()
     assert keyring.signer is not None
     assert keyring.signer.key_id == keys.SIGNER.key_id
-    assert set(keyring.trusted) == {keys.SIGNER.key_id, signing.load_verifier(old_public).key_id}
+    assert set(keyring.trusted) == {signing.load_verifier(old_public).key_id}  # its own key is not trusted yet
+    (tmp_path / "trainer.pem").write_bytes(keys.SIGNER.public_pem())
+    trusted = settings.load(TrainerSettings).keyring().trusted
+    assert set(trusted) == {keys.SIGNER.key_id, signing.load_verifier(old_public).key_id}
+
+
+def test_a_trainer_without_public_keys_trusts_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SIGNING_PRIVATE_KEY_FILE", str(keys.key_files()[0]))
+    assert set(settings.load(TrainerSettings).keyring().trusted) == {keys.SIGNER.key_id}
 
 
 def test_a_trainer_without_a_private_key_refuses_to_start(
