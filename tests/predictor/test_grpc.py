@@ -4,6 +4,10 @@ metadata, inference, errors as gRPC status codes, a hot swap seen by a client, a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -15,11 +19,13 @@ from core.lineage import Lineage
 from devstack.emulators import Service
 from tests.predictor.conftest import publish
 from tests.predictor.grpc_fixtures import (
+    REPO,
     client_python,
     grpc_env,
     grpc_server,
     run_client,
     start_client,
+    start_grpc_server,
     wait_serving,
 )
 
@@ -75,22 +81,63 @@ def test_errors_are_status_codes_with_the_field_named(ready_server: Service, cli
         assert text in errors[case]["message"], (case, errors[case])
 
 
-def test_a_hot_swap_is_seen_over_grpc_with_no_failed_request(
-    ready_server: Service, served: Lineage, store, fitted_model, client_python: Path
-) -> None:
-    client = start_client(client_python, "triton_scenario.py", ready_server.host, "until-swap", "60")
+def observe_swap(client_python: Path, host: str, served: str, publish_newer: Callable[[], Lineage]) -> Lineage:
+    """Publish a newer model while a Triton client infers in a loop; it sees the old then the new, and no failure."""
+    client = start_client(client_python, "triton_scenario.py", host, "until-swap", "60")
     try:
         assert client.stdout is not None
-        assert json.loads(client.stdout.readline()) == {"first": served.version}, client.stderr
-        newer = publish(store, fitted_model)  # the client is inferring in a loop meanwhile
+        assert json.loads(client.stdout.readline()) == {"first": served}, client.stderr
+        newer = publish_newer()
         out, errors = client.communicate(timeout=60)
     finally:
         client.kill()
     assert client.returncode == 0, errors
-    out = json.loads(out.strip().splitlines()[-1])
-    assert out["seen"] == [served.version, newer.version], out
-    assert out["failures"] == 0
-    assert out["requests"] >= 21
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["seen"] == [served, newer.version], seen
+    assert seen["failures"] == 0
+    assert seen["requests"] >= 21
+    return newer
+
+
+def test_a_hot_swap_is_seen_over_grpc_with_no_failed_request(
+    ready_server: Service, served: Lineage, store, fitted_model, client_python: Path
+) -> None:
+    newer = observe_swap(client_python, ready_server.host, served.version, lambda: publish(store, fitted_model))
+    assert newer.version > served.version
+
+
+def test_in_the_pod_arrangement_a_notification_reaches_the_grpc_server_through_the_agent(
+    common_env: dict[str, str],
+    pubsub_emulator: Service,
+    served: Lineage,
+    store,
+    fitted_model,
+    client_python: Path,
+    tmp_path: Path,
+) -> None:
+    """The model agent and the gRPC server as in a pod: one shared handover directory, events on, no polling."""
+    handover = tmp_path / "handover"
+    handover.mkdir()
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), **common_env, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
+        "MODEL_EVENTS_ENABLED": "true", "RECONCILE_INTERVAL": "300", "HANDOVER_DIR": str(handover),
+    }  # fmt: skip
+    with (tmp_path / "agent.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "predictor.agent"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    agent = Service("model-agent", "127.0.0.1:0", process, tmp_path / "agent.log")
+    server = start_grpc_server(env, tmp_path / "grpc.log")
+    try:
+        wait_serving(server)
+        observe_swap(client_python, server.host, served.version, lambda: publish(store, fitted_model))
+        lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+        following = [line for line in lines if line["message"] == "following the model handover"]
+        assert [(f["handover_dir"], f["own_agent"]) for f in following] == [(str(handover), False)]
+    finally:
+        server.stop()
+        agent.stop()
 
 
 def test_not_ready_until_a_model_loads_then_stops_cleanly_on_sigterm(grpc_server: Service, store, fitted_model) -> None:
