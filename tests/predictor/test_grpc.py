@@ -144,7 +144,7 @@ def test_not_ready_until_a_model_loads_then_stops_cleanly_on_sigterm(grpc_server
     with grpc.insecure_channel(grpc_server.host) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest
-        ask = lambda service: health.Check(request(service=service), timeout=5, wait_for_ready=True).status  # noqa: E731
+        ask = lambda service: health.Check(request(service=service), timeout=40, wait_for_ready=True).status  # noqa: E731
         assert ask("") == health_pb2.HealthCheckResponse.SERVING  # live
         assert ask("inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.NOT_SERVING
         publish(store, fitted_model)
