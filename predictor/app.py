@@ -16,7 +16,7 @@ from flask import Flask, Response, g, request
 from core import gcs
 from core.settings import load
 from core.store import ModelStore
-from predictor import admin, api, errors, health, model_info, openapi, v2, web
+from predictor import admin, admin_port, api, errors, health, model_info, openapi, v2, web
 from predictor import metrics as metrics_module
 from predictor.metrics import Metrics
 from predictor.registry import Registry
@@ -49,6 +49,7 @@ def create_app(settings: PredictorSettings | None = None, store: ModelStore | No
     for blueprint in (api.bp, v2.bp, health.bp, model_info.bp, admin.bp, metrics_module.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
+    admin_port.register(app)
     _instrument(app, registry, metrics)
     return app
 

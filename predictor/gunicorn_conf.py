@@ -30,7 +30,9 @@ from predictor.settings import PredictorSettings
 
 _settings = load(PredictorSettings)
 
-bind = f"{_settings.bind_host}:{_settings.port}"
+bind = [f"{_settings.bind_host}:{_settings.port}"]
+if _settings.admin_port is not None:  # /admin/* and /metrics answer only here (predictor.admin_port)
+    bind.append(f"{_settings.admin_bind_host}:{_settings.admin_port}")
 workers = _settings.web_concurrency
 worker_class = "gthread"
 threads = _settings.worker_threads

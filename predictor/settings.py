@@ -18,6 +18,10 @@ class PredictorSettings(TrustSettings):
     """TCP port of the gRPC server (`python -m predictor.grpc`, Open Inference Protocol V2) on BIND_HOST."""
     grpc_threads: int = Field(8, ge=1)
     """Threads of the gRPC server's handler pool."""
+    admin_port: int | None = Field(None, ge=1, le=65535)
+    """Second gunicorn listener, the only one serving /admin/* and /metrics; unset, they share PORT."""
+    admin_bind_host: str = "0.0.0.0"
+    """Address of the ADMIN_PORT listener: the pod's IP for probes and scraping; the local stack sets 127.0.0.1."""
     web_concurrency: int = Field(2, ge=1)
     """gunicorn worker processes (gunicorn's own WEB_CONCURRENCY variable)."""
     worker_threads: int = Field(4, ge=1)
