@@ -1,8 +1,9 @@
 """`make run`: the whole system on loopback with the real wire protocols.
 
 fake-gcs-server (filesystem backend, publishing OBJECT_FINALIZE to the Pub/Sub emulator), the Pub/Sub emulator,
-the trainer (once, then on every data/ notification, and on TRAIN_SCHEDULE as the safety net), the predictor, the
-ingest function under functions-framework and the bridge that delivers `incoming/` events to it.
+the trainer (once, then on every data/ notification, and on TRAIN_SCHEDULE as the safety net), the predictor behind
+nginx as in the pod (nginx on PORT, gunicorn on STACK_PREDICTOR_PORT, admin and metrics on STACK_ADMIN_PORT, all on
+loopback), the ingest function under functions-framework and the bridge that delivers `incoming/` events to it.
 Ctrl-C stops every child by PID, newest first.
 """
 
@@ -21,8 +22,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import load
-from devstack import emulators, keys
+from devstack import emulators, keys, proxy
 from devstack.emulators import PubsubTarget, Service
+from predictor.proxy import ProxySettings
+from predictor.settings import PredictorSettings
 
 
 class StackSettings(BaseSettings):
@@ -37,7 +40,11 @@ class StackSettings(BaseSettings):
     stack_pubsub_port: int = Field(8085, ge=1, le=65535)
     """Pub/Sub emulator port."""
     port: int = Field(8080, ge=1, le=65535)
-    """Predictor port (the web page and the API)."""
+    """Port of the web page and the API (nginx in front of the predictor; the predictor itself without nginx)."""
+    stack_predictor_port: int = Field(8090, ge=1, le=65535)
+    """gunicorn's port behind nginx."""
+    stack_admin_port: int = Field(9090, ge=1, le=65535)
+    """The predictor's ADMIN_PORT: /admin/* and /metrics."""
     stack_function_port: int = Field(8081, ge=1, le=65535)
     """functions-framework port of the ingest function."""
     stack_grpc_port: int = Field(8082, ge=1, le=65535)
@@ -73,10 +80,12 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         **keys.env(config.stack_dir / "keys"),  # the trainer reads the private key, the predictor the public one
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
-        "PORT": str(config.port),
+        "PORT": str(config.stack_predictor_port if proxy.nginx_binary() else config.port),
         "GRPC_PORT": str(config.stack_grpc_port),
         "HANDOVER_DIR": str(config.stack_dir / "handover"),  # the gRPC server follows the predictor's model agent
         "BIND_HOST": "127.0.0.1",
+        "ADMIN_PORT": str(config.stack_admin_port),
+        "ADMIN_BIND_HOST": "127.0.0.1",
     }
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.host
@@ -146,8 +155,9 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
     if events:
         stack.spawn("trainer-watch", [py, "-m", "trainer", "--watch"], env)
     stack.spawn("trainer-scheduler", [py, "-m", "trainer", "--schedule"], env)
-    stack.spawn("predictor", [py, "-m", "predictor"], env, cfg.port)
+    stack.spawn("predictor", [py, "-m", "predictor"], env, int(env["PORT"]))
     stack.spawn("predictor-grpc", [py, "-m", "predictor.grpc"], env, cfg.stack_grpc_port)
+    start_front(stack, env)
     function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "on_upload",
                     "--signature-type", "cloudevent", "--host", "127.0.0.1",
                     "--port", str(cfg.stack_function_port)]  # fmt: skip
@@ -157,12 +167,27 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
         stack.spawn("bridge", [py, "-m", "devstack.bridge", "--function-url", url], env)
 
 
+def start_front(stack: Stack, env: dict[str, str]) -> None:
+    """nginx on PORT in front of the predictor, as in the pod; without nginx the predictor answers on PORT itself."""
+    cfg = stack.config
+    settings = load(ProxySettings).model_copy(
+        update={"proxy_listen_host": "127.0.0.1", "proxy_port": cfg.port, "proxy_runtime_dir": cfg.stack_dir / "proxy"}
+    )
+    max_body = int(env.get("MAX_BODY_BYTES", PredictorSettings.model_fields["max_body_bytes"].default))
+    front = proxy.start_proxy(settings, f"127.0.0.1:{env['PORT']}", max_body, stack.logs / "proxy.log")
+    if front is None:
+        print("nginx not installed (apt-get install nginx): the predictor answers slow clients itself", file=sys.stderr)
+    else:
+        stack.children.append(front)
+
+
 def banner(cfg: StackSettings, env_file: Path) -> str:
     return f"""
 Local stack is up (logs in {cfg.stack_dir}/logs, bucket files in {cfg.stack_dir}/gcs):
   web page and API   http://127.0.0.1:{cfg.port}/   (curl -d '[5.1,3.5,1.4,0.2]' -H 'Content-Type: application/json' \
 http://127.0.0.1:{cfg.port}/api)
   V2 over gRPC       127.0.0.1:{cfg.stack_grpc_port}   (Open Inference Protocol: tritonclient.grpc, kserve)
+  admin, metrics     http://127.0.0.1:{cfg.stack_admin_port}/metrics   (/admin/*: token in {cfg.stack_dir}/admin.token)
   drop training CSV  make drop CSV=path/to/file.csv      (validated into data/ or quarantine/)
   retrain now        make train    (new data in data/ trains at once; the safety net runs on '{cfg.train_schedule}')
   environment        source {env_file}

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
             return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
     except OSError:
         return 0, b""
 
@@ -54,6 +57,7 @@ def learned_from(port: int, prefix: str) -> dict | None:
 def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path) -> None:
     ports = {"PORT": free_port(), "STACK_GCS_PORT": free_port(), "STACK_PUBSUB_PORT": free_port()}
     ports["STACK_FUNCTION_PORT"], ports["STACK_GRPC_PORT"] = free_port(), free_port()
+    ports |= {"STACK_PREDICTOR_PORT": free_port(), "STACK_ADMIN_PORT": free_port(), "PROXY_HEALTH_PORT": free_port()}
     env = os.environ | {k: str(v) for k, v in ports.items()} | {"STACK_DIR": str(tmp_path / "stack")}
     env |= {"GCS_BUCKET": "stack-test", "WEB_CONCURRENCY": "1"}
     with (tmp_path / "run.log").open("wb") as log:
@@ -63,6 +67,8 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         wait_for(lambda: get(ready)[0] == 200, 90, f"the stack to be ready (log {tmp_path / 'run.log'})")
         _, body = get(f"http://127.0.0.1:{ports['PORT']}/v1/model")
         version = json.loads(body)["model_version"]
+        assert get(f"http://127.0.0.1:{ports['PORT']}/metrics")[0] == 404  # admin and metrics: ADMIN_PORT only
+        assert get(f"http://127.0.0.1:{ports['STACK_ADMIN_PORT']}/metrics")[0] == 200
         bucket = storage_client(f"127.0.0.1:{ports['STACK_GCS_PORT']}", "local-project").bucket("stack-test")
         blob = bucket.get_blob(layout.model_object(version))
         assert blob is not None

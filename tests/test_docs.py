@@ -12,12 +12,19 @@ from pydantic_settings import BaseSettings
 
 from devstack.run import StackSettings
 from functions.settings import FunctionSettings
+from predictor.proxy import ProxySettings
 from predictor.settings import PredictorSettings
 from trainer.settings import TrainerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-SETTINGS: list[type[BaseSettings]] = [TrainerSettings, PredictorSettings, FunctionSettings, StackSettings]
+SETTINGS: list[type[BaseSettings]] = [
+    TrainerSettings,
+    PredictorSettings,
+    ProxySettings,
+    FunctionSettings,
+    StackSettings,
+]
 
 
 @pytest.mark.parametrize("cls", SETTINGS, ids=lambda c: c.__name__)

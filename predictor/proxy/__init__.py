@@ -1,0 +1,62 @@
+"""The nginx front of a predictor pod: its settings and its configuration, rendered from one template.
+
+gunicorn reads a request on one of its few threads, so a client that trickles its header or body one byte a second
+holds that thread for as long as it likes: 2 x workers x threads such clients stall a pod, probes included. nginx
+reads every request whole (header and body timeouts, body size limit) before passing it on, and takes every answer
+whole, so gunicorn's threads only ever see complete requests and fast readers. It never forwards ``/admin/*`` or
+``/metrics``; those live on the predictor's ADMIN_PORT, inside the pod.
+
+``python -m predictor.proxy --upstream HOST:PORT`` prints the configuration (k8s/base/proxy/nginx.conf is its output
+for the pod); the local stack renders it into its state folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TEMPLATE = "nginx.conf.j2"
+
+
+class ProxySettings(BaseSettings):
+    """One nginx in front of one predictor (environment variables of `python -m predictor.proxy`)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    proxy_listen_host: str = "0.0.0.0"
+    """Address nginx listens on for public traffic: all interfaces in a pod; the local stack sets 127.0.0.1."""
+    proxy_port: int = Field(8080, ge=1, le=65535)
+    """Public port nginx listens on (the pod's `http` port)."""
+    proxy_health_port: int = Field(8079, ge=1, le=65535)
+    """Port of nginx's own liveness answer (`/healthz`), which never waits for the predictor."""
+    proxy_runtime_dir: Path = Path("/tmp")  # noqa: S108 - the pod's own emptyDir
+    """Writable folder for nginx's pid file and the temporary files of large bodies."""
+    proxy_header_timeout: int = Field(10, ge=1)
+    """Seconds a client gets to send a whole request header; slower ones are dropped (408)."""
+    proxy_body_timeout: int = Field(10, ge=1)
+    """Seconds allowed between two reads of a request body; a longer pause drops the request (408)."""
+    proxy_send_timeout: int = Field(10, ge=1)
+    """Seconds allowed between two writes of an answer to a client that does not read it."""
+    proxy_keepalive_timeout: int = Field(620, ge=1)
+    """Seconds an idle client connection stays open (above the Google load balancer's 600 s, so it closes first)."""
+    proxy_read_timeout: int = Field(60, ge=1)
+    """Seconds nginx waits for the predictor's answer before a 504."""
+    proxy_workers: int = Field(1, ge=1)
+    """nginx worker processes (one event loop each)."""
+    proxy_worker_connections: int = Field(4096, ge=64)
+    """Connections one nginx worker holds at most (clients and predictor together)."""
+
+
+def render(settings: ProxySettings, upstream: str, max_body_bytes: int) -> str:
+    """nginx.conf for `settings`, passing complete requests of at most `max_body_bytes` to `upstream` (host:port)."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - an nginx configuration, not HTML
+    )
+    template = environment.get_template(TEMPLATE)
+    return template.render(proxy=settings, upstream=upstream, max_body_bytes=max_body_bytes)
