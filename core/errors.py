@@ -44,3 +44,10 @@ class StoreUnavailable(ServiceError):
 
     status = 503
     code = "store_unavailable"
+
+
+class StoreRefused(ServiceError):
+    """The bucket refused a request (permissions, a bad request): retrying would not help."""
+
+    status = 502
+    code = "store_refused"

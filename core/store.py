@@ -19,8 +19,8 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import storage
 
-from core import layout, signing, unpickle
-from core.errors import ArtifactRejected, StoreUnavailable
+from core import gcs, layout, signing, unpickle
+from core.errors import ArtifactRejected
 from core.gcs import REQUEST_TIMEOUT
 from core.lineage import DIRECT, Lineage, Provenance
 from core.schema import CLASSES, EXAMPLES, FEATURES
@@ -259,11 +259,8 @@ class ModelStore:
         )
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a GCS call under the retry policy; StoreUnavailable once retries are exhausted."""
-        try:
-            return fn(*args, retry=self.retry, **kwargs)
-        except (gexc.RetryError, gexc.ServerError, ConnectionError) as e:
-            raise StoreUnavailable(f"GCS unavailable: {e}") from e
+        """Run a GCS call through core.gcs.call with this store's retry policy."""
+        return gcs.call(self.retry, fn, *args, **kwargs)
 
 
 def model_type_of(model: Any) -> str:

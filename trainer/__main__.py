@@ -13,9 +13,6 @@ import signal
 import sys
 import threading
 
-import requests
-from google.api_core import exceptions as gexc
-
 from core import logs, settings
 from core.errors import ServiceError
 from core.lineage import Trigger
@@ -29,10 +26,8 @@ def run_and_report(config: TrainerSettings, trigger: Trigger) -> Outcome:
     """One run; prints a JSON summary line on stdout and returns its outcome (failures included, never raised)."""
     try:
         summary = train_once(config, force=trigger is Trigger.FORCE, trigger=trigger)
-    except ServiceError as e:
+    except ServiceError as e:  # StoreUnavailable once the retries are exhausted, StoreRefused, ...
         summary = {"status": Outcome.FAILED, "error": e.message}
-    except (gexc.GoogleAPIError, requests.RequestException) as e:  # retries exhausted or a non-retryable reply
-        summary = {"status": Outcome.FAILED, "error": f"GCS unavailable: {e}"}
     except Exception as e:
         log.exception("trainer run failed")
         summary = {"status": Outcome.FAILED, "error": f"{type(e).__name__}: {e}"}

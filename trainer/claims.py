@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from core import layout
-from core.gcs import REQUEST_TIMEOUT
+from core import gcs, layout
+from core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +74,12 @@ class Claim:
                 if not self.renew(retry):
                     log.warning("claim %s was taken over by another run", self.blob.name)
                     return
-            except (gexc.GoogleAPIError, requests.RequestException) as e:  # the next beat tries again
+            except ServiceError as e:  # StoreUnavailable or StoreRefused: the next beat tries again
                 log.warning("could not renew claim %s: %s", self.blob.name, e)
 
     def _write(self, state: dict[str, Any], retry: Any) -> None:
         body = json.dumps(state)
-        self.blob.upload_from_string(
-            body, "application/json", if_generation_match=self.generation, retry=retry, timeout=REQUEST_TIMEOUT
-        )
+        gcs.call(retry, self.blob.upload_from_string, body, "application/json", if_generation_match=self.generation)
         self.generation = int(self.blob.generation or 0)
 
 
@@ -91,20 +88,24 @@ def acquire(bucket: storage.Bucket, fingerprint: str, stale_after: float, retry:
     blob = bucket.blob(f"{layout.CLAIMS}{fingerprint}.json")
     body = json.dumps({"state": "training", "at": time.time()})
     try:
-        blob.upload_from_string(body, "application/json", if_generation_match=0, retry=retry)
+        gcs.call(retry, blob.upload_from_string, body, "application/json", if_generation_match=0)
         return Claim(blob, int(blob.generation or 0))
     except gexc.PreconditionFailed:
         pass
-    existing = bucket.get_blob(blob.name, retry=retry, timeout=REQUEST_TIMEOUT)
+    existing = gcs.call(retry, bucket.get_blob, blob.name)
     if existing is None:
         return Refused("claim vanished while reading it", busy=True)
-    state = json.loads(existing.download_as_bytes(retry=retry) or b"{}")
+    try:
+        raw = gcs.call(retry, existing.download_as_bytes, if_generation_match=existing.generation)
+        state = json.loads(raw or b"{}")
+    except (gexc.NotFound, gexc.PreconditionFailed):
+        return Refused("claim changed while reading it", busy=True)
     holder, age = state.get("state"), time.time() - float(state.get("at", 0))
     if holder in _SETTLED or (holder == "training" and age < stale_after):
         reason = f"data already claimed by another run (state {holder}, {age:.0f} s ago)"
         return Refused(reason, busy=holder not in _SETTLED)
     try:
-        blob.upload_from_string(body, "application/json", if_generation_match=existing.generation, retry=retry)
+        gcs.call(retry, blob.upload_from_string, body, "application/json", if_generation_match=existing.generation)
     except gexc.PreconditionFailed:
         return Refused("another run took over the stale claim first", busy=True)
     return Claim(blob, int(blob.generation or 0))

@@ -12,7 +12,7 @@ import numpy as np
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from core import layout, schema
+from core import gcs, layout, schema
 from core.gcs import REQUEST_TIMEOUT
 from core.lineage import Provenance, Trigger
 
@@ -42,8 +42,13 @@ class Dataset:
 
 def list_csvs(bucket: storage.Bucket, retry: Any) -> list[storage.Blob]:
     """Every CSV object under data/, by name."""
-    blobs = bucket.client.list_blobs(bucket, prefix=layout.DATA, retry=retry, timeout=REQUEST_TIMEOUT)
+    blobs = gcs.call(retry, _listed, bucket, prefix=layout.DATA)
     return sorted((b for b in blobs if b.name.lower().endswith(".csv")), key=lambda b: b.name)
+
+
+def _listed(bucket: storage.Bucket, **kwargs: Any) -> list[storage.Blob]:
+    """Every page of a listing (the pages are fetched while iterating, so inside the GCS call)."""
+    return list(bucket.client.list_blobs(bucket, **kwargs))
 
 
 def fingerprint(blobs: list[storage.Blob]) -> str:
@@ -65,7 +70,7 @@ def seed_iris_csv(bucket: storage.Bucket, retry: Any) -> bool:
     ]
     blob = bucket.blob(layout.DATA + "iris.csv")
     try:
-        blob.upload_from_string(schema.to_csv(rows), "text/csv", if_generation_match=0, retry=retry)
+        gcs.call(retry, blob.upload_from_string, schema.to_csv(rows), "text/csv", if_generation_match=0)
     except gexc.PreconditionFailed:
         return False
     return True
@@ -76,7 +81,7 @@ def _read_one(blob: storage.Blob, limits: schema.Limits, retry: Any) -> tuple[ar
     values, codes, report = array("d"), array("B"), schema.CsvReport()
     code = {name: i for i, name in enumerate(schema.CLASSES)}
     pinned = blob.bucket.blob(blob.name, generation=blob.generation)
-    with pinned.open("rb", chunk_size=8 * 1024 * 1024, retry=retry) as stream:
+    with gcs.errors(), pinned.open("rb", chunk_size=8 * 1024 * 1024, retry=retry, timeout=REQUEST_TIMEOUT) as stream:
         for row in schema.scan(stream, report, limits):
             if row.values is not None and row.label is not None:
                 values.extend(row.values)

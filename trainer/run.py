@@ -7,8 +7,6 @@ import logging
 from enum import StrEnum
 from typing import Any
 
-from google.api_core.exceptions import GoogleAPIError
-
 from core import gcs, layout, schema
 from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
@@ -126,7 +124,7 @@ def _retire(store: ModelStore, version: str, keep: list[str]) -> None:
     """Mark superseded artifacts (except `keep`) for the lifecycle rule; a failure here never fails the run."""
     try:
         retired = store.retire_older(version, keep)
-    except (ServiceError, GoogleAPIError) as e:
+    except ServiceError as e:
         log.warning("could not mark superseded artifacts: %s", e)
         return
     if retired:
