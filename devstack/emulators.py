@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -159,11 +160,16 @@ def fake_gcs_binary() -> Path:
 
 
 def fake_gcs_command(
-    port: int, root: Path | None, pubsub: PubsubTarget | None, events: Sequence[str] = ("finalize",)
+    port: int,
+    root: Path | None,
+    pubsub: PubsubTarget | None,
+    events: Sequence[str] = ("finalize",),
+    public_port: int | None = None,
 ) -> list[str]:
-    url = f"http://{LOOPBACK}:{port}"
+    """The command line; `public_port` is where clients reach it (a front's port) if not `port`."""
+    public = f"{LOOPBACK}:{public_port or port}"
     cmd = [str(fake_gcs_binary()), "-scheme", "http", "-host", LOOPBACK, "-port", str(port)]
-    cmd += ["-public-host", f"{LOOPBACK}:{port}", "-external-url", url, "-log-level", "info"]
+    cmd += ["-public-host", public, "-external-url", f"http://{public}", "-log-level", "info"]
     if root is None:
         cmd += ["-backend", "memory"]
     else:
@@ -183,8 +189,11 @@ def start_fake_gcs(
     log_path: Path,
     pubsub: PubsubTarget | None = None,
     events: Sequence[str] = ("finalize",),
+    public_port: int | None = None,
 ) -> Service:
     """Start fake-gcs-server over HTTP on loopback. ``root=None`` is the memory backend.
+
+    With a filesystem ``root`` on a machine with a browser, use start_guarded_fake_gcs instead.
 
     ``events`` is any of finalize, delete, metadataUpdate (fake-gcs-server's default is finalize only).
     Measured: uploads (incl. ``if_generation_match=0``, resumable) and ``copy_blob`` publish
@@ -197,8 +206,44 @@ def start_fake_gcs(
     env.pop("PUBSUB_EMULATOR_HOST", None)
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.emulator_host
-    service = spawn("fake-gcs-server", fake_gcs_command(port, root, pubsub, events), port, log_path, env)
+    cmd = fake_gcs_command(port, root, pubsub, events, public_port)
+    service = spawn("fake-gcs-server", cmd, port, log_path, env)
     return _wait_ready(service, lambda: _http_ok(f"{service.url}/storage/v1/b"))
+
+
+BROWSER_BLOCKED_PORTS = (6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080, 4045, 4190, 5060, 5061, 6000, 6566)
+"""Ports of the Fetch standard's "bad port" list (above 1023): every browser refuses to connect to them."""
+
+
+def browser_blocked_port() -> int:
+    """A free loopback port no browser will connect to (fetch.spec.whatwg.org, port blocking)."""
+    for port in BROWSER_BLOCKED_PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"every browser-blocked port is taken: {BROWSER_BLOCKED_PORTS}")
+
+
+def start_guarded_fake_gcs(
+    port: int, root: Path, log_dir: Path, pubsub: PubsubTarget | None = None
+) -> tuple[Service, Service]:
+    """fake-gcs-server on a port browsers refuse, behind devstack.gcs_guard on `port`: (guard, fake-gcs-server).
+
+    fake-gcs-server answers any origin with CORS `*` and its filesystem backend follows `..` in object names; the
+    guard refuses browsers and such names (see devstack/gcs_guard.py). Stop the guard first.
+    """
+    upstream = start_fake_gcs(browser_blocked_port(), root, log_dir / "gcs.log", pubsub, public_port=port)
+    cmd = [sys.executable, "-m", "devstack.gcs_guard", "--port", str(port), "--upstream-port", str(upstream.port)]
+    env = dict(os.environ) | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    try:
+        guard = spawn("gcs-guard", cmd, port, log_dir / "gcs-guard.log", env)
+        return _wait_ready(guard, lambda: _http_ok(f"{guard.url}/storage/v1/b")), upstream
+    except BaseException:
+        upstream.stop()
+        raise
 
 
 def _http_ok(url: str) -> bool:

@@ -122,8 +122,8 @@ class Stack:
             target = PubsubTarget(pubsub.host, cfg.google_cloud_project, cfg.model_events_topic)
         root = (cfg.stack_dir / "gcs").resolve()
         root.mkdir(parents=True, exist_ok=True)
-        gcs = emulators.start_fake_gcs(cfg.stack_gcs_port, root, self.logs / "gcs.log", target)
-        self.children.append(gcs)
+        gcs, upstream = emulators.start_guarded_fake_gcs(cfg.stack_gcs_port, root, self.logs, target)
+        self.children += [upstream, gcs]  # stopped newest first: the guard, then fake-gcs-server
         emulators.ensure_bucket(gcs.host, cfg.google_cloud_project, cfg.gcs_bucket)
         return gcs, pubsub
 

@@ -12,9 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import storage
 
 from core import layout
 from devstack.emulators import free_port, storage_client
+from tests.listening import listening
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -32,6 +35,19 @@ def children_of(pid: int) -> set[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.add(int(stat.parent.name))
     return found
+
+
+def assert_gcs_refuses_browsers_and_dot_dot(port: int, bucket: storage.Bucket, stack_dir: Path) -> None:
+    """What a web page could do to fake-gcs-server through the stack's published port: nothing."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/storage/v1/b", headers={"Origin": "http://evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback http
+    info.value.close()
+    assert info.value.code == 403
+    assert "Access-Control-Allow-Origin" not in info.value.headers
+    with pytest.raises(gexc.Forbidden):
+        bucket.blob("../../../escaped.txt").upload_from_string(b"x")
+    assert not (stack_dir.parent / "escaped.txt").exists()
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -77,6 +93,10 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         keys = tmp_path / "stack" / "keys"
         assert (keys / "signing-key.pem").stat().st_mode & 0o777 == 0o600
         assert [p.name for p in (keys / "public").iterdir()] == [blob.metadata["key_id"].replace(":", "-") + ".pem"]
+        sockets = listening(stack.pid)
+        assert {port for _, port in sockets} >= {ports["PORT"], ports["STACK_GCS_PORT"], ports["STACK_FUNCTION_PORT"]}
+        assert {address for address, _ in sockets} <= {"127.0.0.1", "::1"}, sockets
+        assert_gcs_refuses_browsers_and_dot_dot(ports["STACK_GCS_PORT"], bucket, tmp_path / "stack")
         started = children_of(stack.pid)
         assert len(started) >= 6  # emulators, trainer watcher and scheduler, predictor, function (+ bridge)
         rows = "".join(f"{5.0 + i / 100},3.4,1.5,0.2,setosa\n" for i in range(30))

@@ -1,0 +1,170 @@
+"""A refusing front for fake-gcs-server, so that the local stack is safe on a laptop with a browser open.
+
+fake-gcs-server answers every origin with CORS `*`, and its filesystem backend writes an object named `../x` outside
+its folder: any web page could read the bucket, or write files anywhere the user can. The local stack publishes only
+this front (`python -m devstack.gcs_guard`), which refuses
+- browser requests: an `Origin` or `Sec-Fetch-*` header (every current browser sends one), or a `Host` other than the
+  loopback address it serves (what DNS rebinding sends);
+- object names with a `..` segment, percent-encoded or not, in the path, the query, a JSON body or a JSON part of a
+  multipart body, and batch requests (which nest whole requests);
+and passes everything else to fake-gcs-server unchanged, minus CORS headers in the answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.parser
+import email.policy
+import http.client
+import json
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TRAVERSAL = re.compile(r"(?:^|[/\\])\.\.(?:[/\\]|$)")
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+MAX_BODY = 1 << 30
+
+
+def traverses(text: str) -> bool:
+    """Whether `text`, or its percent-decoding (once or twice), has a `..` path segment."""
+    once = urllib.parse.unquote(text)
+    return any(TRAVERSAL.search(t) for t in (text, once, urllib.parse.unquote(once)))
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON document, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def body_strings(content_type: str, body: bytes) -> Iterator[str]:
+    """The strings of a JSON body, or of the JSON and form parts of a multipart one (media parts are data)."""
+    if not body:
+        return
+    if content_type.startswith("multipart/"):
+        head = f"Content-Type: {content_type}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        for part in message.iter_parts() if message.is_multipart() else []:
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                continue
+            if part.get_content_type() == "application/json":
+                yield from body_strings("application/json", payload)
+            elif part.get_param("name", header="content-disposition") and len(payload) < 4096:
+                yield payload.decode("latin-1")  # a form field (an XML API POST carries the name in `key`)
+        return
+    try:
+        yield from strings(json.loads(body))
+    except (ValueError, RecursionError):
+        return
+
+
+def refusal(method: str, target: str, headers: Mapping[str, str], body: bytes, hosts: set[str]) -> str | None:
+    """Why this request must not reach fake-gcs-server, or None."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "origin" in lowered or any(k.startswith("sec-fetch-") for k in lowered) or method == "OPTIONS":
+        return "browser requests are refused by the local stack"
+    if lowered.get("host", "") not in hosts:
+        return f"Host {lowered.get('host', '')!r} is not this loopback server"
+    parts = urllib.parse.urlsplit(target)
+    if parts.path.startswith("/batch"):
+        return "batch requests are refused by the local stack"
+    values = [parts.path, *(v for pair in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) for v in pair)]
+    values += body_strings(lowered.get("content-type", ""), body)
+    if any(traverses(v) for v in values):
+        return "object names with a '..' segment are refused by the local stack"
+    return None
+
+
+class Guard(BaseHTTPRequestHandler):
+    """Checks one request, then relays it to fake-gcs-server and its answer back."""
+
+    protocol_version = "HTTP/1.1"
+    upstream: tuple[str, int] = ("127.0.0.1", 0)
+    hosts: set[str] = set()
+
+    def handle_one(self) -> None:
+        body = self._body()
+        if body is None:
+            return
+        reason = refusal(self.command, self.path, dict(self.headers.items()), body, self.hosts)
+        if reason:
+            self._refuse(reason)
+            return
+        connection = http.client.HTTPConnection(*self.upstream, timeout=120)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            connection.request(self.command, self.path, body=body, headers=headers)
+            answer = connection.getresponse()
+            data = answer.read()
+        finally:
+            connection.close()
+        self.send_response(answer.status, answer.reason)
+        for key, value in answer.getheaders():
+            if key.lower() not in HOP_BY_HOP | {"content-length"} and not key.lower().startswith("access-control-"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = handle_one
+
+    def _body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._refuse("request body too large for the local stack", 413)
+            return None
+        return self.rfile.read(length)
+
+    def _chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():  # trailer lines
+            pass
+        return b"".join(chunks)
+
+    def _refuse(self, reason: str, status: int = 403) -> None:
+        self.log_error("refused %s %s: %s", self.command, self.path[:200], reason)
+        data = json.dumps({"error": {"code": status, "message": reason}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Passed requests are fake-gcs-server's to log; refusals are logged by _refuse."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.gcs_guard", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True, help="port to serve on 127.0.0.1")
+    parser.add_argument("--upstream-port", type=int, required=True, help="fake-gcs-server's port on 127.0.0.1")
+    args = parser.parse_args(argv)
+    Guard.upstream = ("127.0.0.1", args.upstream_port)
+    Guard.hosts = {f"{host}:{args.port}" for host in ("127.0.0.1", "localhost")}
+    with ThreadingHTTPServer(("127.0.0.1", args.port), Guard) as server:
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

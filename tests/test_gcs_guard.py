@@ -1,0 +1,158 @@
+"""devstack.gcs_guard in front of fake-gcs-server's filesystem backend: the real storage client works through it;
+browsers and `..` object names never reach fake-gcs-server, which listens only where browsers refuse to go."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from devstack import emulators
+from devstack.emulators import Service
+from devstack.gcs_guard import refusal, traverses
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "guarded"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service, Path]]:
+    top = tmp_path_factory.mktemp("guard")
+    root = top / "deep" / "gcs"
+    root.mkdir(parents=True)
+    guard, upstream = emulators.start_guarded_fake_gcs(emulators.free_port(), root, top / "logs")
+    try:
+        emulators.ensure_bucket(guard.host, "p", BUCKET)
+        yield guard, upstream, top
+    finally:
+        guard.stop()
+        upstream.stop()
+
+
+@pytest.fixture
+def bucket(guarded: tuple[Service, Service, Path]) -> storage.Bucket:
+    return emulators.storage_client(guarded[0].host, "p").bucket(BUCKET)
+
+
+def raw(url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback only
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def files_outside(top: Path) -> list[Path]:
+    root = top / "deep" / "gcs"
+    return [p for p in top.rglob("*") if p.is_file() and root not in p.parents and "logs" not in p.parts]
+
+
+def test_the_storage_client_works_through_the_guard(bucket: storage.Bucket) -> None:
+    blob = bucket.blob("data/a.csv")
+    blob.metadata = {"k": "v"}
+    blob.upload_from_string(b"x" * 10, content_type="text/csv", if_generation_match=0)
+    big = bucket.blob("models/big.bin", chunk_size=256 * 1024)  # resumable upload in chunks
+    big.upload_from_string(b"y" * (600 * 1024))
+    assert bucket.blob("models/big.bin").download_as_bytes() == b"y" * (600 * 1024)
+    bucket.copy_blob(blob, bucket, "data/b.csv")
+    fetched = bucket.get_blob("data/b.csv")
+    assert fetched is not None
+    assert fetched.download_as_bytes() == b"x" * 10
+    fetched.metadata = {"k": "w"}
+    fetched.patch()
+    assert sorted(b.name for b in bucket.list_blobs(prefix="data/")) == ["data/a.csv", "data/b.csv"]
+    bucket.delete_blob("data/b.csv")
+    assert bucket.get_blob("data/b.csv") is None
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/../../escape", "../../../escape", "..", "a/.."])
+def test_object_names_with_dot_dot_are_refused_and_nothing_lands_outside(
+    bucket: storage.Bucket, guarded: tuple[Service, Service, Path], name: str
+) -> None:
+    with pytest.raises(gexc.Forbidden, match=r"'\.\.' segment"):
+        bucket.blob(name).upload_from_string(b"pwned")
+    with pytest.raises(gexc.Forbidden):
+        bucket.blob(name, chunk_size=256 * 1024).upload_from_string(b"z" * (300 * 1024))  # resumable: name in JSON
+    source = bucket.blob("data/source.csv")
+    source.upload_from_string(b"s")
+    with pytest.raises((gexc.Forbidden, gexc.BadRequest)):  # the client itself drops a bare ".." from the URL
+        bucket.copy_blob(source, bucket, name)
+    assert files_outside(guarded[2]) == []
+
+
+def test_percent_encoded_dot_dot_is_refused(guarded: tuple[Service, Service, Path]) -> None:
+    url = f"{guarded[0].url}/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name=%252E%252E%252Fescape"
+    status, _, _ = raw(url, "POST", {"Content-Type": "text/plain"}, b"pwned")
+    assert status == 403
+    assert files_outside(guarded[2]) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site"},
+        {"Host": "evil.example"},
+    ],
+    ids=["cross-origin", "no-cors", "dns-rebinding"],
+)
+def test_browser_requests_are_refused_without_cors_headers(
+    guarded: tuple[Service, Service, Path], headers: dict[str, str]
+) -> None:
+    status, answer, body = raw(f"{guarded[0].url}/storage/v1/b/{BUCKET}/o", headers=headers)
+    assert status == 403
+    assert not any(k.lower().startswith("access-control-") for k in answer)
+    assert "refused" in json.loads(body)["error"]["message"] or "Host" in json.loads(body)["error"]["message"]
+
+
+def test_a_cors_preflight_gets_no_cors_headers(guarded: tuple[Service, Service, Path]) -> None:
+    headers = {"Origin": "http://evil.example", "Access-Control-Request-Method": "DELETE"}
+    status, answer, _ = raw(f"{guarded[0].url}/storage/v1/b/{BUCKET}/o/x", "OPTIONS", headers)
+    assert status == 403
+    assert not any(k.lower().startswith("access-control-") for k in answer)
+
+
+def test_fake_gcs_server_itself_listens_on_a_port_browsers_refuse(guarded: tuple[Service, Service, Path]) -> None:
+    guard, upstream, _ = guarded
+    assert upstream.port in emulators.BROWSER_BLOCKED_PORTS
+    status, answer, _ = raw(f"{upstream.url}/storage/v1/b", headers={"Origin": "http://evil.example"})
+    assert answer.get("Access-Control-Allow-Origin") == "*"  # why it must never be reachable from a page
+    status, answer, _ = raw(f"{guard.url}/storage/v1/b")
+    assert status == 200
+    assert not any(k.lower().startswith("access-control-") for k in answer)
+
+
+@pytest.mark.parametrize(
+    "text", ["..", "../x", "a/../b", "a\\..\\b", "%2e%2e/x", "%252e%252e%252fx", "a/%2E%2E", "/b/x/o/..%2Fy"]
+)
+def test_traversal_spellings(text: str) -> None:
+    assert traverses(text)
+
+
+@pytest.mark.parametrize("text", ["a..b", "...", "data/x..csv", "models/model-1.pkl", ".hidden", "a/.b"])
+def test_names_that_only_contain_dots_pass(text: str) -> None:
+    assert not traverses(text)
+
+
+def test_names_inside_json_and_multipart_bodies_are_checked() -> None:
+    hosts = {"127.0.0.1:1"}
+    headers = {"Host": "127.0.0.1:1", "Content-Type": "application/json"}
+    escaped = b'{"n\\u0061me": "\\u002e\\u002e/x"}'
+    assert refusal("POST", "/upload/storage/v1/b/b/o?uploadType=resumable", headers, escaped, hosts)
+    multipart = (
+        b"--B\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+        b'{"name": "../x"}\r\n--B\r\nContent-Type: text/csv\r\n\r\na,b\r\n../data,..\r\n--B--\r\n'
+    )
+    related = headers | {"Content-Type": 'multipart/related; boundary="B"'}
+    assert refusal("POST", "/upload/storage/v1/b/b/o?uploadType=multipart", related, multipart, hosts)
+    harmless = multipart.replace(b"../x", b"data/x.csv")  # `..` inside the file's own bytes is data
+    assert refusal("POST", "/upload/storage/v1/b/b/o?uploadType=multipart", related, harmless, hosts) is None
+    assert refusal("POST", "/batch/storage/v1", headers, b"", hosts)
