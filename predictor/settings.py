@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from core.settings import TrustSettings
@@ -24,8 +26,12 @@ class PredictorSettings(TrustSettings):
     """Address of the ADMIN_PORT listener: the pod's IP for probes and scraping; the local stack sets 127.0.0.1."""
     web_concurrency: int = Field(2, ge=1)
     """gunicorn worker processes (gunicorn's own WEB_CONCURRENCY variable)."""
+    worker_class: Literal["sync", "gthread"] = "gthread"
+    """gunicorn worker class: sync (one request at a time, no keep-alive) or gthread (WORKER_THREADS, keep-alive)."""
     worker_threads: int = Field(4, ge=1)
     """Threads per gunicorn worker (gthread worker class)."""
+    reuse_port: bool = True
+    """Each worker listens on its own SO_REUSEPORT socket: the kernel spreads connections over the workers."""
     graceful_timeout: int = Field(20, ge=1)
     """Seconds a stopping worker gets to finish in-flight requests (the agent takes at most half to unsubscribe)."""
     worker_timeout: int = Field(30, ge=1)

@@ -66,10 +66,24 @@ def wait_ready(service: Service, path: str, timeout: float = 60, body: bytes | N
     raise RuntimeError(f"{service.name} not ready after {timeout:.0f} s:\n{service.log_tail()}")
 
 
-def start_predictor(env: dict[str, str], port: int, log: Path, workers: int = 2, threads: int = 4) -> Service:
-    """``python -m predictor`` from the project's interpreter (gunicorn gthread workers)."""
-    env = env | {"PORT": str(port), "WEB_CONCURRENCY": str(workers), "WORKER_THREADS": str(threads)}
-    return spawn("predictor", [sys.executable, "-m", "predictor"], port, log, env)
+def start_predictor(
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    workers: int = 2,
+    threads: int = 4,
+    worker_class: str = "gthread",
+    cwd: Path = REPO,
+) -> Service:
+    """``python -m predictor`` from the project's interpreter (from the checkout at ``cwd``)."""
+    env = env | {
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "WORKER_THREADS": str(threads),
+        "WORKER_CLASS": worker_class,
+        "PYTHONPATH": str(cwd),
+    }
+    return spawn("predictor", [sys.executable, "-m", "predictor"], port, log, env, cwd=cwd)
 
 
 def start_bare_flask(
@@ -104,7 +118,20 @@ def worker_pids(root_pid: int) -> list[int]:
         tree[pid] = _children(pid)
         pending += tree[pid]
     master = max(tree, key=lambda p: len(tree[p]))
-    return sorted(tree[master])
+    return sorted(pid for pid in tree[master] if not is_agent(pid))
+
+
+def is_agent(pid: int) -> bool:
+    """Whether ``pid`` is the predictor's model agent (a child of gunicorn's master, not a worker)."""
+    try:
+        return b"predictor.agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def agent_pids(root_pid: int) -> list[int]:
+    """The model agent(s) among the children of ``root_pid``."""
+    return [pid for pid in _children(root_pid) if is_agent(pid)]
 
 
 def cpu_seconds(root_pid: int) -> float:
