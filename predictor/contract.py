@@ -143,6 +143,8 @@ class InferRequest(TypedDict):
     """Open Inference Protocol V2 inference request: exactly one input tensor."""
 
     id: NotRequired[StrictStr]
+    model_name: NotRequired[StrictStr]
+    """KServe's REST client repeats the model name of the URL here; it is not otherwise read."""
     parameters: NotRequired[Parameters]
     inputs: Annotated[list[InputTensor], Field(min_length=1, max_length=1)]
     outputs: NotRequired[Annotated[list[RequestedOutput], Field(min_length=1)]]

@@ -1,7 +1,9 @@
 """KServe's Python client (``kserve.InferenceGRPCClient``) against a V2 gRPC server.
 
 ``python kserve_scenario.py HOST:PORT`` prints JSON: health, typed (list) and raw (NumPy) inputs, typed and raw
-outputs, and an error. ``python kserve_scenario.py descriptor`` prints KServe's compiled grpc_predict_v2 descriptor.
+outputs, and an error. ``python kserve_scenario.py rest URL`` does the same over REST with
+``kserve.InferenceRESTClient``. ``python kserve_scenario.py descriptor`` prints KServe's compiled grpc_predict_v2
+descriptor.
 """
 
 from __future__ import annotations
@@ -63,6 +65,37 @@ async def scenario(target: str) -> dict[str, Any]:
         return out
 
 
+async def rest_scenario(base_url: str) -> dict[str, Any]:
+    """The same client family over REST (``kserve.InferenceRESTClient``, protocol v2): JSON and binary tensors."""
+    import httpx
+    from kserve import InferenceRESTClient, RESTConfig
+
+    client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=10))
+    out: dict[str, Any] = {
+        "live": await client.is_server_live(base_url), "ready": await client.is_server_ready(base_url),
+        "model_ready": await client.is_model_ready(base_url, "iris"),
+    }  # fmt: skip
+    typed = InferInput("x", [2, 4], "FP64", data=[v for row in ROWS for v in row])
+    headers: dict[str, str] = {}  # this client's REST answer drops model_version: X-Model-Version carries it too
+    request = InferRequest("iris", [typed], request_id="r-1")
+    out["json"] = described(await client.infer(base_url, request, model_name="iris", response_headers=headers))
+    out["json"]["model_version"] = headers.get("x-model-version")
+    binary = InferInput("x", [2, 4], "FP32")
+    binary.set_data_from_numpy(np.array(ROWS, dtype=np.float32), binary_data=True)
+    request = InferRequest("iris", [binary], request_id="r-2", parameters={"binary_data_output": True})
+    headers = {}
+    out["binary"] = described(await client.infer(base_url, request, model_name="iris", response_headers=headers))
+    out["binary"]["raw"] = "inference-header-content-length" in headers  # binary tensors in the answer
+    bad = InferInput("x", [1, 4], "FP64", data=[5.1, -3.5, 1.4, 0.2])
+    try:
+        await client.infer(base_url, InferRequest("iris", [bad]), model_name="iris")
+        out["error"] = {"status": 200, "body": ""}
+    except httpx.HTTPStatusError as e:
+        out["error"] = {"status": e.response.status_code, "body": e.response.text}
+    await client.close()
+    return out
+
+
 def descriptor() -> dict[str, str]:
     from kserve.protocol.grpc import grpc_predict_v2_pb2
 
@@ -70,5 +103,10 @@ def descriptor() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    result = descriptor() if sys.argv[1] == "descriptor" else asyncio.run(scenario(sys.argv[1]))
+    if sys.argv[1] == "descriptor":
+        result = descriptor()
+    elif sys.argv[1] == "rest":
+        result = asyncio.run(rest_scenario(sys.argv[2]))
+    else:
+        result = asyncio.run(scenario(sys.argv[1]))
     print(json.dumps(result))
