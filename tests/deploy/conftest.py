@@ -38,8 +38,11 @@ def base_resources() -> list[dict[str, Any]]:
     docs = [d for name in kust["resources"] for d in load_yaml_docs(BASE / name)]
     for gen in kust["configMapGenerator"]:
         data: dict[str, str] = {}
-        for env in gen["envs"]:
+        for env in gen.get("envs", []):
             data.update(read_env_file(BASE / env))
+        for entry in gen.get("files", []):
+            key, _, path = entry.rpartition("=")
+            data[key or Path(path).name] = (BASE / path).read_text()
         docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]}, "data": data})
     return docs
 
