@@ -1,0 +1,131 @@
+"""The public path: Gateway -> HTTPRoute -> Service -> nginx (proxy sidecar) -> gunicorn on loopback.
+
+Gateway API and GKE's policy resources are custom resources (no schema in kubernetes-validate): these checks hold
+them to the shapes GKE accepts and to the rest of the manifests and the code (names, ports, routes, settings).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from predictor.app import create_app
+from predictor.proxy import ProxySettings, render
+from predictor.settings import PredictorSettings
+from tests.deploy.conftest import base_resources, find
+from tests.deploy.test_manifests import PREDICTOR, pod_spec
+from tests.keys import settings as key_settings
+
+RESOURCES = base_resources()
+GATEWAY_CLASS = "gke-l7-global-external-managed"  # the global external Application Load Balancer
+GFE_RANGES = {"35.191.0.0/16", "130.211.0.0/22"}  # Google's front ends and health checkers
+
+
+def pod() -> dict[str, Any]:
+    return pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+
+
+def containers() -> dict[str, dict[str, Any]]:
+    spec = pod()
+    return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+
+def env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def test_gateway_is_the_global_external_load_balancer_with_tls_and_a_static_ip() -> None:
+    gateway = find(RESOURCES, "Gateway", "iris")
+    assert gateway["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert gateway["spec"]["gatewayClassName"] == GATEWAY_CLASS
+    assert gateway["spec"]["addresses"] == [{"type": "NamedAddress", "value": "iris-ip"}]
+    assert gateway["metadata"]["annotations"]["networking.gke.io/certmap"] == "iris-certmap"
+    listeners = {(x["name"], x["protocol"], x["port"]) for x in gateway["spec"]["listeners"]}
+    assert listeners == {("https", "HTTPS", 443), ("http", "HTTP", 80)}
+    for listener in gateway["spec"]["listeners"]:
+        assert "tls" not in listener  # the certificate map serves TLS; GKE refuses both on one Gateway
+        assert listener["allowedRoutes"] == {"namespaces": {"from": "Same"}}
+
+
+def test_routes_reach_nginx_and_the_grpc_server_and_http_only_redirects() -> None:
+    service = find(RESOURCES, "Service", PREDICTOR)
+    service_ports = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
+    routes = {r["metadata"]["name"]: r for r in RESOURCES if r["kind"] == "HTTPRoute"}
+    assert set(routes) == {"iris-predictor", "iris-https-redirect"}
+    main, redirect = routes["iris-predictor"]["spec"], routes["iris-https-redirect"]["spec"]
+    assert main["parentRefs"] == [{"name": "iris", "sectionName": "https"}]
+    targets = {}
+    for rule in main["rules"]:
+        ((path,),) = [[m["path"]["value"] for m in rule["matches"]]]
+        ((backend,),) = [rule["backendRefs"]]
+        assert backend["name"] == PREDICTOR
+        targets[path] = service_ports[backend["port"]]
+    assert targets == {"/": "http", "/inference.GRPCInferenceService/": "grpc"}
+    grpc_port = next(p for p in service["spec"]["ports"] if p["targetPort"] == "grpc")
+    assert grpc_port["appProtocol"] == "kubernetes.io/h2c"
+    assert redirect["parentRefs"] == [{"name": "iris", "sectionName": "http"}]
+    ((rule,),) = [redirect["rules"]]
+    assert "backendRefs" not in rule
+    assert rule["filters"] == [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]
+
+
+def test_health_check_and_backend_policies_target_the_service() -> None:
+    app = create_app(PredictorSettings.model_validate(key_settings()))
+    health = find(RESOURCES, "HealthCheckPolicy", PREDICTOR)
+    backend = find(RESOURCES, "GCPBackendPolicy", PREDICTOR)
+    for policy in (health, backend):
+        assert policy["apiVersion"] == "networking.gke.io/v1"
+        assert policy["spec"]["targetRef"] == {"group": "", "kind": "Service", "name": PREDICTOR}
+    check = health["spec"]["default"]["config"]
+    proxy_ports = {p["name"]: p["containerPort"] for p in containers()["proxy"]["ports"]}
+    assert check["type"] == "HTTP"
+    assert check["httpHealthCheck"]["port"] == proxy_ports["http"]
+    assert check["httpHealthCheck"]["requestPath"] == "/v2/health/ready"
+    assert "/v2/health/ready" in {rule.rule for rule in app.url_map.iter_rules()}
+    default = backend["spec"]["default"]
+    assert default["timeoutSec"] < ProxySettings.model_fields["proxy_read_timeout"].default
+    assert 0 <= default["logging"]["sampleRate"] <= 1_000_000
+
+
+def test_the_proxy_config_is_the_rendered_template_for_this_pod() -> None:
+    """k8s/base/proxy/nginx.conf is `python -m predictor.proxy` for the predictor's PORT and MAX_BODY_BYTES."""
+    predictor, proxy = containers()["predictor"], containers()["proxy"]
+    max_body = int(find(RESOURCES, "ConfigMap", "iris-predictor")["data"]["MAX_BODY_BYTES"])
+    upstream = f"{env(predictor)['BIND_HOST']}:{env(predictor)['PORT']}"
+    config = find(RESOURCES, "ConfigMap", "iris-proxy")["data"]["nginx.conf"]
+    regenerate = (
+        f"python -m predictor.proxy --upstream {upstream} --max-body-bytes {max_body} > k8s/base/proxy/nginx.conf"
+    )
+    assert config == render(ProxySettings(), upstream, max_body), f"stale; run: {regenerate}"
+    settings = ProxySettings()
+    ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
+    assert ports == {"http": settings.proxy_port, "proxy-health": settings.proxy_health_port}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert proxy[probe]["httpGet"] == {"path": "/healthz", "port": "proxy-health"}
+    mounts = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod()["volumes"]}
+    command = shlex.join(proxy["command"])
+    config_path = proxy["command"][proxy["command"].index("-c") + 1]
+    assert volumes[mounts[config_path.rsplit("/", 1)[0]]]["configMap"]["name"] == "iris-proxy"
+    assert "daemon off;" in command
+    assert volumes[mounts[str(settings.proxy_runtime_dir)]]["emptyDir"]["medium"] == "Memory"
+    assert proxy["restartPolicy"] == "Always"  # a native sidecar: up before gunicorn, down after it
+    assert proxy["image"].startswith("nginx:")
+
+
+def test_nginx_never_forwards_admin_or_metrics() -> None:
+    config = find(RESOURCES, "ConfigMap", "iris-proxy")["data"]["nginx.conf"]
+    assert "location ~ ^/(admin|metrics)(/|$) {\n            return 404" in config
+    assert "proxy_request_buffering on;" in config
+    assert f"client_max_body_size {PredictorSettings.model_fields['max_body_bytes'].default};" in config
+
+
+def test_only_the_load_balancer_reaches_the_public_ports() -> None:
+    (policy,) = [p for p in RESOURCES if p["kind"] == "NetworkPolicy" and p["metadata"]["name"].endswith("ingress")]
+    ports = {p["name"]: p["containerPort"] for c in containers().values() for p in c.get("ports", [])}
+    rules = {tuple(sorted(p["port"] for p in rule["ports"])): rule["from"] for rule in policy["spec"]["ingress"]}
+    assert rules.keys() == {tuple(sorted((ports["http"], ports["grpc"]))), (ports["admin"],)}
+    public = rules[tuple(sorted((ports["http"], ports["grpc"])))]
+    assert {peer["ipBlock"]["cidr"] for peer in public} == GFE_RANGES
+    (monitoring,) = rules[(ports["admin"],)]
+    assert monitoring == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
