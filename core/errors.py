@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.states import RejectReason
+
 
 class ServiceError(Exception):
     """Root of every error this project raises on purpose."""
@@ -26,9 +28,9 @@ class ArtifactRejected(ServiceError):
     status = 422
     code = "artifact_rejected"
 
-    def __init__(self, reason: str, message: str, name: str | None = None) -> None:
-        super().__init__(f"{reason}: {message}", {"reason": reason, "artifact": name})
-        self.reason = reason
+    def __init__(self, reason: RejectReason | str, message: str, name: str | None = None) -> None:
+        super().__init__(f"{reason}: {message}", {"reason": str(reason), "artifact": name})
+        self.reason = RejectReason(reason)
         self.name = name
 
 

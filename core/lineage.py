@@ -5,31 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from core import signing
 from core.errors import ArtifactRejected
+from core.states import Trigger
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
 _INT_FIELDS = ("row_count", "data_objects_total")
 LISTED_OBJECTS_BYTES = 2048
 """At most this much of the data object list goes into the metadata (GCS allows 8 KiB of custom metadata in all)."""
-
-
-class Trigger(StrEnum):
-    """What started the run that trained an artifact."""
-
-    EVENT = "event"
-    """New data under data/ (`python -m trainer --watch`)."""
-    CRON = "cron"
-    """The CronJob, or `python -m trainer --schedule` locally."""
-    FORCE = "force"
-    """`python -m trainer --force`: retrain the same data."""
-    RECONCILE = "reconcile"
-    """The watcher's catch-up run at start and after its subscription was recreated (events may have been missed)."""
-    MANUAL = "manual"
-    """A one-off `python -m trainer`, or a model published directly."""
 
 
 @dataclass(frozen=True)

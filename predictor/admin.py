@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from core.states import SwapOutcome, SwapTrigger
 from predictor import inputs
 from predictor.api import json_response
 from predictor.contract import Contract
@@ -50,7 +51,7 @@ def _answer(registry: Registry, record: SwapRecord | None, status: int = 200) ->
 def reload() -> Response:
     """List models/ now and swap to the newest valid version (or the pinned one)."""
     registry: Registry = current_app.extensions["registry"]
-    return _answer(registry, registry.reconcile("admin"))
+    return _answer(registry, registry.reconcile(SwapTrigger.ADMIN))
 
 
 @bp.put("/pin")
@@ -60,7 +61,7 @@ def pin() -> Response:
     pin_request = Contract.build(registry.settings.max_batch_size).pin
     version = inputs.validate(pin_request, inputs.read_body(), PIN_REASONS)["version"]
     record = registry.pin(version)
-    return _answer(registry, record, 422 if record.outcome in ("rejected", "failed") else 200)
+    return _answer(registry, record, 422 if record.outcome in (SwapOutcome.REJECTED, SwapOutcome.FAILED) else 200)
 
 
 @bp.delete("/pin")

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from flask import Flask
 
+from core.states import SwapOutcome, SwapTrigger
 from core.store import ModelStore
 from predictor import handover
 from predictor.agent import service
@@ -32,7 +33,7 @@ from predictor.settings import PredictorSettings
 log = logging.getLogger(__name__)
 
 EXTENSION = "background"
-UPSTREAM_OUTCOMES = ("rejected", "failed")
+UPSTREAM_OUTCOMES = (SwapOutcome.REJECTED, SwapOutcome.FAILED)
 """The agent's decisions a serving process shows as its own: artifacts it never got to see."""
 RETRY_FAILED_S = 1.0
 """After a load failed (not a rejection), seconds before the same pointer is offered again."""
@@ -87,13 +88,13 @@ class Follower:
         if pointer is None:
             return
         record = self.registry.offer(pointer.name, pointer.generation, self._trigger(pointer), pointer.finalized())
-        if record.outcome == "failed":
+        if record.outcome == SwapOutcome.FAILED:
             self.retry_at = time.monotonic() + RETRY_FAILED_S
             return
         self.seen = key
 
     def _trigger(self, pointer: Pointer) -> str:
-        return pointer.trigger if self.registry.ready else "startup"
+        return pointer.trigger if self.registry.ready else SwapTrigger.STARTUP
 
 
 def start(app: Flask) -> Follower:

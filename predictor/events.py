@@ -40,6 +40,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 from core import layout, pubsub
 from core.errors import StoreUnavailable
 from core.notifications import Malformed, ModelEvent, model_event
+from core.states import SwapTrigger
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ class ModelEvents:
         """Offer `event` to the registry once. False when the store stayed unavailable through its own retries:
         the message is nacked and Pub/Sub's redelivery is the only retry."""
         try:
-            record = self._registry.offer(event.name, event.generation, "notification", event.finalized_at)
+            record = self._registry.offer(event.name, event.generation, SwapTrigger.NOTIFICATION, event.finalized_at)
         except StoreUnavailable as e:
             log.warning("model events: store unavailable, nacking %s: %s", event.name, e)
             return False

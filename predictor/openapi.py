@@ -16,6 +16,7 @@ from flask import Blueprint, current_app
 from pydantic import TypeAdapter
 
 from core.schema import CLASSES
+from core.states import SwapOutcome, SwapTrigger
 from predictor.contract import OUTPUTS, Contract
 from predictor.settings import PredictorSettings
 
@@ -136,8 +137,8 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
             "required": ["version", "trigger", "outcome", "reason", "duration_s", "at", "object", "message"],
             "properties": {
                 "version": {"type": "string", "nullable": True},
-                "trigger": {"type": "string", "enum": ["startup", "notification", "reconcile", "admin"]},
-                "outcome": {"type": "string", "enum": ["swapped", "rejected", "ignored", "failed"]},
+                "trigger": {"type": "string", "enum": [t.value for t in SwapTrigger]},
+                "outcome": {"type": "string", "enum": [o.value for o in SwapOutcome]},
                 "reason": {"type": "string", "nullable": True},
                 "duration_s": {"type": "number"},
                 "at": {"type": "string", "format": "date-time"},

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.errors import StoreUnavailable
+from core.states import SwapTrigger
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ FIRST_RETRY_S = 0.5
 class Reconciles(Protocol):
     """What the reconcile job needs from the registry."""
 
-    def reconcile(self, trigger: str = "reconcile") -> Any: ...
+    def reconcile(self, trigger: str = SwapTrigger.RECONCILE) -> Any: ...
 
     @property
     def ready(self) -> bool: ...
@@ -39,7 +40,7 @@ def interval(settings: PredictorSettings, events: bool) -> float:
     return settings.reconcile_interval if events else settings.reconcile_interval_without_events
 
 
-def reconcile_once(registry: Reconciles, trigger: str = "reconcile") -> Any:
+def reconcile_once(registry: Reconciles, trigger: str = SwapTrigger.RECONCILE) -> Any:
     """One reconcile; errors are logged, never raised (the next run tries again)."""
     try:
         return registry.reconcile(trigger)
@@ -54,7 +55,7 @@ def initial_load(registry: Reconciles, settings: PredictorSettings, stop: thread
     """Reconcile with exponential backoff (capped by LOAD_RETRY_MAX) until a model is ready; False if stopped."""
     delay = FIRST_RETRY_S
     while not stop.is_set():
-        reconcile_once(registry, "startup")
+        reconcile_once(registry, SwapTrigger.STARTUP)
         if registry.ready:
             return True
         log.warning("no model loaded yet; next attempt in %.1f s", delay)
@@ -80,7 +81,7 @@ def run_now(sched: BackgroundScheduler, registry: Reconciles) -> None:
         reconcile_once,
         "date",
         run_date=datetime.now(UTC),
-        args=(registry, "reconcile"),
+        args=(registry, SwapTrigger.RECONCILE),
         id=NOW_JOB_ID,
         replace_existing=True,
     )

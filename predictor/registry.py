@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from core import layout
 from core.errors import ArtifactRejected, StoreUnavailable
+from core.states import SkipReason, SwapOutcome, SwapTrigger
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.fastpath import ProbaFn, compile_proba
 from predictor.metrics import Metrics
@@ -45,9 +46,9 @@ class SwapRecord:
 
     version: str | None
     trigger: str
-    """startup | notification | reconcile | admin"""
+    """A SwapTrigger."""
     outcome: str
-    """swapped | rejected | ignored | failed"""
+    """A SwapOutcome."""
     reason: str | None
     duration_s: float
     at: str
@@ -134,7 +135,7 @@ class Registry:
                 return self._ignored(name, trigger, skip)
             return self._load(name, generation, trigger, finalized_at)
 
-    def reconcile(self, trigger: str = "reconcile") -> SwapRecord | None:
+    def reconcile(self, trigger: str = SwapTrigger.RECONCILE) -> SwapRecord | None:
         """List models/ and serve the newest valid version newer than the current one (or exactly the pin)."""
         with self._lock:
             refs = self.store.list_versions()
@@ -147,7 +148,7 @@ class Registry:
                 if self._skip_reason(ref.name, ref.version, ref.generation):
                     continue
                 outcome = self._load(ref.name, ref.generation, trigger, None, ref)
-                if outcome.outcome == "swapped":
+                if outcome.outcome == SwapOutcome.SWAPPED:
                     break
             return outcome
 
@@ -156,9 +157,9 @@ class Registry:
         with self._lock:
             if self.version == version:
                 self.pinned = version
-                return self._ignored(layout.model_object(version), "admin", "already_serving")
+                return self._ignored(layout.model_object(version), SwapTrigger.ADMIN, SkipReason.ALREADY_SERVING)
             record = self._load(layout.model_object(version), None, "admin", None)
-            if record.outcome == "swapped":
+            if record.outcome == SwapOutcome.SWAPPED:
                 self.pinned = version
             return record
 
@@ -166,19 +167,19 @@ class Registry:
         """Drop the pin and catch up with the newest valid version."""
         with self._lock:
             self.pinned = None
-            return self.reconcile("admin")
+            return self.reconcile(SwapTrigger.ADMIN)
 
     def _skip_reason(self, name: str, version: str | None, generation: int | None) -> str | None:
         if version is None:
-            return "not_a_model"
+            return SkipReason.NOT_A_MODEL
         if generation is not None and (name, generation) in self._refused:
-            return "already_rejected"
+            return SkipReason.ALREADY_REJECTED
         if version == self.version:
-            return "already_serving"
+            return SkipReason.ALREADY_SERVING
         if self.pinned is not None:
             return None if version == self.pinned else "pinned"
         if self.version is not None and version < self.version:
-            return "older"
+            return SkipReason.OLDER
         return None
 
     def _reconcile_pinned(self, refs: list[ArtifactRef], trigger: str) -> SwapRecord | None:
@@ -209,13 +210,13 @@ class Registry:
             self._refused.update({(name, g) for g in (generation, ref.generation if ref else None) if g is not None})
             return self._rejected(name, trigger, e, time.perf_counter() - started)
         except StoreUnavailable:
-            self.metrics.swaps.labels(trigger, "failed").inc()
+            self.metrics.swaps.labels(trigger, SwapOutcome.FAILED).inc()
             raise
         except Exception as e:
             log.exception("loading %s failed", name)
             text = f"{type(e).__name__}: {e}"
             return self._record(
-                SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), name, text)
+                SwapRecord(None, trigger, SwapOutcome.FAILED, type(e).__name__, _since(started), _now(), name, text)
             )
         return self._swap(loaded, trigger, finalized_at, started)
 
@@ -227,7 +228,9 @@ class Registry:
             log.exception("handing over %s failed", loaded.ref.name)
             text = f"{type(e).__name__}: {e}"
             return self._record(
-                SwapRecord(None, trigger, "failed", type(e).__name__, _since(started), _now(), loaded.ref.name, text)
+                SwapRecord(
+                    None, trigger, SwapOutcome.FAILED, type(e).__name__, _since(started), _now(), loaded.ref.name, text
+                )
             )
         old = self.version
         self.loaded_at, self.loaded_trigger = datetime.now(UTC), trigger
@@ -235,7 +238,9 @@ class Registry:
         self.metrics.set_serving(old, loaded.version)
         if finalized_at is not None:
             self.metrics.swap_latency.observe(max(0.0, (datetime.now(UTC) - finalized_at).total_seconds()))
-        record = SwapRecord(loaded.version, trigger, "swapped", None, _since(started), _now(), loaded.ref.name)
+        record = SwapRecord(
+            loaded.version, trigger, SwapOutcome.SWAPPED, None, _since(started), _now(), loaded.ref.name
+        )
         log.info("serving model %s (was %s)", loaded.version, old, extra={"swap": record.as_dict()})
         return self._record(record)
 
@@ -244,13 +249,20 @@ class Registry:
         log.warning("rejected artifact %s: %s", name, error.message, extra={"reason": error.reason})
         return self._record(
             SwapRecord(
-                layout.model_version(name), trigger, "rejected", error.reason, seconds, _now(), name, error.message
+                layout.model_version(name),
+                trigger,
+                SwapOutcome.REJECTED,
+                error.reason,
+                seconds,
+                _now(),
+                name,
+                error.message,
             )
         )
 
     def _ignored(self, name: str, trigger: str, reason: str) -> SwapRecord:
-        record = SwapRecord(layout.model_version(name), trigger, "ignored", reason, 0.0, _now(), name)
-        self.metrics.swaps.labels(trigger, "ignored").inc()
+        record = SwapRecord(layout.model_version(name), trigger, SwapOutcome.IGNORED, reason, 0.0, _now(), name)
+        self.metrics.swaps.labels(trigger, SwapOutcome.IGNORED).inc()
         if reason == "pinned":
             log.info("pinned to %s: not swapping to %s", self.pinned, name)
             self._remember(record)

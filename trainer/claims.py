@@ -20,10 +20,11 @@ from google.cloud import storage
 
 from core import gcs, layout
 from core.errors import ServiceError
+from core.states import RunOutcome
 
 log = logging.getLogger(__name__)
 
-_SETTLED = ("published", "rejected")
+_SETTLED = (RunOutcome.PUBLISHED, RunOutcome.REJECTED)
 """Outcomes that end a fingerprint; a `failed` (or stale `training`) claim may be taken over."""
 
 

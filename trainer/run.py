@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from enum import StrEnum
 from typing import Any
 
 from core import gcs, layout, schema
 from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
+from core.states import RunOutcome as Outcome
 from core.store import ArtifactRef, ModelStore
 from trainer import claims, data
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    """A run's `status`: the first three settle the data it saw; `busy` and `failed` ask for another try."""
-
-    PUBLISHED = "published"
-    SKIPPED = "skipped"
-    REJECTED = "rejected"
-    BUSY = "busy"
-    """Another run holds a live claim on the same data; ask again once it has finished or gone stale."""
-    FAILED = "failed"
-
-    @property
-    def settled(self) -> bool:
-        return self in (Outcome.PUBLISHED, Outcome.SKIPPED, Outcome.REJECTED)
 
 
 def newest_signed(store: ModelStore) -> ArtifactRef | None:
