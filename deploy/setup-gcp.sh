@@ -256,9 +256,15 @@ create_secret() {
 create_build_trigger() {
   say "Cloud Build: runs as iris-build; trigger on push to $BRANCH_PATTERN"
   local build="serviceAccount:iris-build@$SA_DOMAIN" role
-  for role in roles/logging.logWriter roles/container.developer roles/cloudfunctions.developer; do
+  # roles/container.clusterViewer only fetches cluster credentials; what the build may do inside the cluster is
+  # deploy/build-rbac.yaml (apply the overlays in $NAMESPACE, never read a Secret). roles/container.developer would
+  # let it read every Secret, the signing key included.
+  for role in roles/logging.logWriter roles/container.clusterViewer roles/cloudfunctions.developer; do
     project_role "$build" "$role"
   done
+  sed -e "s/BUILD_ACCOUNT/iris-build@$SA_DOMAIN/" -e "s/namespace: iris\$/namespace: $NAMESPACE/" \
+    -e "s/resourceNames: \[iris\]/resourceNames: [$NAMESPACE]/" "$(dirname "$0")/build-rbac.yaml" >"$WORKDIR/build-rbac.yaml"
+  run kubectl apply -f "$WORKDIR/build-rbac.yaml"
   run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --project="$PROJECT_ID" \
     --location="$REGION" --member="$build" --role=roles/artifactregistry.writer >/dev/null
   # Deploying the function "as" iris-ingest requires actAs on that account only.

@@ -166,3 +166,16 @@ def test_rerun_creates_nothing_that_exists(tmp_path: Path) -> None:
     assert creates == [], creates
     assert any("describe" in c for c in calls)
     assert "exists:" in result.stdout
+
+
+def test_the_build_account_gets_cluster_credentials_and_rbac_never_secrets(
+    dry_run: tuple[str, list[list[str]]],
+) -> None:
+    _, commands = dry_run
+    build = f"--member=serviceAccount:iris-build@{PROJECT}.iam.gserviceaccount.com"
+    roles = {a.split("=", 1)[1] for c in commands if build in c for a in c if a.startswith("--role=")}
+    assert "roles/container.clusterViewer" in roles
+    assert not {"roles/container.developer", "roles/container.admin", "roles/editor", "roles/owner"} & roles
+    assert not any(r.startswith("roles/secretmanager") for r in roles)
+    apply = has(commands, "kubectl", "apply")
+    assert apply[-1].endswith("build-rbac.yaml")
