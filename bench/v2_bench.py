@@ -1,10 +1,11 @@
 """Open Inference Protocol V2 benchmark: REST and gRPC, 1-row and 100-row requests, ours against MLServer's.
 
 ``python bench/v2_bench.py [--duration 10] [--warmup 2] [--connections 8] [--rounds 1]``. Starts fake-gcs-server
-(memory backend), publishes a signed model, then our REST server (``python -m predictor``: gunicorn, 2 workers x 4
-threads), our gRPC server (``python -m predictor.grpc``) and MLServer 1.7.1 (sklearn runtime, its own virtualenv under
+(memory backend), publishes a signed model, then, each alone and one after another: our REST server (``python -m
+predictor``: gunicorn, 2 gthread workers x 4 threads, with its model agent), our gRPC server (``python -m
+predictor.grpc``, one process) and MLServer 1.7.1 (sklearn runtime, ``parallel_workers: 0``, its own virtualenv under
 ``bench/.venvs/``, REST and gRPC in one process) on the same fitted model. Every cell is the same closed loop from
-h2load (nghttp2-client: HTTP/1.1 keep-alive for REST, HTTP/2 for gRPC), one cell after another, rounds interleaved.
+h2load (nghttp2-client: HTTP/1.1 keep-alive for REST, HTTP/2 for gRPC); rounds rotate the order of the servers.
 Each request asks for the ``predict`` output. Before measuring, every payload is sent once by a real client (requests
 for REST, grpcio for gRPC) and its answer checked. Prints one table; stops everything it started, by PID. Loopback only.
 """
@@ -166,24 +167,35 @@ def wait_grpc(service: Service, timeout: float = 120) -> None:
     raise RuntimeError(f"{service.name} not serving:\n{service.log_tail()}")
 
 
-def start_targets(env: dict[str, str], model: object, logs: Path) -> list[Target]:
+def ours_rest(env: dict[str, str], model: object, logs: Path) -> list[Target]:
     rest = servers.start_predictor(env, emulators.free_port(), logs / "predictor.log")
-    grpc_port = emulators.free_port()
-    grpc_server = servers.spawn("predictor-grpc", [sys.executable, "-m", "predictor.grpc"], grpc_port,
-                                logs / "predictor-grpc.log", env | {"GRPC_PORT": str(grpc_port)})  # fmt: skip
-    ml_bin = venvs.ensure_venv("mlserver", venvs.mlserver_requirements())
-    repo = logs / "mlserver"
-    mlserver = servers.start_mlserver(ml_bin, model, repo, emulators.free_port(), logs / "mlserver.log")
     servers.wait_ready(rest, "/v2/health/ready", timeout=120)
-    wait_grpc(grpc_server)
-    servers.wait_ready(mlserver, "/v2/models/iris/ready", timeout=120)
-    ml_grpc = f"127.0.0.1:{json.loads((repo / 'settings.json').read_text())['grpc_port']}"
+    return [Target("ours", "REST", rest, rest.host, "iris")]
+
+
+def ours_grpc(env: dict[str, str], model: object, logs: Path) -> list[Target]:
+    port = emulators.free_port()
+    server = servers.spawn("predictor-grpc", [sys.executable, "-m", "predictor.grpc"], port,
+                           logs / "predictor-grpc.log", env | {"GRPC_PORT": str(port)})  # fmt: skip
+    wait_grpc(server)
+    return [Target("ours", "gRPC", server, server.host, "iris")]
+
+
+def mlserver(env: dict[str, str], model: object, logs: Path) -> list[Target]:
+    """MLServer serves REST and gRPC from one process (``parallel_workers: 0``, its best in bench/README.md)."""
+    ml_bin = venvs.ensure_venv("mlserver", venvs.mlserver_requirements())
+    repo = logs / f"mlserver-{time.monotonic_ns()}"
+    server = servers.start_mlserver(ml_bin, model, repo, emulators.free_port(), logs / "mlserver.log")
+    servers.wait_ready(server, "/v2/models/iris/ready", timeout=120)
+    grpc_address = f"127.0.0.1:{json.loads((repo / 'settings.json').read_text())['grpc_port']}"
     return [
-        Target("ours", "REST", rest, rest.host, "iris"),
-        Target("ours", "gRPC", grpc_server, grpc_server.host, "iris"),
-        Target("mlserver", "REST", mlserver, mlserver.host, "iris"),
-        Target("mlserver", "gRPC", mlserver, ml_grpc, "iris"),
+        Target("mlserver", "REST", server, server.host, "iris"),
+        Target("mlserver", "gRPC", server, grpc_address, "iris"),
     ]
+
+
+PEERS = (ours_rest, ours_grpc, mlserver)
+"""Each started alone, measured, stopped, before the next one starts."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,23 +208,24 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("h2load"):
         raise SystemExit("h2load is missing: apt-get install nghttp2-client")
     logs = Path(tempfile.mkdtemp(prefix="v2-bench-"))
-    started: list[Service] = []
+    gcs_server, env, model = start_stack(logs)
+    cells: dict[tuple[str, str, int], list[Result]] = {}
     try:
-        gcs_server, env, model = start_stack(logs)
-        started.append(gcs_server)
-        targets = start_targets(env, model, logs)
-        started += [t.service for t in targets]
-        cells: dict[tuple[str, str, int], list[Result]] = {}
         for round_index in range(args.rounds):
-            for batch_size in (1, 100):
-                for target in targets[round_index % 4 :] + targets[: round_index % 4]:
-                    body = check(target, rows(batch_size))
-                    result = h2load(target, body, args.connections, args.duration, args.warmup)
-                    cells.setdefault((target.server, target.protocol, batch_size), []).append(result)
+            for start in PEERS[round_index % 3 :] + PEERS[: round_index % 3]:
+                targets = start(env, model, logs)
+                try:
+                    for batch_size in (1, 100):
+                        for target in targets:
+                            body = check(target, rows(batch_size))
+                            result = h2load(target, body, args.connections, args.duration, args.warmup)
+                            cells.setdefault((target.server, target.protocol, batch_size), []).append(result)
+                finally:
+                    for service in {id(t.service): t.service for t in targets}.values():
+                        service.stop()
         print_table(cells, args)
     finally:
-        for service in reversed(started):
-            service.stop()
+        gcs_server.stop()
     return 0
 
 
