@@ -6,7 +6,8 @@ depends on how the connections were spread: between half and all of them time ou
 to 5 s for a first byte before taking a thread, but once a byte came it reads the rest on the thread). With nginx
 in front (the pod's proxy container, the local stack's proxy), gunicorn only ever sees complete requests: with
 8 x workers x threads slow clients the probes on ADMIN_PORT stay green, requests through nginx are served, and
-nginx drops the header tricklers after PROXY_HEADER_TIMEOUT.
+nginx drops the header tricklers after PROXY_HEADER_TIMEOUT. nginx also refuses bodies above MAX_BODY_BYTES in the
+predictor's error formats, never forwards /admin/* or /metrics, and answers 503 while the predictor is down.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from tests.predictor.conftest import publish
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = PredictorSettings.model_fields["worker_threads"].default
+MAX_BODY = PredictorSettings.model_fields["max_body_bytes"].default
 SAMPLE_SECONDS = 6.0
 
 
@@ -93,17 +96,25 @@ def test_bare_gunicorn_stalls_under_slow_clients(predictor: Predictor, row: Row)
     assert samples == {kind: [0] * len(got) for kind, got in samples.items()}, samples
 
 
-@pytest.mark.parametrize("predictor", [2], indirect=True)
-def test_nginx_keeps_probes_and_requests_green(predictor: Predictor, tmp_path: Path, row: Row) -> None:
+@contextmanager
+def nginx_in_front(predictor: Predictor, tmp_path: Path) -> Iterator[tuple[ProxySettings, Service]]:
+    """nginx with the project's configuration (default timeouts and MAX_BODY_BYTES) in front of `predictor`."""
     settings = ProxySettings.model_validate({
         "proxy_listen_host": "127.0.0.1", "proxy_port": emulators.free_port(),
         "proxy_health_port": emulators.free_port(), "proxy_runtime_dir": tmp_path / "proxy",
     })  # fmt: skip
-    max_body = PredictorSettings.model_fields["max_body_bytes"].default
-    nginx = proxy.start_proxy(settings, predictor.service.host, max_body, tmp_path / "proxy.log")
+    nginx = proxy.start_proxy(settings, predictor.service.host, MAX_BODY, tmp_path / "proxy.log")
     if nginx is None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
     try:
+        yield settings, nginx
+    finally:
+        nginx.stop()
+
+
+@pytest.mark.parametrize("predictor", [2], indirect=True)
+def test_nginx_keeps_probes_and_requests_green(predictor: Predictor, tmp_path: Path, row: Row) -> None:
+    with nginx_in_front(predictor, tmp_path) as (settings, nginx):
         slow = 8 * predictor.workers * THREADS
         trickle, samples = siege(settings.proxy_port, predictor.admin_port, slow)
         try:
@@ -113,8 +124,6 @@ def test_nginx_keeps_probes_and_requests_green(predictor: Predictor, tmp_path: P
             after_drop = Sampler(nginx.url, f"http://127.0.0.1:{predictor.admin_port}").run(2)
         finally:
             trickle.stop()
-    finally:
-        nginx.stop()
     waited = max((s.dropped or 0) - s.opened for s in trickle.header_trickles)
     row.note(f"{slow} slow clients through nginx ({predictor.workers}x{THREADS}): {summary(samples)}; header "
              f"tricklers dropped after <= {waited:.1f} s, {len(held)} body tricklers held by nginx")  # fmt: skip
@@ -123,3 +132,31 @@ def test_nginx_keeps_probes_and_requests_green(predictor: Predictor, tmp_path: P
     assert after_drop == {kind: [200] * len(got) for kind, got in after_drop.items()}, after_drop
     assert waited <= settings.proxy_header_timeout + 2
     assert len(held) == len(trickle.body_trickles)  # a 1 byte/s body never pauses PROXY_BODY_TIMEOUT: nginx holds it
+
+
+@pytest.mark.parametrize("predictor", [1], indirect=True)
+def test_nginx_refuses_what_the_predictor_would_and_hides_the_admin_routes(
+    predictor: Predictor, tmp_path: Path, row: Row
+) -> None:
+    json_type = {"Content-Type": "application/json"}
+    admin = f"http://127.0.0.1:{predictor.admin_port}"
+    with nginx_in_front(predictor, tmp_path) as (_, nginx):
+        big = b"[" + b" " * MAX_BODY + b"]"
+        too_large = requests.post(nginx.url + "/predict", data=big, headers=json_type, timeout=10)
+        v2_too_large = requests.post(nginx.url + "/v2/models/iris/infer", data=big, headers=json_type, timeout=10)
+        hidden = {path: requests.get(nginx.url + path, timeout=5) for path in
+                  ("/metrics", "/admin/reload", "//admin/reload", "/%61dmin/reload", "/metrics/")}  # fmt: skip
+        served = requests.post(nginx.url + "/api", data=b"[5.1, 3.5, 1.4, 0.2]", headers=json_type, timeout=5)
+        scraped = requests.get(admin + "/metrics", timeout=5)
+        predictor.service.stop()
+        down = requests.post(nginx.url + "/api", data=b"[5.1, 3.5, 1.4, 0.2]", headers=json_type, timeout=10)
+    row.note(f"413 above {MAX_BODY} bytes, 404 for {len(hidden)} admin/metrics spellings, 503 with the predictor down")
+    assert (too_large.status_code, too_large.json()["error"]["code"]) == (413, "payload_too_large")
+    assert v2_too_large.status_code == 413
+    assert isinstance(v2_too_large.json()["error"], str)  # the V2 routes' own error format
+    assert {path: r.status_code for path, r in hidden.items()} == dict.fromkeys(hidden, 404)
+    assert all(r.json()["error"]["code"] == "not_found" for r in hidden.values())
+    assert (served.status_code, served.json()) == (200, "[0]")
+    assert scraped.status_code == 200
+    assert "predictor_requests" in scraped.text
+    assert (down.status_code, down.json()["error"]["code"]) == (503, "unavailable")
