@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from flask import Flask
 
+from core.errors import StoreUnavailable
 from core.states import SwapOutcome, SwapTrigger
 from core.store import ModelStore
 from predictor import handover
@@ -87,7 +88,12 @@ class Follower:
         pointer = Pointer.read(self.directory)
         if pointer is None:
             return
-        record = self.registry.offer(pointer.name, pointer.generation, self._trigger(pointer), pointer.finalized())
+        try:
+            record = self.registry.offer(pointer.name, pointer.generation, self._trigger(pointer), pointer.finalized())
+        except StoreUnavailable as e:  # the file was pruned meanwhile and the bucket is down: try again later
+            log.warning("model handover: %s", e.message)
+            self.retry_at = time.monotonic() + RETRY_FAILED_S
+            return
         if record.outcome == SwapOutcome.FAILED:
             self.retry_at = time.monotonic() + RETRY_FAILED_S
             return
