@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask
 
@@ -25,11 +25,12 @@ from core.errors import StoreUnavailable
 from core.states import SwapOutcome, SwapTrigger
 from core.store import ModelStore
 from predictor import handover
-from predictor.agent import service
-from predictor.agent.service import Agent
 from predictor.handover import HandoverStore, Pointer
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
+
+if TYPE_CHECKING:
+    from predictor.agent.service import Agent
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ def start(app: Flask) -> Follower:
     if settings.handover_dir:
         directory = Path(settings.handover_dir)
     else:
+        from predictor.agent import service  # Pub/Sub and gRPC only in a process that runs an agent
+
         directory = Path(tempfile.mkdtemp(prefix="predictor-handover-"))
         own_agent = service.build(settings, directory, bucket)
         own_agent.start()
