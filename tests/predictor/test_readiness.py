@@ -77,6 +77,7 @@ def empty_pod(common_env: dict[str, str], tmp_path: Path) -> Iterator[Service]:
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), **common_env, "PORT": str(port), "WEB_CONCURRENCY": "2",
         "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "0.5", "LOAD_RETRY_MAX": "0.5",
         "WORKER_TIMEOUT": "120",
+        "REUSE_PORT": "false",  # one shared socket: probes reach the running worker while the other is frozen
     }  # fmt: skip
     service = spawn("predictor", [sys.executable, "-m", "predictor"], port, tmp_path / "predictor.log", env, REPO)
     try:
