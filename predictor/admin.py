@@ -10,15 +10,14 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from core.states import SwapOutcome, SwapTrigger
-from predictor import inputs
+from predictor import extensions, inputs
 from predictor.api import json_response
 from predictor.contract import Contract
 from predictor.errors import NotFound, Unauthorized
 from predictor.registry import Registry, SwapRecord
-from predictor.settings import PredictorSettings
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PIN_REASONS: dict[inputs.Site, str] = {
@@ -29,7 +28,7 @@ PIN_REASONS: dict[inputs.Site, str] = {
 
 @bp.before_request
 def authorize() -> None:
-    settings: PredictorSettings = current_app.extensions["settings"]
+    settings = extensions.settings()
     if settings.admin_token is None:
         raise NotFound("admin routes are disabled (no ADMIN_TOKEN configured)")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -50,14 +49,14 @@ def _answer(registry: Registry, record: SwapRecord | None, status: int = 200) ->
 @bp.post("/reload")
 def reload() -> Response:
     """List models/ now and swap to the newest valid version (or the pinned one)."""
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     return _answer(registry, registry.reconcile(SwapTrigger.ADMIN))
 
 
 @bp.put("/pin")
 def pin() -> Response:
     """Pin ``{"version": "<version>"}``: load it if needed; 422 (pin unchanged) if that artifact is rejected."""
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     pin_request = Contract.build(registry.settings.max_batch_size).pin
     version = inputs.validate(pin_request, inputs.read_body(), PIN_REASONS)["version"]
     record = registry.pin(version)
@@ -67,5 +66,5 @@ def pin() -> Response:
 @bp.delete("/pin")
 def unpin() -> Response:
     """Drop the pin (no-op when none) and catch up with the newest valid version."""
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     return _answer(registry, registry.unpin())

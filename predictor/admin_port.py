@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+from predictor import extensions
 from predictor.errors import NotFound
 
 PRIVATE = ("/admin", "/metrics")
@@ -22,7 +23,7 @@ def private(path: str) -> bool:
 
 def register(app: Flask) -> None:
     """Refuse private routes on every listener but ADMIN_PORT (when one is configured)."""
-    admin_port = app.extensions["settings"].admin_port
+    admin_port = extensions.settings(app).admin_port
     if admin_port is None:
         return
 

@@ -9,10 +9,10 @@ import numpy as np
 from flask import Blueprint, Response, current_app
 
 from core.schema import CLASSES
-from predictor import inputs
+from predictor import extensions, inputs
 from predictor.contract import Contract
 from predictor.errors import ModelNotReady
-from predictor.registry import Registry, Serving
+from predictor.registry import Serving
 
 bp = Blueprint("api", __name__)
 PREDICT: dict[inputs.Site, str] = {(): "expected an object with 'instances', got {type}"}
@@ -21,7 +21,7 @@ PREDICT: dict[inputs.Site, str] = {(): "expected an object with 'instances', got
 
 def serving() -> Serving:
     """The model that answers this request (read once: a concurrent swap does not split a batch)."""
-    current: Serving | None = current_app.extensions["registry"].serving
+    current: Serving | None = extensions.registry().serving
     if current is None:
         raise ModelNotReady("no verified model is loaded yet; retry shortly")
     return current
@@ -35,7 +35,7 @@ def run_model(model: Serving, rows: inputs.Rows) -> tuple[list[int], list[list[f
     """
     proba = model.predict_proba(np.array(rows, dtype=np.float64))
     class_ids: list[int] = proba.argmax(axis=1).tolist()
-    current_app.extensions["metrics"].count_predictions(class_ids)
+    extensions.metrics().count_predictions(class_ids)
     return class_ids, proba.tolist()
 
 
@@ -47,7 +47,7 @@ def json_response(body: Any, version: str, status: int = 200) -> Response:
 
 @bp.post("/predict")
 def predict() -> Response:
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     body = inputs.validate(Contract.build(registry.settings.max_batch_size).predict, inputs.read_body(), PREDICT)
     rows = inputs.rows(body["instances"])
     model = serving()
@@ -63,7 +63,7 @@ def predict() -> Response:
 @bp.post("/api")
 def api() -> Response:
     """The seed contract: ``[5.1, 3.5, 1.4, 0.2]`` -> ``"[0]"`` (a JSON string of iris.target class ids)."""
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     body = inputs.validate(Contract.build(registry.settings.max_batch_size).api, inputs.read_body(True))
     rows = body if type(body[0]) is list else [body]
     model = serving()

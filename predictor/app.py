@@ -9,43 +9,61 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, cast
 
 from flask import Flask, Response, g, request
+from google.cloud import storage
 
-from core import gcs
+from core import gcs, signing
 from core.settings import load
 from core.store import ModelStore
-from predictor import admin, admin_port, api, errors, health, model_info, openapi, v2, web
+from predictor import admin, admin_port, api, errors, extensions, health, model_info, openapi, v2, web
 from predictor import metrics as metrics_module
 from predictor.metrics import Metrics
 from predictor.registry import Registry
 from predictor.settings import PredictorSettings
 
 
-class LazyStore:
-    """A ModelStore built on first use, so that building the app never touches the network."""
+class LazyStore(ModelStore):
+    """The bucket's ModelStore, with its GCS client and keyring built on first use: building the app touches neither
+    the network nor the key files."""
 
     def __init__(self, settings: PredictorSettings) -> None:
-        self._settings, self._store, self._lock = settings, cast(ModelStore | None, None), threading.Lock()
+        self._settings, self._lock = settings, threading.Lock()
+        self._bucket: storage.Bucket | None = None
+        self._keyring: signing.Keyring | None = None
+        self.retry = gcs.retry(settings)  # ModelStore's other two attributes are the properties below
 
-    def __getattr__(self, name: str) -> Any:
+    @property
+    def bucket(self) -> storage.Bucket:
         with self._lock:
-            if self._store is None:
-                client = gcs.client(self._settings)
-                bucket = client.bucket(self._settings.gcs_bucket)
-                self._store = ModelStore(bucket, self._settings.keyring(), gcs.retry(self._settings))
-        return getattr(self._store, name)
+            if self._bucket is None:
+                self._bucket = gcs.client(self._settings).bucket(self._settings.gcs_bucket)
+            return self._bucket
+
+    @bucket.setter
+    def bucket(self, bucket: storage.Bucket) -> None:
+        self._bucket = bucket
+
+    @property
+    def keyring(self) -> signing.Keyring:
+        with self._lock:
+            if self._keyring is None:
+                self._keyring = self._settings.keyring()
+            return self._keyring
+
+    @keyring.setter
+    def keyring(self, keyring: signing.Keyring) -> None:
+        self._keyring = keyring
 
 
 def create_app(settings: PredictorSettings | None = None, store: ModelStore | None = None) -> Flask:
-    """Build the predictor app; the registry is ``app.extensions["registry"]``."""
+    """Build the predictor app; its registry, settings and metrics are read with predictor.extensions."""
     settings = settings or load(PredictorSettings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = Metrics()
-    registry = Registry(store or cast(ModelStore, LazyStore(settings)), settings, metrics)
-    app.extensions.update(settings=settings, registry=registry, metrics=metrics)
+    registry = Registry(store or LazyStore(settings), settings, metrics)
+    extensions.install(app, settings, registry, metrics)
     for blueprint in (api.bp, v2.bp, health.bp, model_info.bp, admin.bp, metrics_module.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     errors.register(app)

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
+from predictor import extensions
 from predictor.errors import ModelNotReady
 from predictor.readiness import EXTENSION, PodReadiness
 
@@ -28,7 +29,7 @@ def live() -> dict[str, bool]:
 def ready() -> dict[str, Any]:
     """200 once a verified model is loaded (in every worker of the pod under gunicorn), 503 before."""
     pod: PodReadiness | None = current_app.extensions.get(EXTENSION)
-    this_worker = current_app.extensions["registry"].ready
+    this_worker = extensions.registry().ready
     if pod is None:
         if not this_worker:
             raise ModelNotReady("no verified model is loaded yet")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from predictor.registry import Registry
+from predictor import extensions
 
 bp = Blueprint("model_info", __name__)
 
 
 @bp.get("/v1/model")
 def model() -> dict[str, Any]:
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     current = registry.current
     return {
         "model_version": current.version if current else None,

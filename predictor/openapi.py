@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 from pydantic import TypeAdapter
 
 from core.schema import CLASSES
 from core.states import SwapOutcome, SwapTrigger
+from predictor import extensions
 from predictor.contract import OUTPUTS, Contract
 from predictor.settings import PredictorSettings
 
@@ -289,4 +290,4 @@ def document(settings: PredictorSettings) -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi() -> dict[str, Any]:
-    return document(current_app.extensions["settings"])
+    return document(extensions.settings())

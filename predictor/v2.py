@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from core.schema import CLASSES, FEATURES, check_measurement
-from predictor import inputs, tensors
+from predictor import extensions, inputs, tensors
 from predictor.api import json_response, run_model, serving
 from predictor.contract import OUTPUTS, Contract, InferRequest, InputTensor
 from predictor.errors import ModelNotReady, NotFound, bad_field
@@ -42,7 +42,7 @@ REASONS: dict[inputs.Site, str] = {
 
 
 def _registry(model_name: str) -> Registry:
-    registry: Registry = current_app.extensions["registry"]
+    registry = extensions.registry()
     if model_name != registry.settings.model_name:
         raise NotFound(f"unknown model {model_name[:100]!r}; this server serves {registry.settings.model_name!r}")
     return registry
