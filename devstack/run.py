@@ -37,8 +37,8 @@ class StackSettings(BaseSettings):
     """Git-ignored folder: bucket contents (survive restarts), keys, logs."""
     stack_gcs_port: int = Field(4443, ge=1, le=65535)
     """fake-gcs-server port."""
-    stack_pubsub_port: int = Field(8085, ge=1, le=65535)
-    """Pub/Sub emulator port."""
+    stack_pubsub_port: int = Field(emulators.BROWSER_BLOCKED_PORTS[-1], ge=1, le=65535)
+    """Pub/Sub emulator port: by default one browsers refuse, as the emulator answers any web page's CORS request."""
     port: int = Field(8080, ge=1, le=65535)
     """Port of the web page and the API (nginx in front of the predictor; the predictor itself without nginx)."""
     stack_predictor_port: int = Field(8090, ge=1, le=65535)

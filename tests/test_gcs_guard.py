@@ -156,3 +156,12 @@ def test_names_inside_json_and_multipart_bodies_are_checked() -> None:
     harmless = multipart.replace(b"../x", b"data/x.csv")  # `..` inside the file's own bytes is data
     assert refusal("POST", "/upload/storage/v1/b/b/o?uploadType=multipart", related, harmless, hosts) is None
     assert refusal("POST", "/batch/storage/v1", headers, b"", hosts)
+
+
+def test_the_pubsub_emulator_listens_where_browsers_refuse_by_default(pubsub_emulator: Service) -> None:
+    from devstack.run import StackSettings
+
+    headers = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    _, answer, _ = raw(f"{pubsub_emulator.url}/v1/projects/p/topics/t:publish", "OPTIONS", headers)
+    assert answer.get("Access-Control-Allow-Origin") == "http://evil.example"  # any page may publish, pull, delete
+    assert StackSettings.model_fields["stack_pubsub_port"].default in emulators.BROWSER_BLOCKED_PORTS
