@@ -7,7 +7,8 @@ to 5 s for a first byte before taking a thread, but once a byte came it reads th
 in front (the pod's proxy container, the local stack's proxy), gunicorn only ever sees complete requests: with
 8 x workers x threads slow clients the probes on ADMIN_PORT stay green, requests through nginx are served, and
 nginx drops the header tricklers after PROXY_HEADER_TIMEOUT. nginx also refuses bodies above MAX_BODY_BYTES in the
-predictor's error formats, never forwards /admin/* or /metrics, and answers 503 while the predictor is down.
+predictor's error formats, never forwards /admin/* or /metrics, and answers 503 while the predictor is down; and
+under a request flood through nginx the probes still answer within the kubelet's timeouts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from devstack import emulators, proxy
 from devstack.emulators import Service
 from predictor.proxy import ProxySettings
 from predictor.settings import PredictorSettings
+from tests.faults.load import running
 from tests.faults.report import Row
 from tests.faults.slow import Sampler, Trickle
 from tests.polling import wait_for
@@ -160,3 +162,22 @@ def test_nginx_refuses_what_the_predictor_would_and_hides_the_admin_routes(
     assert scraped.status_code == 200
     assert "predictor_requests" in scraped.text
     assert (down.status_code, down.json()["error"]["code"]) == (503, "unavailable")
+
+
+@pytest.mark.parametrize("predictor", [2], indirect=True)
+def test_probes_stay_green_under_a_request_flood_through_nginx(predictor: Predictor, tmp_path: Path, row: Row) -> None:
+    """64 clients sending /predict and /api back to back through nginx: the probes on ADMIN_PORT still answer within
+    their timeouts, and every flood request is served."""
+    admin = f"http://127.0.0.1:{predictor.admin_port}"
+    with nginx_in_front(predictor, tmp_path) as (_, nginx), running([nginx.url], threads=64, pause=0) as load:
+        time.sleep(1.0)  # the flood is on
+        samples = Sampler(nginx.url, admin).run(SAMPLE_SECONDS)
+    latencies = load.latencies()
+    p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
+    row.add_load(load.sent, len(load.failures()), load.versions())
+    row.note(
+        f"flood of {load.sent} requests from 64 clients through nginx (p99 {p99 * 1000:.0f} ms): {summary(samples)}"
+    )
+    assert load.sent > 0
+    assert load.failures() == []
+    assert samples == {kind: [200] * len(got) for kind, got in samples.items()}, samples
