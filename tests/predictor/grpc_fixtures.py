@@ -110,7 +110,7 @@ def wait_serving(service: Service, timeout: float = START_TIMEOUT) -> None:
 def grpc_env(common_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), **common_env, "MODEL_EVENTS_ENABLED": "false",
-        "RECONCILE_INTERVAL_WITHOUT_EVENTS": "0.5",
+        "RECONCILE_INTERVAL_WITHOUT_EVENTS": "0.5", "MAX_BODY_BYTES": "32768",
     }  # fmt: skip
 
 

@@ -72,7 +72,8 @@ def test_errors_are_status_codes_with_the_field_named(ready_server: Service, cli
         "nan": ("INVALID_ARGUMENT", "inputs[0].data[0].petal_width"),
         "shape": ("INVALID_ARGUMENT", "inputs[0].shape: expected [N, 4]"),
         "datatype": ("INVALID_ARGUMENT", "inputs[0].datatype: expected FP32 or FP64"),
-        "batch": ("INVALID_ARGUMENT", "MAX_BATCH_SIZE"),
+        "batch": ("INVALID_ARGUMENT", "MAX_BATCH_SIZE"),  # 1,200 FP32 rows: 19,200 bytes
+        "too_large": ("RESOURCE_EXHAUSTED", "larger than max"),  # 4,000 FP64 rows: 128,000 bytes > MAX_BODY_BYTES
         "model": ("NOT_FOUND", "unknown model 'tulip'"),
         "version": ("NOT_FOUND", "version '19990101T000000000000Z' is not served"),
     }

@@ -60,6 +60,7 @@ def main(target: str, datatype: str) -> dict[str, Any]:
         "datatype": error(lambda: client.infer("iris", [triton.InferInput("x", [1, 4], "INT64").set_data_from_numpy(
             np.array([[5, 3, 1, 0]], dtype=np.int64))])),
         "batch": error(lambda: infer(client, ROWS * 600, "FP32")),
+        "too_large": error(lambda: infer(client, ROWS * 2000, "FP64")),
         "model": error(lambda: client.get_model_metadata("tulip")),
         "version": error(lambda: infer(client, ROWS, "FP32", model_version="19990101T000000000000Z")),
     }  # fmt: skip
