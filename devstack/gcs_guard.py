@@ -18,6 +18,7 @@ import email.policy
 import http.client
 import json
 import re
+import socket
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +93,10 @@ class Guard(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     upstream: tuple[str, int] = ("127.0.0.1", 0)
     hosts: set[str] = set()
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # headers and body go out at once
 
     def handle_one(self) -> None:
         body = self._body()
