@@ -6,9 +6,10 @@
 # predictors do not trust yet would orphan every model it signs (see the README for a key rotation).
 #
 # usage: deploy/setup-gcp.sh --project PROJECT_ID [--region europe-west1] [--bucket PROJECT_ID-iris]
-#          [--cluster iris] [--standard] [--github-owner OWNER --github-repo REPO] [--dry-run]
+#          [--cluster iris] [--standard] [--github-owner OWNER --github-repo REPO] [--domain HOST] [--dry-run]
 #   --dry-run  print every command instead of running it (nothing is read from or written to GCP)
 #   --standard a GKE Standard cluster with Workload Identity instead of Autopilot
+#   --domain   host name of the Gateway's Google-managed certificate (its DNS A record: the address iris-ip)
 # Environment overrides: REPOSITORY (iris), NAMESPACE (iris), MODEL_EVENTS_TOPIC (model-events),
 #   DATA_EVENTS_TOPIC (data-events), WATCH_SUBSCRIPTION (trainer-data-events),
 #   MODEL_RETENTION_DAYS (180), BRANCH_PATTERN (^main$), OVERLAY (prod).
@@ -22,6 +23,7 @@ CLUSTER=${CLUSTER:-iris}
 AUTOPILOT=true
 GITHUB_OWNER=${GITHUB_OWNER:-}
 GITHUB_REPO=${GITHUB_REPO:-}
+DOMAIN=${DOMAIN:-}
 REPOSITORY=${REPOSITORY:-iris}
 NAMESPACE=${NAMESPACE:-iris}
 TOPIC=${MODEL_EVENTS_TOPIC:-model-events}
@@ -45,6 +47,7 @@ while (($#)); do
     --standard) AUTOPILOT=false; shift ;;
     --github-owner) GITHUB_OWNER=$2; shift 2 ;;
     --github-repo) GITHUB_REPO=$2; shift 2 ;;
+    --domain) DOMAIN=$2; shift 2 ;;
     --dry-run) DRY_RUN=true; shift ;;
     -h | --help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -95,7 +98,8 @@ enable_apis() {
   say "APIs"
   run gcloud services enable --project="$PROJECT_ID" storage.googleapis.com pubsub.googleapis.com \
     artifactregistry.googleapis.com container.googleapis.com cloudbuild.googleapis.com cloudfunctions.googleapis.com \
-    run.googleapis.com eventarc.googleapis.com iam.googleapis.com iamcredentials.googleapis.com
+    run.googleapis.com eventarc.googleapis.com iam.googleapis.com iamcredentials.googleapis.com \
+    compute.googleapis.com certificatemanager.googleapis.com
 }
 
 create_bucket() {
@@ -207,8 +211,26 @@ create_cluster() {
     ensure gcloud container clusters describe "$CLUSTER" --project="$PROJECT_ID" --region="$REGION" -- \
       gcloud container clusters create "$CLUSTER" --project="$PROJECT_ID" --region="$REGION" \
       --release-channel=regular --workload-pool="$PROJECT_ID.svc.id.goog" --num-nodes=1 \
-      --enable-autoscaling --min-nodes=1 --max-nodes=3 --shielded-secure-boot
+      --enable-autoscaling --min-nodes=1 --max-nodes=3 --shielded-secure-boot --gateway-api=standard
   fi
+}
+
+# The Gateway's global address and the certificate map it names (k8s/base/gateway.yaml: iris-ip, iris-certmap).
+create_gateway_tls() {
+  say "Gateway address iris-ip and certificate map iris-certmap"
+  ensure gcloud compute addresses describe iris-ip --global --project="$PROJECT_ID" -- \
+    gcloud compute addresses create iris-ip --global --project="$PROJECT_ID"
+  if [[ -z $DOMAIN ]]; then
+    echo "skipped: the certificate needs --domain HOST (point HOST's A record at the address iris-ip)"
+    return
+  fi
+  ensure gcloud certificate-manager certificates describe iris-cert --project="$PROJECT_ID" -- \
+    gcloud certificate-manager certificates create iris-cert --project="$PROJECT_ID" --domains="$DOMAIN"
+  ensure gcloud certificate-manager maps describe iris-certmap --project="$PROJECT_ID" -- \
+    gcloud certificate-manager maps create iris-certmap --project="$PROJECT_ID"
+  ensure gcloud certificate-manager maps entries describe iris-cert-entry --map=iris-certmap --project="$PROJECT_ID" -- \
+    gcloud certificate-manager maps entries create iris-cert-entry --map=iris-certmap --project="$PROJECT_ID" \
+    --certificates=iris-cert --hostname="$DOMAIN"
 }
 
 bind_workload_identity() {
@@ -291,6 +313,7 @@ grant_pubsub
 grant_function
 create_registry
 create_cluster
+create_gateway_tls
 bind_workload_identity
 create_secret
 create_build_trigger

@@ -179,3 +179,20 @@ def test_the_build_account_gets_cluster_credentials_and_rbac_never_secrets(
     assert not any(r.startswith("roles/secretmanager") for r in roles)
     apply = has(commands, "kubectl", "apply")
     assert apply[-1].endswith("build-rbac.yaml")
+
+
+def test_gateway_address_and_certificate_map_match_the_gateway(tmp_path: Path) -> None:
+    gateway = next(d for d in load_yaml_docs(BASE / "gateway.yaml") if d["kind"] == "Gateway")
+    address = gateway["spec"]["addresses"][0]["value"]
+    certmap = gateway["metadata"]["annotations"]["networking.gke.io/certmap"]
+    result, _ = run(tmp_path, "--project", PROJECT, "--dry-run", "--domain", "iris.example.com")
+    commands = planned(result.stdout)
+    has(commands, "compute", "addresses", "create", address, "--global")
+    has(commands, "certificate-manager", "certificates", "create", "iris-cert", "--domains=iris.example.com")
+    has(commands, "certificate-manager", "maps", "create", certmap)
+    has(commands, "maps", "entries", "create", f"--map={certmap}", "--certificates=iris-cert",
+        "--hostname=iris.example.com")  # fmt: skip
+    has(commands, "services", "enable", "certificatemanager.googleapis.com")
+    without_domain, _ = run(tmp_path, "--project", PROJECT, "--dry-run")
+    assert not [c for c in planned(without_domain.stdout) if "certificate-manager" in c]
+    assert "the certificate needs --domain" in without_domain.stdout
