@@ -132,7 +132,10 @@ def h2load(target: Target, body: bytes, connections: int, seconds: float, warmup
     ok = [int(micros) / 1000 for _, status, micros, *_ in lines if status == "200"]
     done = len(ok)
     quantiles = statistics.quantiles(ok, n=100) if len(ok) > 1 else [float("nan")] * 99
-    failed = tuple(sorted(Counter(status for _, status, *_ in lines if status != "200").items()))
+    last_start = max((int(start) for start, *_ in lines), default=0)
+    failed = tuple(sorted(Counter(
+        f"{status} at end-{(last_start - int(start)) / 1000:.0f}ms" for start, status, *_ in lines if status != "200"
+    ).items()))  # fmt: skip
     cpu_ms = cpu * 1000 / max(done, 1)
     return Result(done / seconds, quantiles[49], quantiles[98], len(lines) - done, done, cpu_ms, failed)
 
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="v2-bench-"))
     gcs_server, env, model = start_stack(logs)
     cells: dict[tuple[str, str, int], list[Result]] = {}
+    rss: list[float] = []
     try:
         for round_index in range(args.rounds):
             for start in PEERS[round_index % 3 :] + PEERS[: round_index % 3]:
@@ -220,10 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                             body = check(target, rows(batch_size))
                             result = h2load(target, body, args.connections, args.duration, args.warmup)
                             cells.setdefault((target.server, target.protocol, batch_size), []).append(result)
+                    if start is ours_grpc:
+                        rss.append(servers.rss_mb(targets[0].service.process.pid))
                 finally:
                     for service in {id(t.service): t.service for t in targets}.values():
                         service.stop()
         print_table(cells, args)
+        print(f"our gRPC process: RSS {', '.join(f'{mb:.0f}' for mb in rss)} MB after its cells")
     finally:
         gcs_server.stop()
     return 0
