@@ -24,10 +24,9 @@ from flask import Flask
 from core.errors import StoreUnavailable
 from core.states import SwapOutcome, SwapTrigger
 from core.store import ModelStore
-from predictor import handover
+from predictor import extensions, handover
 from predictor.handover import HandoverStore, Pointer
 from predictor.registry import Registry
-from predictor.settings import PredictorSettings
 
 if TYPE_CHECKING:
     from predictor.agent.service import Agent
@@ -112,8 +111,7 @@ def start(app: Flask) -> Follower:
     """
     if EXTENSION in app.extensions:
         return app.extensions[EXTENSION]
-    registry: Registry = app.extensions["registry"]
-    settings: PredictorSettings = app.extensions["settings"]
+    registry, settings = extensions.registry(app), extensions.settings(app)
     bucket = cast(ModelStore, registry.store)  # the app's store is the bucket's
     own_agent = None
     if settings.handover_dir:

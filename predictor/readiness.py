@@ -17,6 +17,7 @@ from pathlib import Path
 from flask import Flask
 
 from core.store import LoadedModel
+from predictor import extensions
 from predictor.handover import WORKERS, write_atomic
 
 EXTENSION = "pod_readiness"
@@ -41,7 +42,7 @@ def enable(app: Flask, handover_dir: Path, workers: int) -> None:
     """Make this worker's readiness probe pod-wide and record every swap of its registry (called in each gunicorn
     worker only: other serving processes, such as the gRPC server, have their own probes)."""
     app.extensions[EXTENSION] = PodReadiness(states(handover_dir), workers)
-    app.extensions["registry"].on_swap.append(lambda loaded, *_: record(handover_dir, loaded))
+    extensions.registry(app).on_swap.append(lambda loaded, *_: record(handover_dir, loaded))
 
 
 def record(handover_dir: Path, loaded: LoadedModel) -> None:

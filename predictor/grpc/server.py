@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from core import logs
 from core.settings import load
-from predictor import background
+from predictor import background, extensions
 from predictor.grpc.service import InferenceService
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
 from predictor.settings import PredictorSettings
@@ -49,7 +49,7 @@ def serve(app: Flask, settings: PredictorSettings, stopping: threading.Event) ->
     server.start()
     background.start(app)
     log.info("gRPC V2 server listening", extra={"port": port, "threads": settings.grpc_threads})
-    registry, ready = app.extensions["registry"], False
+    registry, ready = extensions.registry(app), False
     while not stopping.wait(POLL_S):
         if not ready and registry.ready:
             health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)

@@ -15,13 +15,11 @@ import grpc
 from flask import Flask
 
 from core.errors import ServiceError
-from predictor import api, v2
+from predictor import api, extensions, v2
 from predictor.errors import NotFound
 from predictor.grpc import convert
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
-from predictor.registry import Registry
-from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +57,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.registry: Registry = app.extensions["registry"]
-        self.settings: PredictorSettings = app.extensions["settings"]
+        self.registry, self.settings = extensions.registry(app), extensions.settings(app)
 
     def _check_name(self, name: str) -> None:
         if name != self.settings.model_name:
