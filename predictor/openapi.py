@@ -1,7 +1,7 @@
 """GET /openapi.json: the OpenAPI 3 document of the HTTP API, built from the running settings.
 
-The request bodies' schemas are generated from the models that validate them (predictor.contract); the responses are
-described here.
+Every schema is generated from the models: the request bodies' from those that validate them (predictor.contract),
+the answers' from predictor.answers; this module lays out the paths.
 
 Limits (batch size, body size, model name) come from the settings, and the admin paths appear only when an admin
 token is configured (otherwise they answer 404 like any unknown path). Every status listed is one the route really
@@ -15,10 +15,8 @@ from typing import Any
 from flask import Blueprint
 from pydantic import TypeAdapter
 
-from core.schema import CLASSES
-from core.states import SwapOutcome, SwapTrigger
-from predictor import extensions
-from predictor.contract import OUTPUTS, Contract
+from predictor import answers, extensions
+from predictor.contract import Contract
 from predictor.settings import PredictorSettings
 
 bp = Blueprint("openapi", __name__)
@@ -55,123 +53,24 @@ def _operation(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = N
     return operation
 
 
-def requests(settings: PredictorSettings) -> dict[str, Any]:
-    """The request bodies' schemas, generated from the models that validate them (predictor.contract)."""
+def schemas(settings: PredictorSettings) -> dict[str, Any]:
+    """Every component schema, generated from the models: the requests' (predictor.contract, which validate them) and
+    the answers' (predictor.answers)."""
     contract = Contract.build(settings.max_batch_size)
-    bodies = {"PredictRequest": contract.predict, "ApiRequest": contract.api, "InferRequest": contract.infer,
-              "PinRequest": contract.pin}  # fmt: skip
+    bodies: dict[str, TypeAdapter[Any]] = {
+        "PredictRequest": contract.predict, "ApiRequest": contract.api, "InferRequest": contract.infer,
+        "PinRequest": contract.pin, **answers.adapters(),
+    }  # fmt: skip
     refs, found = TypeAdapter.json_schemas(
-        [(name, "validation", adapter) for name, adapter in bodies.items()], ref_template=f"{SCHEMAS}{{model}}"
+        [(name, "validation", adapter) for name, adapter in bodies.items()],
+        ref_template=f"{SCHEMAS}{{model}}",
+        schema_generator=answers.OpenAPI30,
     )
     generated: dict[str, Any] = found.get("$defs", {})
     for (name, _), schema in refs.items():
         if schema.get("$ref") != f"{SCHEMAS}{name}":
             generated[name] = schema
     return generated
-
-
-def schemas(settings: PredictorSettings) -> dict[str, Any]:
-    probabilities = {
-        "type": "object",
-        "required": list(CLASSES),
-        "properties": {c: {"type": "number"} for c in CLASSES},
-    }
-    prediction = {
-        "type": "object",
-        "required": ["species", "class_id", "probabilities"],
-        "properties": {
-            "species": {"type": "string", "enum": list(CLASSES)},
-            "class_id": {"type": "integer", "minimum": 0, "maximum": len(CLASSES) - 1},
-            "probabilities": probabilities,
-        },
-    }
-    tensor_out = {
-        "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
-        "properties": {
-            "name": {"type": "string", "enum": list(OUTPUTS)},
-            "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {"type": "string", "enum": ["INT64", "FP64"]},
-            "data": {"type": "array", "items": {"type": "number"}},
-        },
-    }
-    return {
-        **requests(settings),
-        "PredictResponse": {
-            "type": "object",
-            "required": ["model_version", "predictions"],
-            "properties": {"model_version": {"type": "string"}, "predictions": {"type": "array", "items": prediction}},
-        },
-        "ApiResponse": {
-            "type": "string",
-            "pattern": r"^\[[0-2](, [0-2])*\]$",
-            "description": 'Class ids of iris.target as a JSON string, e.g. "[0]" or "[0, 2]".',
-        },
-        "InferResponse": {
-            "type": "object",
-            "required": ["model_name", "model_version", "outputs"],
-            "properties": {
-                "model_name": {"type": "string"},
-                "model_version": {"type": "string"},
-                "id": {"type": "string"},
-                "outputs": {"type": "array", "items": tensor_out},
-            },
-        },
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message", "details"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {"description": "null, or an object such as {field, reason}."},
-                    },
-                }
-            },
-        },
-        "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-        "SwapRecord": {
-            "type": "object",
-            "required": ["version", "trigger", "outcome", "reason", "duration_s", "at", "object", "message"],
-            "properties": {
-                "version": {"type": "string", "nullable": True},
-                "trigger": {"type": "string", "enum": [t.value for t in SwapTrigger]},
-                "outcome": {"type": "string", "enum": [o.value for o in SwapOutcome]},
-                "reason": {"type": "string", "nullable": True},
-                "duration_s": {"type": "number"},
-                "at": {"type": "string", "format": "date-time"},
-                "object": {"type": "string", "nullable": True},
-                "message": {"type": "string", "nullable": True, "description": "Why a load was rejected or failed."},
-            },
-        },
-        "ModelInfo": {
-            "type": "object",
-            "required": ["model_version", "lineage", "loaded_at", "loaded_trigger", "pinned", "ready", "history"],
-            "properties": {
-                "model_version": {"type": "string", "nullable": True},
-                "lineage": {"type": "object", "nullable": True, "description": "Lineage of the serving artifact."},
-                "object": {"type": "string", "nullable": True},
-                "generation": {"type": "integer", "nullable": True},
-                "loaded_at": {"type": "string", "format": "date-time", "nullable": True},
-                "loaded_trigger": {"type": "string", "nullable": True},
-                "pinned": {"type": "string", "nullable": True},
-                "ready": {"type": "boolean"},
-                "history": {"type": "array", "items": _ref("SwapRecord")},
-            },
-        },
-        "AdminResult": {
-            "type": "object",
-            "required": ["model_version", "pinned", "record"],
-            "properties": {
-                "model_version": {"type": "string", "nullable": True},
-                "pinned": {"type": "string", "nullable": True},
-                "record": {"allOf": [_ref("SwapRecord")], "nullable": True},
-            },
-        },
-    }
 
 
 def paths(settings: PredictorSettings) -> dict[str, Any]:

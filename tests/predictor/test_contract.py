@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from core.schema import FEATURES
-from predictor import inputs, v2
+from core.schema import CLASSES, FEATURES
+from predictor import answers, inputs, v2
 from predictor.api import PREDICT
 from predictor.contract import Contract, InstanceObject
 from predictor.errors import BadRequest
@@ -30,8 +30,10 @@ def refusal(adapter: Any, body: Any, sites: Any = None) -> tuple[str, str]:
     return details["field"], details["reason"]
 
 
-def test_the_instance_object_has_exactly_the_features_in_order() -> None:
+def test_the_models_name_exactly_the_features_and_classes_in_order() -> None:
     assert tuple(InstanceObject.__annotations__) == FEATURES
+    assert get_args(answers.Species) == CLASSES
+    assert tuple(answers.Probabilities.__annotations__) == CLASSES
 
 
 def test_valid_bodies_become_rows_in_feature_order() -> None:
@@ -104,3 +106,6 @@ def test_the_document_carries_the_models_schemas(offline_settings: PredictorSett
     assert found["InstanceObject"]["additionalProperties"] is False
     assert found["InputTensor"]["properties"]["datatype"]["enum"] == ["FP32", "FP64"]
     assert found["ApiRequest"]["oneOf"][1]["maxItems"] == LIMIT
+    assert found["SwapRecord"]["properties"]["version"] == {"type": "string", "nullable": True, "title": "Version"}
+    assert found["AdminResult"]["properties"]["record"] == {"allOf": [{"$ref": "#/components/schemas/SwapRecord"}],
+                                                             "nullable": True}  # fmt: skip
