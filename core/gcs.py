@@ -75,3 +75,9 @@ def call(retry: Retry | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -
     kwargs.setdefault("timeout", REQUEST_TIMEOUT)
     with errors():
         return fn(*args, retry=retry, **kwargs)
+
+
+def listed(bucket: storage.Bucket, **kwargs: Any) -> list[storage.Blob]:
+    """Every object of a listing: its pages are fetched while iterating, so `call(retry, listed, bucket, ...)` covers
+    them all."""
+    return list(bucket.client.list_blobs(bucket, **kwargs))

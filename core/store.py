@@ -250,13 +250,8 @@ class ModelStore:
 
     def _model_blobs(self) -> list[storage.Blob]:
         """One listing of models/model-* (with metadata and customTime)."""
-        return list(
-            self._call(
-                lambda **kw: list(self.bucket.client.list_blobs(self.bucket, **kw)),
-                prefix=layout.MODEL_PREFIX,
-                timeout=REQUEST_TIMEOUT,
-            )
-        )
+        blobs: list[storage.Blob] = self._call(gcs.listed, self.bucket, prefix=layout.MODEL_PREFIX)
+        return blobs
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a GCS call through core.gcs.call with this store's retry policy."""

@@ -13,7 +13,7 @@ def drop(path: Path, settings: CommonSettings) -> str:
     """Upload `path` as incoming/<file name>; returns the object name."""
     bucket = gcs.client(settings).bucket(settings.gcs_bucket)
     name = layout.INCOMING + path.name
-    bucket.blob(name).upload_from_filename(str(path), content_type="text/csv", retry=gcs.retry(settings))
+    gcs.call(gcs.retry(settings), bucket.blob(name).upload_from_filename, str(path), content_type="text/csv")
     return name
 
 

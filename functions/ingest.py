@@ -17,7 +17,6 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from core import gcs, layout
-from core.gcs import REQUEST_TIMEOUT
 from core.schema import Limits
 from functions import verdict as verdicts
 from functions.outputs import REPORT_SUFFIX, Folder, Source, SourceGone, Writer
@@ -68,7 +67,7 @@ def ingest(bucket: storage.Bucket, name: str, generation: int, settings: Functio
     if not wanted(name):
         return Outcome("ignored", name, generation, "not under incoming/")
     retry = gcs.retry(settings)
-    blob = bucket.get_blob(name, retry=retry, timeout=REQUEST_TIMEOUT)
+    blob = gcs.call(retry, bucket.get_blob, name)
     if blob is None or blob.generation != generation:
         return Outcome("stale", name, generation, "this generation no longer exists (already ingested or replaced)")
     source = Source(bucket, name, generation, retry)
@@ -78,7 +77,7 @@ def ingest(bucket: storage.Bucket, name: str, generation: int, settings: Functio
         return Outcome("stale", name, generation, "this generation disappeared while it was being ingested")
     # NotFound: a concurrent delivery deleted it; PreconditionFailed: replaced by a new upload with its own event.
     with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
-        bucket.delete_blob(name, if_generation_match=generation, retry=retry, timeout=REQUEST_TIMEOUT)
+        gcs.call(retry, bucket.delete_blob, name, if_generation_match=generation)
     return outcome
 
 
@@ -113,7 +112,7 @@ def _decide(
         return settings.invalid_rows_policy, verdicts.too_large(size, limit)
     pinned = source.bucket.blob(source.name, generation=source.generation)
     try:  # the bytes as stored (at most `limit`): a gzip Content-Encoding is inflated below, bounded
-        stored = pinned.download_as_bytes(retry=source.retry, timeout=REQUEST_TIMEOUT, raw_download=True)
+        stored = gcs.call(source.retry, pinned.download_as_bytes, raw_download=True)
     except gexc.NotFound as e:
         raise SourceGone(source.name) from e
     content = verdicts.inflate(stored, limit) if (blob.content_encoding or "").lower() == "gzip" else stored

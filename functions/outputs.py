@@ -17,9 +17,8 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import storage
 
-from core import layout
+from core import gcs, layout
 from core.errors import ServiceError
-from core.gcs import REQUEST_TIMEOUT
 
 SOURCE_OBJECT, SOURCE_GENERATION, ROLE, POLICY = "source-object", "source-generation", "ingest-role", "ingest-policy"
 REPORT_SUFFIX = ".error.json"
@@ -86,13 +85,7 @@ class Folder:
     def blobs(self) -> dict[str, storage.Blob]:
         """The objects named like a candidate (listed on first use: one request)."""
         stem = _stem(self.prefix, self.relative, self.source.generation, len(REPORT_SUFFIX))[0]
-        listing = self.source.bucket.client.list_blobs(
-            self.source.bucket,
-            prefix=self.prefix + stem,
-            delimiter="/",
-            retry=self.source.retry,
-            timeout=REQUEST_TIMEOUT,
-        )
+        listing = gcs.call(self.source.retry, gcs.listed, self.source.bucket, prefix=self.prefix + stem, delimiter="/")
         return {b.name: b for b in listing}
 
     def written(self, role: str) -> str | None:
@@ -116,7 +109,7 @@ class Folder:
         for name in names:
             if write(name):
                 return name
-            blob = self.source.bucket.get_blob(name, retry=self.source.retry, timeout=REQUEST_TIMEOUT)
+            blob = gcs.call(self.source.retry, self.source.bucket.get_blob, name)
             if blob is not None and self.source.owns(blob, role):
                 return name  # a concurrent delivery of the same event won the race
         raise NameTaken(f"no free destination name for {self.source.name} under {self.prefix}")
@@ -134,11 +127,12 @@ class Writer:
         blob.metadata, blob.content_type = self.tags, self.content_type
         try:
             if self.payload is not None:
-                blob.upload_from_string(
+                gcs.call(
+                    self.source.retry,
+                    blob.upload_from_string,
                     self.payload,
                     self.content_type,
                     if_generation_match=0,
-                    retry=self.source.retry,
                     timeout=UPLOAD_TIMEOUT,
                 )
             else:
@@ -153,9 +147,7 @@ class Writer:
         token = None
         while True:
             try:
-                token, _, _ = blob.rewrite(
-                    pinned, token=token, if_generation_match=0, retry=self.source.retry, timeout=REQUEST_TIMEOUT
-                )
+                token, _, _ = gcs.call(self.source.retry, blob.rewrite, pinned, token=token, if_generation_match=0)
             except gexc.NotFound as e:
                 raise SourceGone(self.source.name) from e
             if token is None:

@@ -42,13 +42,8 @@ class Dataset:
 
 def list_csvs(bucket: storage.Bucket, retry: Any) -> list[storage.Blob]:
     """Every CSV object under data/, by name."""
-    blobs = gcs.call(retry, _listed, bucket, prefix=layout.DATA)
+    blobs = gcs.call(retry, gcs.listed, bucket, prefix=layout.DATA)
     return sorted((b for b in blobs if b.name.lower().endswith(".csv")), key=lambda b: b.name)
-
-
-def _listed(bucket: storage.Bucket, **kwargs: Any) -> list[storage.Blob]:
-    """Every page of a listing (the pages are fetched while iterating, so inside the GCS call)."""
-    return list(bucket.client.list_blobs(bucket, **kwargs))
 
 
 def fingerprint(blobs: list[storage.Blob]) -> str:

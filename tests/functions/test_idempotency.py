@@ -11,6 +11,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from core import gcs
+from core.errors import StoreUnavailable
 from devstack.emulators import free_port
 from functions import ingest
 from functions.main import on_upload
@@ -154,8 +155,9 @@ def test_transient_gcs_errors_propagate_after_the_bounded_retries(
     function_env(storage_emulator_host=f"127.0.0.1:{free_port()}", gcs_retry_deadline="0.5")
     event = event_for(upload(bucket, "incoming/iris.csv", VALID_CSV))
 
-    with pytest.raises(gexc.RetryError):
+    with pytest.raises(StoreUnavailable) as caught:
         on_upload(event)
+    assert isinstance(caught.value.__cause__, gexc.RetryError)
 
 
 def test_one_structured_log_line_per_file(
