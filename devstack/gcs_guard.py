@@ -70,6 +70,13 @@ def body_strings(content_type: str, body: bytes) -> Iterator[str]:
         return
 
 
+def carries_metadata(path: str, query: Mapping[str, str]) -> bool:
+    """Whether the body is object metadata (JSON API, an upload's first request), not an object's own bytes."""
+    if path.startswith("/upload/"):
+        return query.get("uploadType") in ("multipart", "resumable") and "upload_id" not in query
+    return path.startswith("/storage/v1/")
+
+
 def refusal(method: str, target: str, headers: Mapping[str, str], body: bytes, hosts: set[str]) -> str | None:
     """Why this request must not reach fake-gcs-server, or None."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -80,8 +87,10 @@ def refusal(method: str, target: str, headers: Mapping[str, str], body: bytes, h
     parts = urllib.parse.urlsplit(target)
     if parts.path.startswith("/batch"):
         return "batch requests are refused by the local stack"
-    values = [parts.path, *(v for pair in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) for v in pair)]
-    values += body_strings(lowered.get("content-type", ""), body)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    values = [parts.path, *(v for pair in query for v in pair)]
+    if carries_metadata(parts.path, dict(query)):
+        values += body_strings(lowered.get("content-type", ""), body)
     if any(traverses(v) for v in values):
         return "object names with a '..' segment are refused by the local stack"
     return None

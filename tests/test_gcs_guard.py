@@ -158,6 +158,18 @@ def test_names_inside_json_and_multipart_bodies_are_checked() -> None:
     assert refusal("POST", "/batch/storage/v1", headers, b"", hosts)
 
 
+def test_an_objects_own_bytes_are_data_even_when_json() -> None:
+    hosts = {"127.0.0.1:1"}
+    headers = {"Host": "127.0.0.1:1", "Content-Type": "application/json"}
+    claim = b'{"state": "failed", "error": "no such file ../data/x.csv"}'
+    media = "/upload/storage/v1/b/b/o?uploadType=media&name=models/claims/f.json"
+    assert refusal("POST", media, headers, claim, hosts) is None
+    chunk = "/upload/storage/v1/b/b/o?uploadType=resumable&upload_id=abc"
+    assert refusal("PUT", chunk, headers, claim, hosts) is None
+    assert refusal("PUT", "/b/models/claims/f.json", headers, claim, hosts) is None  # XML API: the body is the object
+    assert refusal("PATCH", "/storage/v1/b/b/o/x", headers, b'{"metadata": {"k": "../v"}}', hosts)
+
+
 def test_the_pubsub_emulator_listens_where_browsers_refuse_by_default(pubsub_emulator: Service) -> None:
     from devstack.run import StackSettings
 
