@@ -183,6 +183,11 @@ class ModelStore:
                 retired.append(blob.name)
         return retired
 
+    def marked(self, version: str) -> bool:
+        """Whether the artifact of `version` carries a customTime (the lifecycle rule will delete it)."""
+        blob = self._call(self.bucket.get_blob, layout.model_object(version), timeout=REQUEST_TIMEOUT)
+        return blob is not None and blob.custom_time is not None
+
     def verify_published(self, lineage: Lineage) -> LoadedModel:
         """Read an artifact just published back as a predictor does: fresh metadata, download, hash, signature
         against the trusted keys, allowlist unpickle and checks; the stored lineage must be the one published."""

@@ -114,6 +114,15 @@ def _retire(store: ModelStore, version: str, keep: list[str]) -> None:
         return
     if retired:
         log.info("marked superseded artifacts", extra={"retired": retired})
+    for version in [v for v in keep if store.marked(v)]:  # marked before it was pinned: a mark is never undone
+        name = layout.model_object(version)
+        log.warning(
+            "pinned %s will be deleted by the lifecycle rule: hold it (gcloud storage objects update "
+            "gs://%s/%s --temporary-hold)",
+            name,
+            store.bucket.name,
+            name,
+        )
 
 
 def _log_reject(ref: ArtifactRef, error: ArtifactRejected) -> None:

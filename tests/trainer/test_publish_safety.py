@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,15 @@ def test_a_retry_after_an_unverified_publish_does_not_skip(
         train_once(misconfigured)
     assert train_once(trainer_settings)["status"] == "skipped"  # correctly configured, it is the current model
     assert len(store.list_versions()) == 2
+
+
+def test_pinning_a_version_already_marked_warns_to_hold_it(
+    trainer_settings: TrainerSettings, bucket: storage.Bucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = train_once(trainer_settings)["model_version"]
+    train_once(trainer_settings, force=True)  # marks the first
+    pinned = trainer_settings.model_copy(update={"pinned_model_version": first})
+    with caplog.at_level(logging.WARNING, logger="trainer.run"):
+        train_once(pinned, force=True)
+    [warning] = [r.getMessage() for r in caplog.records if "pinned" in r.getMessage()]
+    assert f"{layout.model_object(first)} --temporary-hold" in warning
