@@ -7,15 +7,17 @@ Errors on /v2/ routes use the protocol's own body ``{"error": "<message>"}`` (th
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import pydantic_core
 from flask import Blueprint, Response, current_app, request
 
 from core.schema import CLASSES, FEATURES, check_measurement
 from predictor import extensions, inputs, tensors
 from predictor.api import json_response, run_model, serving
 from predictor.contract import OUTPUTS, Contract, InferRequest, InputTensor
-from predictor.errors import ModelNotReady, NotFound, bad_field
+from predictor.errors import BadRequest, ModelNotReady, NotFound, bad_field
 from predictor.registry import Registry
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -116,9 +118,24 @@ def validate(body: Any, limit: int, binary: bytes = b"") -> tuple[dict[str, dict
 
 def _validated(body: bytes | Any, limit: int, binary: bytes) -> tuple[InferRequest, dict[str, Any], inputs.Rows]:
     """The request checked by the contract's model (from JSON bytes, or already parsed), its outputs and rows."""
-    checked = inputs.validate(Contract.build(limit).infer, body, REASONS, max_batch_size=limit)
+    try:
+        checked = inputs.validate(Contract.build(limit).infer, body, REASONS, max_batch_size=limit)
+    except BadRequest as e:
+        field = str(e.details.get("field", ""))
+        if field == "inputs[0].data" or field.startswith("inputs[0].data["):
+            _check_layout(body, limit)  # the data's layout is named before its values, as this route always did
+        raise
     wanted: dict[str, Any] = {output["name"]: output.get("parameters", {}) for output in checked.get("outputs", ())}
     return checked, wanted or {name: {} for name in OUTPUTS}, _rows(checked["inputs"][0], binary)
+
+
+def _check_layout(body: bytes | Any, limit: int) -> None:
+    """A 400 if the (refused) request's tensor has a valid shape but a count of rows or numbers that disagrees."""
+    with contextlib.suppress(ValueError, LookupError, TypeError, AttributeError):
+        tensor = (pydantic_core.from_json(body) if isinstance(body, bytes) else body)["inputs"][0]
+        shape, data = tensor["shape"], tensor["data"]
+        if [type(n) for n in shape] == [int, int] and shape[1] == len(FEATURES) and 1 <= shape[0] <= limit and data:
+            _counts(data, shape[0])
 
 
 def _rows(tensor: InputTensor, binary: bytes) -> inputs.Rows:
@@ -140,18 +157,24 @@ def _rows(tensor: InputTensor, binary: bytes) -> inputs.Rows:
     return _data(tensor["data"], count)
 
 
+def _counts(data: list[Any], count: int) -> None:
+    """As many rows as the shape says (when the first item is a row), else as many numbers."""
+    width = len(FEATURES)
+    if type(data[0]) is list and len(data) != count:
+        raise bad_field("inputs[0].data", f"expected {count} rows to match the shape, got {len(data)}")
+    if type(data[0]) is not list and len(data) != count * width:
+        raise bad_field("inputs[0].data", f"expected {count * width} numbers to match the shape, got {len(data)}")
+
+
 def _data(data: list[Any], count: int) -> inputs.Rows:
     """N rows of 4 values, or N*4 values row-major (the values are already validated measurements)."""
     width = len(FEATURES)
+    _counts(data, count)
     if type(data[0]) is list:
-        if len(data) != count:
-            raise bad_field("inputs[0].data", f"expected {count} rows to match the shape, got {len(data)}")
         for index, row in enumerate(data):
             if type(row) is not list:
                 raise bad_field(f"inputs[0].data[{index}]", f"expected a row of {width} numbers")
         return data
-    if len(data) != count * width:
-        raise bad_field("inputs[0].data", f"expected {count * width} numbers to match the shape, got {len(data)}")
     for index, value in enumerate(data):
         if type(value) is list:
             row, feature = divmod(index, width)

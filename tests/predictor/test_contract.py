@@ -109,3 +109,16 @@ def test_the_document_carries_the_models_schemas(offline_settings: PredictorSett
     assert found["SwapRecord"]["properties"]["version"] == {"type": "string", "nullable": True, "title": "Version"}
     assert found["AdminResult"]["properties"]["record"] == {"allOf": [{"$ref": "#/components/schemas/SwapRecord"}],
                                                              "nullable": True}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ([[1, 2, 3, -4]], "expected 2 rows to match the shape, got 1"),
+        ([1, 2, 3, -4], "expected 8 numbers to match the shape, got 4"),
+    ],
+)
+def test_v2_names_a_count_that_disagrees_with_the_shape_before_any_value(data: list[Any], reason: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        v2.validate(tensor(data), LIMIT)
+    assert caught.value.details == {"field": "inputs[0].data", "reason": reason}
