@@ -16,14 +16,12 @@ from core.states import SwapOutcome, SwapTrigger
 from predictor import extensions, inputs
 from predictor.api import json_response
 from predictor.contract import Contract
-from predictor.errors import NotFound, Unauthorized
+from predictor.errors import BadRequest, NotFound, Unauthorized
 from predictor.registry import Registry, SwapRecord
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-PIN_REASONS: dict[inputs.Site, str] = {
-    (): 'expected {{"version": "<model version>"}}',
-    ("version",): "not a model version like 20261127T093817123456Z",
-}
+PIN_REASONS: dict[inputs.Site, str] = {("version",): "not a model version like 20261127T093817123456Z"}
+WRONG_SHAPE = 'expected {"version": "<model version>"}'
 
 
 @bp.before_request
@@ -58,7 +56,12 @@ def pin() -> Response:
     """Pin ``{"version": "<version>"}``: load it if needed; 422 (pin unchanged) if that artifact is rejected."""
     registry = extensions.registry()
     pin_request = Contract.build(registry.settings.max_batch_size).pin
-    version = inputs.validate(pin_request, inputs.read_body(), PIN_REASONS)["version"]
+    try:
+        version = inputs.validate(pin_request, inputs.read_body(), PIN_REASONS)["version"]
+    except BadRequest as e:
+        if e.details.get("reason") != PIN_REASONS[("version",)]:  # any other shape is one answer, as it always was
+            raise BadRequest(WRONG_SHAPE, {"field": "body", "reason": "wrong shape"}) from e
+        raise
     record = registry.pin(version)
     return _answer(registry, record, 422 if record.outcome in (SwapOutcome.REJECTED, SwapOutcome.FAILED) else 200)
 

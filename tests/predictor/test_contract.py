@@ -6,6 +6,7 @@ import json
 from typing import Any, get_args
 
 import pytest
+from flask.testing import FlaskClient
 
 from core.schema import CLASSES, FEATURES
 from predictor import answers, inputs, v2
@@ -122,3 +123,20 @@ def test_v2_names_a_count_that_disagrees_with_the_shape_before_any_value(data: l
     with pytest.raises(BadRequest) as caught:
         v2.validate(tensor(data), LIMIT)
     assert caught.value.details == {"field": "inputs[0].data", "reason": reason}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"version": "latest"}, "version", "not a model version like 20261127T093817123456Z"),
+        ({"version": 3}, "version", "not a model version like 20261127T093817123456Z"),
+        ({}, "body", "wrong shape"),
+        ({"version": "20261127T093817123456Z", "x": 1}, "body", "wrong shape"),
+        ([], "body", "wrong shape"),
+    ],
+)
+def test_a_pin_names_the_version_or_says_the_shape_is_wrong(
+    client: FlaskClient, admin_headers: dict[str, str], body: Any, field: str, reason: str
+) -> None:
+    error = client.put("/admin/pin", json=body, headers=admin_headers).get_json()["error"]
+    assert error["details"] == {"field": field, "reason": reason}
