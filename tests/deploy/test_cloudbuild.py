@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 import pytest
 
+from devstack import images
 from functions.settings import FunctionSettings
 from tests.deploy.conftest import BASE, K8S, OVERLAYS, ROOT, base_resources, kustomization, overlay_literals
 
@@ -142,3 +144,14 @@ def test_cluster_steps_know_the_cluster(cloudbuild: dict[str, Any], step_id: str
     namespace = kustomization(BASE)["namespace"]
     if step_id == "rollout-status":
         assert f"--namespace={namespace}" in steps(cloudbuild)[step_id]["args"]
+
+
+@pytest.mark.parametrize("name", ["predictor", "trainer"])
+def test_builds_set_the_build_args_the_image_tests_set(cloudbuild: dict[str, Any], name: str) -> None:
+    args = steps(cloudbuild)[f"build-{name}"]["args"]
+    passed = dict(a.removeprefix("--build-arg=").split("=", 1) for a in args if a.startswith("--build-arg="))
+    declared = dict(re.findall(r"^ARG (\w+)=(\S+)$", (ROOT / f"Dockerfile.{name}").read_text(), re.M))
+    assert set(passed) == set(declared) == set(images.BUILD_ARGS) == set(images.build_args("base")) - set(os.environ)
+    assert passed == {arg: f"${{_{arg}}}" for arg in declared}
+    # the substitutions' defaults are the Dockerfiles' own: Cloud Build builds on the real python image
+    assert {arg: cloudbuild["substitutions"][f"_{arg}"] for arg in declared} == declared

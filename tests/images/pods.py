@@ -1,0 +1,120 @@
+"""Run an image as its Kubernetes manifest runs it: podman flags read from k8s/base (user, read-only root, mounts).
+
+The flags follow the manifests: a new emptyDir or securityContext setting there changes the container here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.images import Storage
+from tests.deploy.conftest import base_resources
+
+# This machine mounts cgroup v1 and v2 side by side, which crun refuses: runc with cgroupfs works.
+RUNTIME = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+# podman's default limits (nofile 1048576) are above what a process may set here.
+LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One container of a Deployment or CronJob in k8s/base, with its pod spec and ConfigMaps."""
+
+    pod: dict[str, Any]
+    container: dict[str, Any]
+    config_maps: dict[str, dict[str, str]]
+
+    def env(self) -> dict[str, str]:
+        """What the container's environment would hold in the cluster, minus values from Secrets and the API."""
+        env: dict[str, str] = {}
+        for source in self.container.get("envFrom", []):
+            env.update(self.config_maps[source["configMapRef"]["name"]])
+        env.update({e["name"]: str(e["value"]) for e in self.container.get("env", []) if "value" in e})
+        return env
+
+    def user(self) -> str:
+        context = {**self.pod.get("securityContext", {}), **self.container.get("securityContext", {})}
+        return f"{context['runAsUser']}:{context['runAsGroup']}"
+
+    def security_flags(self) -> list[str]:
+        context = self.container.get("securityContext", {})
+        flags = ["--user", self.user()]
+        if context.get("readOnlyRootFilesystem"):
+            flags += ["--read-only", "--read-only-tmpfs=false"]  # no writable /run, /tmp, /var/tmp of podman's own
+        if context.get("allowPrivilegeEscalation") is False:
+            flags += ["--security-opt", "no-new-privileges"]
+        flags += [f"--cap-drop={cap.lower()}" for cap in context.get("capabilities", {}).get("drop", [])]
+        return flags
+
+    def mount_flags(self, secrets: dict[str, dict[str, str]], secret_root: Path) -> list[str]:
+        """emptyDirs as tmpfs, Secret volumes as read-only bind mounts of files written from ``secrets``."""
+        volumes = {v["name"]: v for v in self.pod.get("volumes", [])}
+        flags = []
+        for mount in self.container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "emptyDir" in volume:
+                flags += ["--tmpfs", f"{mount['mountPath']}:{tmpfs_options(volume['emptyDir'])}"]
+            elif "secret" in volume:
+                source = write_secret(volume, secrets[volume["secret"]["secretName"]], secret_root, self.user())
+                flags += ["--volume", f"{source}:{mount['mountPath']}:ro"]
+            else:
+                raise AssertionError(f"no local equivalent for volume {volume}")
+        return flags
+
+    def writable_paths(self) -> list[str]:
+        volumes = {v["name"]: v for v in self.pod.get("volumes", [])}
+        mounts = self.container.get("volumeMounts", [])
+        return [m["mountPath"] for m in mounts if "emptyDir" in volumes[m["name"]] and not m.get("readOnly")]
+
+
+def workload(kind: str, name: str) -> Workload:
+    docs = base_resources()
+    config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    (resource,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    template = resource["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else resource["spec"]
+    pod = template["template"]["spec"]
+    return Workload(pod, pod["containers"][0], config_maps)
+
+
+def tmpfs_options(empty_dir: dict[str, Any]) -> str:
+    """An emptyDir is world-writable (mode 0777); its sizeLimit becomes the tmpfs size."""
+    options = ["rw", "mode=0777"]
+    if limit := empty_dir.get("sizeLimit"):
+        number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", limit).groups()  # type: ignore[union-attr]
+        options.append(f"size={number}{unit[0].lower()}")
+    return ",".join(options)
+
+
+def write_secret(volume: dict[str, Any], data: dict[str, str], root: Path, user: str) -> Path:
+    """The Secret's items as files, owned by the pod's group with the volume's defaultMode (like fsGroup)."""
+    directory = root / volume["name"]
+    directory.mkdir(parents=True, exist_ok=True)
+    gid = int(user.split(":")[1])
+    for item in volume["secret"]["items"]:
+        path = directory / item["path"]
+        path.write_text(data[item["key"]])
+        os.chown(path, 0, gid)
+        path.chmod(volume["secret"].get("defaultMode", 0o644))
+    return directory
+
+
+def run_command(
+    storage: Storage, image: str, name: str, flags: list[str], env: dict[str, str], command: tuple[str, ...] = ()
+) -> list[str]:
+    """``podman run`` of ``image``'s default command (or ``command``) on the host's network (the emulators)."""
+    return ["podman", *storage.flags(), *RUNTIME, *run_args(name, flags, env), image, *command]
+
+
+def run_args(name: str, flags: list[str], env: dict[str, str]) -> list[str]:
+    env_flags = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    return ["run", "--rm", "--name", name, "--network", "host", *LIMITS, *flags, *env_flags]
+
+
+def podman(storage: Storage, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    cmd = ["podman", *storage.flags(), *RUNTIME, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
