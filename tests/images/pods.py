@@ -6,7 +6,6 @@ The flags follow the manifests: a new emptyDir or securityContext setting there 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +50,21 @@ class Workload:
         flags += [f"--cap-drop={cap.lower()}" for cap in context.get("capabilities", {}).get("drop", [])]
         return flags
 
-    def mount_flags(self, secrets: dict[str, dict[str, str]], secret_root: Path) -> list[str]:
-        """emptyDirs as tmpfs, Secret volumes as read-only bind mounts of files written from ``secrets``."""
+    def mount_flags(self, secrets: dict[str, dict[str, str]], volume_root: Path) -> list[str]:
+        """emptyDirs as fresh host directories, Secret volumes as read-only files written from ``secrets``.
+
+        Bind mounts rather than podman's tmpfs, which runc gives the image directory's mode but root's ownership.
+        """
         volumes = {v["name"]: v for v in self.pod.get("volumes", [])}
+        gid = int(self.pod.get("securityContext", {}).get("fsGroup", self.user().split(":")[1]))
         flags = []
         for mount in self.container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
             if "emptyDir" in volume:
-                flags += ["--tmpfs", f"{mount['mountPath']}:{tmpfs_options(volume['emptyDir'])}"]
+                source = empty_dir(volume_root / volume["name"], gid)
+                flags += ["--volume", f"{source}:{mount['mountPath']}:rw"]
             elif "secret" in volume:
-                source = write_secret(volume, secrets[volume["secret"]["secretName"]], secret_root, self.user())
+                source = write_secret(volume, secrets[volume["secret"]["secretName"]], volume_root, gid)
                 flags += ["--volume", f"{source}:{mount['mountPath']}:ro"]
             else:
                 raise AssertionError(f"no local equivalent for volume {volume}")
@@ -81,20 +85,18 @@ def workload(kind: str, name: str) -> Workload:
     return Workload(pod, pod["containers"][0], config_maps)
 
 
-def tmpfs_options(empty_dir: dict[str, Any]) -> str:
-    """An emptyDir is world-writable (mode 0777); its sizeLimit becomes the tmpfs size."""
-    options = ["rw", "mode=0777"]
-    if limit := empty_dir.get("sizeLimit"):
-        number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", limit).groups()  # type: ignore[union-attr]
-        options.append(f"size={number}{unit[0].lower()}")
-    return ",".join(options)
+def empty_dir(path: Path, gid: int) -> Path:
+    """An emptyDir as the kubelet makes it: empty, world-writable, in the pod's fsGroup."""
+    path.mkdir(parents=True)
+    os.chown(path, 0, gid)
+    path.chmod(0o2777)
+    return path
 
 
-def write_secret(volume: dict[str, Any], data: dict[str, str], root: Path, user: str) -> Path:
-    """The Secret's items as files, owned by the pod's group with the volume's defaultMode (like fsGroup)."""
+def write_secret(volume: dict[str, Any], data: dict[str, str], root: Path, gid: int) -> Path:
+    """The Secret's items as files, owned by the pod's fsGroup with the volume's defaultMode."""
     directory = root / volume["name"]
-    directory.mkdir(parents=True, exist_ok=True)
-    gid = int(user.split(":")[1])
+    directory.mkdir(parents=True)
     for item in volume["secret"]["items"]:
         path = directory / item["path"]
         path.write_text(data[item["key"]])

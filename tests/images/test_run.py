@@ -55,9 +55,9 @@ def store(env: dict[str, str]) -> ModelStore:
     return registry_for(settings_from_env({**env, "MODEL_SIGNING_KEY": KEY})).store
 
 
-def container_flags(work: Workload, secrets_dir: Path) -> list[str]:
+def container_flags(work: Workload, volume_root: Path) -> list[str]:
     secrets = {"iris-secrets": {"model-signing-key": KEY}}
-    return [*work.security_flags(), *work.mount_flags(secrets, secrets_dir)]
+    return [*work.security_flags(), *work.mount_flags(secrets, volume_root)]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def trainer_run(
 ) -> subprocess.CompletedProcess[str]:
     """The trainer image's default command, once, as the CronJob runs it (its mounts, user and ConfigMaps)."""
     work = workload("CronJob", "iris-trainer")
-    flags = container_flags(work, tmp_path_factory.mktemp("trainer-secrets"))
+    flags = container_flags(work, tmp_path_factory.mktemp("trainer-volumes"))
     name = f"iris-trainer-{uuid.uuid4().hex[:8]}"
     cmd = run_command(run_storage, pulled["trainer"].ref, name, flags, {**work.env(), **env})
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
@@ -83,7 +83,7 @@ def test_trainer_image_publishes_a_signed_model(
     assert summary["status"] == "published", summary
     loaded = store.newest_valid()  # checks the signature and the content hash, unpickles, warms up
     assert loaded is not None
-    assert loaded.version == summary["version"]
+    assert loaded.version == summary["model_version"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def predictor(
     logs = tmp_path_factory.mktemp("predictor")
     name, port = f"iris-predictor-{uuid.uuid4().hex[:8]}", free_port()
     pod_env = {**work.env(), **env, "PORT": str(port), "POD_NAME": name}
-    cmd = run_command(run_storage, pulled["predictor"].ref, name, container_flags(work, logs / "secrets"), pod_env)
+    cmd = run_command(run_storage, pulled["predictor"].ref, name, container_flags(work, logs / "volumes"), pod_env)
     service = spawn(name, cmd, port, logs / "predictor.log")
     try:
         ready = f"{service.url}/v2/health/ready"
@@ -119,7 +119,7 @@ def test_predictor_image_serves_the_trainers_model(
     predictor: tuple[Service, Workload], trainer_run: subprocess.CompletedProcess[str]
 ) -> None:
     service, work = predictor
-    version = json.loads(trainer_run.stdout.strip().splitlines()[-1])["version"]
+    version = json.loads(trainer_run.stdout.strip().splitlines()[-1])["model_version"]
     workers = float(work.env()["WEB_CONCURRENCY"])
     wait_for(lambda: serving(service) == {version: workers}, 60, f"every worker to serve {version}", 0.5, service)
     flower = EXAMPLES["virginica"]
