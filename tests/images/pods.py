@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.emulators import free_port
 from devstack.images import Storage
 from tests.deploy.conftest import base_resources
 
@@ -35,6 +36,10 @@ class Workload:
             env.update(self.config_maps[source["configMapRef"]["name"]])
         env.update({e["name"]: str(e["value"]) for e in self.container.get("env", []) if "value" in e})
         return env
+
+    def command(self) -> tuple[str, ...]:
+        """What the manifest runs instead of the image's default command (empty: the default)."""
+        return tuple(self.container.get("command", []) + self.container.get("args", []))
 
     def user(self) -> str:
         context = {**self.pod.get("securityContext", {}), **self.container.get("securityContext", {})}
@@ -76,28 +81,48 @@ class Workload:
         return [m["mountPath"] for m in mounts if "emptyDir" in volumes[m["name"]] and not m.get("readOnly")]
 
 
-def workload(kind: str, name: str) -> Workload:
+def workload(kind: str, name: str, container: str | None = None) -> Workload:
+    """A container (by name; the first by default) of a workload in k8s/base."""
     docs = base_resources()
     config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     (resource,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     template = resource["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else resource["spec"]
     pod = template["template"]["spec"]
-    return Workload(pod, pod["containers"][0], config_maps)
+    chosen = next(c for c in pod["containers"] if container in (None, c["name"]))
+    return Workload(pod, chosen, config_maps)
+
+
+def sidecars(work: Workload) -> list[Workload]:
+    """The pod's native sidecars (init containers that keep running) from the same image."""
+    inits = work.pod.get("initContainers", [])
+    same = [c for c in inits if c.get("restartPolicy") == "Always" and c["image"] == work.container["image"]]
+    return [Workload(work.pod, c, work.config_maps) for c in same]
+
+
+def free_ports(workloads: list[Workload]) -> dict[str, str]:
+    """A free host port for every port number the containers' environments name (``*_PORT``, ``PORT``)."""
+    numbers = {v for w in workloads for k, v in w.env().items() if k.endswith("PORT") and v.isdigit()}
+    return {number: str(free_port()) for number in sorted(numbers)}
+
+
+def with_ports(env: dict[str, str], ports: dict[str, str]) -> dict[str, str]:
+    return {k: ports.get(v, v) if k.endswith("PORT") else v for k, v in env.items()}
 
 
 def empty_dir(path: Path, gid: int) -> Path:
     """An emptyDir as the kubelet makes it: empty, world-writable, in the pod's fsGroup."""
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)  # shared by the pod's containers
     os.chown(path, 0, gid)
     path.chmod(0o2777)
     return path
 
 
 def write_secret(volume: dict[str, Any], data: dict[str, str], root: Path, gid: int) -> Path:
-    """The Secret's items as files, owned by the pod's fsGroup with the volume's defaultMode."""
+    """The Secret's items (or every key) as files, owned by the pod's fsGroup with the volume's defaultMode."""
     directory = root / volume["name"]
-    directory.mkdir(parents=True)
-    for item in volume["secret"]["items"]:
+    directory.mkdir(parents=True, exist_ok=True)
+    items = volume["secret"].get("items") or [{"key": key, "path": key} for key in data]
+    for item in items:
         path = directory / item["path"]
         path.write_text(data[item["key"]])
         os.chown(path, 0, gid)

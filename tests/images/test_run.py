@@ -1,7 +1,9 @@
 """The pulled images' default commands against the emulators, run as the manifests run them.
 
-The trainer image publishes a signed model; the predictor image, as uid 10001 with a read-only root and only the
-manifest's emptyDirs writable, serves it, and hot-swaps every worker to a second model on the bucket notification.
+The trainer image publishes a signed model; the predictor pod's containers from the predictor image (its model agent
+sidecar and the image's default command), as uid 10001 with a read-only root and only the manifest's emptyDirs
+writable, serve it and hot-swap every worker to a second model on the bucket notification. The pod's nginx proxy
+(another image) is left out: requests go to gunicorn's own ports.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,20 +21,29 @@ import requests
 from google.cloud import storage
 from sklearn.pipeline import Pipeline
 
+from core import gcs
 from core.schema import EXAMPLES
 from core.store import ModelStore
 from devstack import images
-from devstack.emulators import Service, free_port, spawn
+from devstack.emulators import Service, spawn
+from tests import keys
 from tests.images.conftest import Pulled
-from tests.images.pods import Workload, podman, run_command, workload
+from tests.images.pods import Workload, free_ports, podman, run_command, sidecars, with_ports, workload
 from tests.polling import wait_for
-from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env
+from tests.predictor.events_fixtures import publish_model, settings_from_env
 
 pytestmark = [pytest.mark.images, pytest.mark.integration, pytest.mark.timeout(1800)]
 
-PROJECT, TOPIC, KEY = "test-project", "gcs-events", "image-test-signing-key"
+PROJECT, TOPIC = "test-project", "gcs-events"
 SERVING = re.compile(r'^predictor_model_serving\{version="([^"]+)"\} (\S+)$', re.MULTILINE)
 START_TIMEOUT = 180.0  # a vfs container copy of the image, then importing scikit-learn, on a shared machine
+
+
+def secrets() -> dict[str, dict[str, str]]:
+    """The Secrets the manifests mount, holding the test trainer's key pair."""
+    private, public = keys.key_files()
+    public_keys = {p.name: p.read_text() for p in public.glob("*.pem")}
+    return {"iris-signing-key": {"private-key.pem": private.read_text()}, "iris-model-public-keys": public_keys}
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +64,12 @@ def env(gcs_emulator: Service, pubsub_emulator: Service, storage_client: storage
 
 @pytest.fixture(scope="module")
 def store(env: dict[str, str]) -> ModelStore:
-    return registry_for(settings_from_env({**env, "MODEL_SIGNING_KEY": KEY})).store
+    settings = settings_from_env({**env, **keys.env()})
+    return ModelStore(gcs.client(settings).bucket(settings.gcs_bucket), keys.KEYRING, gcs.retry(settings))
 
 
 def container_flags(work: Workload, volume_root: Path) -> list[str]:
-    secrets = {"iris-secrets": {"model-signing-key": KEY}}
-    return [*work.security_flags(), *work.mount_flags(secrets, volume_root)]
+    return [*work.security_flags(), *work.mount_flags(secrets(), volume_root)]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +79,7 @@ def trainer_run(
     env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> subprocess.CompletedProcess[str]:
-    """The trainer image's default command, once, as the CronJob runs it (its mounts, user and ConfigMaps)."""
+    """The trainer image's default command, once, with the CronJob's mounts, user and ConfigMaps."""
     work = workload("CronJob", "iris-trainer")
     flags = container_flags(work, tmp_path_factory.mktemp("trainer-volumes"))
     name = f"iris-trainer-{uuid.uuid4().hex[:8]}"
@@ -86,72 +98,98 @@ def test_trainer_image_publishes_a_signed_model(
     assert loaded.version == summary["model_version"]
 
 
+@dataclass
+class Pod:
+    """The predictor pod's containers from our image, on the host's network with ports of their own."""
+
+    main: Service
+    containers: list[Service]
+    work: Workload
+    ports: dict[str, str]
+
+    def url(self, port_name: str) -> str:
+        """Base URL of a port the manifest names (``containerPort`` or an environment port like PORT)."""
+        number = next(
+            (str(p["containerPort"]) for p in self.work.container.get("ports", []) if p["name"] == port_name), None
+        )
+        return f"http://127.0.0.1:{self.ports[number or self.work.env()[port_name]]}"
+
+    def check_alive(self) -> None:
+        for container in self.containers:
+            if not container.alive():
+                raise AssertionError(f"{container.name} exited:\n{container.log_tail(40)}")
+
+
 @pytest.fixture(scope="module")
-def predictor(
+def pod(
     run_storage: images.Storage,
     pulled: dict[str, Pulled],
     env: dict[str, str],
     trainer_run: subprocess.CompletedProcess[str],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Service, Workload]]:
-    """The predictor image's default command as the Deployment runs it, on a free port of the host's network."""
-    work = workload("Deployment", "iris-predictor")
-    logs = tmp_path_factory.mktemp("predictor")
-    name, port = f"iris-predictor-{uuid.uuid4().hex[:8]}", free_port()
-    pod_env = {**work.env(), **env, "PORT": str(port), "POD_NAME": name}
-    cmd = run_command(run_storage, pulled["predictor"].ref, name, container_flags(work, logs / "volumes"), pod_env)
-    service = spawn(name, cmd, port, logs / "predictor.log")
+) -> Iterator[Pod]:
+    """The model agent sidecar and the predictor image's default command, sharing the pod's emptyDirs."""
+    main = workload("Deployment", "iris-predictor", "predictor")
+    assert main.command() == (), "the predictor container runs the image's default command"
+    workloads = [*sidecars(main), main]
+    logs, suffix = tmp_path_factory.mktemp("pod"), uuid.uuid4().hex[:8]
+    ports = free_ports(workloads)
+    started: list[Service] = []
     try:
-        ready = f"{service.url}/v2/health/ready"
-        wait_for(lambda: requests.get(ready, timeout=2).ok, START_TIMEOUT, "the predictor to be ready", 0.5, service)
-        yield service, work
+        for work in workloads:
+            name = f"iris-{work.container['name']}-{suffix}"
+            pod_env = with_ports({**work.env(), **env, "POD_NAME": f"pod-{suffix}"}, ports)
+            flags = container_flags(work, logs / "volumes")
+            cmd = run_command(run_storage, pulled["predictor"].ref, name, flags, pod_env, work.command())
+            started.append(spawn(name, cmd, 0, logs / f"{name}.log"))
+        result = Pod(started[-1], started, main, ports)
+        probe = main.container["readinessProbe"]["httpGet"]
+        ready = f"{result.url(probe['port'])}{probe['path']}"
+        wait_for(
+            lambda: requests.get(ready, timeout=2).ok, START_TIMEOUT, "the predictor to be ready", 0.5, started[-1]
+        )
+        yield result
     finally:
-        service.stop(timeout=30)
-        podman(run_storage, "rm", "--force", "--ignore", name)
+        for service in reversed(started):
+            service.stop(timeout=30)
+            podman(run_storage, "rm", "--force", "--ignore", service.name)
 
 
-def serving(service: Service) -> dict[str, float]:
-    text = requests.get(f"{service.url}/metrics", timeout=5).text
+def serving(pod: Pod) -> dict[str, float]:
+    pod.check_alive()
+    text = requests.get(f"{pod.url('admin')}/metrics", timeout=5).text
     return {version: float(count) for version, count in SERVING.findall(text) if float(count) > 0}
 
 
-def test_predictor_image_serves_the_trainers_model(
-    predictor: tuple[Service, Workload], trainer_run: subprocess.CompletedProcess[str]
-) -> None:
-    service, work = predictor
+def test_predictor_image_serves_the_trainers_model(pod: Pod, trainer_run: subprocess.CompletedProcess[str]) -> None:
     version = json.loads(trainer_run.stdout.strip().splitlines()[-1])["model_version"]
-    workers = float(work.env()["WEB_CONCURRENCY"])
-    wait_for(lambda: serving(service) == {version: workers}, 60, f"every worker to serve {version}", 0.5, service)
-    flower = EXAMPLES["virginica"]
-    answer = requests.post(f"{service.url}/predict", json={"instances": [list(flower)]}, timeout=10)
+    workers = float(pod.work.env()["WEB_CONCURRENCY"])
+    wait_for(lambda: serving(pod) == {version: workers}, 60, f"every worker to serve {version}", 0.5, pod.main)
+    answer = requests.post(f"{pod.url('PORT')}/predict", json={"instances": [list(EXAMPLES["virginica"])]}, timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.json()["model_version"] == version
     assert answer.json()["predictions"][0]["species"] == "virginica"
-    api = requests.post(f"{service.url}/api", json=list(EXAMPLES["setosa"]), timeout=10)
+    api = requests.post(f"{pod.url('PORT')}/api", json=list(EXAMPLES["setosa"]), timeout=10)
     assert (api.status_code, api.json()) == (200, "[0]")
-    assert requests.get(f"{service.url}/v2/health/ready", timeout=5).status_code == 200
 
 
-def test_predictor_root_is_read_only_but_the_mounts(
-    predictor: tuple[Service, Workload], run_storage: images.Storage
-) -> None:
-    service, work = predictor
+def test_predictor_root_is_read_only_but_the_mounts(pod: Pod, run_storage: images.Storage) -> None:
     probe = "for d in / /app /opt/venv /etc /var /home /run %s; do touch $d/.w 2>/dev/null && echo $d; done; id -u"
-    script = probe % " ".join(work.writable_paths())
-    done = podman(run_storage, "exec", service.name, "sh", "-c", script)
-    assert done.returncode == 0, done.stderr
-    *writable, uid = done.stdout.split()
-    assert uid == "10001"
-    assert sorted(writable) == sorted(work.writable_paths())
-    assert "/run/prometheus" in writable  # the image's PROMETHEUS_MULTIPROC_DIR, an emptyDir in the manifest
+    for service in pod.containers:
+        work = pod.work if service is pod.main else sidecars(pod.work)[0]
+        done = podman(run_storage, "exec", service.name, "sh", "-c", probe % " ".join(work.writable_paths()))
+        assert done.returncode == 0, done.stderr
+        *writable, uid = done.stdout.split()
+        assert uid == "10001"
+        assert sorted(writable) == sorted(work.writable_paths())
+    assert "/run/prometheus" in pod.work.writable_paths()  # the image's PROMETHEUS_MULTIPROC_DIR
 
 
 def test_predictor_image_hot_swaps_every_worker_on_notification(
-    predictor: tuple[Service, Workload], store: ModelStore, fitted_model: Pipeline
+    pod: Pod, store: ModelStore, fitted_model: Pipeline
 ) -> None:
-    service, work = predictor
-    workers = float(work.env()["WEB_CONCURRENCY"])
+    workers = float(pod.work.env()["WEB_CONCURRENCY"])
     version = publish_model(store, fitted_model).version
-    wait_for(lambda: serving(service) == {version: workers}, 30, f"every worker to serve {version}", 0.2, service)
-    answer = requests.post(f"{service.url}/predict", json={"instances": [list(EXAMPLES["setosa"])]}, timeout=10)
+    wait_for(lambda: serving(pod) == {version: workers}, 30, f"every worker to serve {version}", 0.2, pod.main)
+    answer = requests.post(f"{pod.url('PORT')}/predict", json={"instances": [list(EXAMPLES["setosa"])]}, timeout=10)
     assert answer.json()["model_version"] == version
