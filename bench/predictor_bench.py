@@ -51,9 +51,9 @@ FLOWER = [5.1, 3.5, 1.4, 0.2]
 OURS_BODY = json.dumps({"instances": [FLOWER]}).encode()
 BATCH = 100
 BATCH_BODY = json.dumps({"instances": [FLOWER] * BATCH}).encode()
-OURS_SETTINGS = ("gthread 2x4 reuse_port", "gthread 2x4", "gthread 4x2 reuse_port", "sync 2x1")
+OURS_SETTINGS = ("gthread 2x4", "gthread 2x4 reuse_port", "sync 2x1")
 """Worker class, workers x threads (and SO_REUSEPORT) of ours tried by default; the shipped default is DEFAULT."""
-DEFAULT = "gthread 2x4 reuse_port"
+DEFAULT = "gthread 2x4"
 SWAP_EVERY_S = 5.0
 AGENT_MEMORY_MB = 192
 """The agent sidecar's memory request in k8s/base/predictor-deployment.yaml."""

@@ -30,8 +30,8 @@ class PredictorSettings(TrustSettings):
     """gunicorn worker class: sync (one request at a time, no keep-alive) or gthread (WORKER_THREADS, keep-alive)."""
     worker_threads: int = Field(4, ge=1)
     """Threads per gunicorn worker (gthread worker class)."""
-    reuse_port: bool = True
-    """Each worker listens on its own SO_REUSEPORT socket: the kernel spreads connections over the workers."""
+    reuse_port: bool = False
+    """Each worker listens on its own SO_REUSEPORT socket (the kernel hashes connections over them); off: one socket."""
     graceful_timeout: int = Field(20, ge=1)
     """Seconds a stopping worker gets to finish in-flight requests (the agent takes at most half to unsubscribe)."""
     worker_timeout: int = Field(30, ge=1)
