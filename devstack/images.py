@@ -37,6 +37,8 @@ BUILD_ARGS = ("PYTHON_IMAGE",)
 PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 """Predefined build arguments, passed on from the environment when set, so the build's pip goes out as the host's."""
 NICE = ("nice", "-n", "10")
+STORE_BUDGET = int(os.environ.get("IRIS_IMAGES_STORE_BUDGET_GB", "20")) * 10**9
+"""Above this many bytes of images, prune() empties the build store of all the current builds do not need."""
 
 
 class ImageError(RuntimeError):
@@ -55,6 +57,9 @@ class Storage:
 
     def buildah(self, *args: str, nice: bool = False, timeout: float = 1800) -> str:
         return run([*(NICE if nice else ()), "buildah", *self.flags(), *args], timeout)
+
+    def podman(self, *args: str) -> str:
+        return run(["podman", *self.flags(), *args])
 
     def has_image(self, name: str) -> bool:
         found = subprocess.run(["buildah", *self.flags(), "inspect", "--type", "image", name], capture_output=True)
@@ -178,3 +183,25 @@ def push(storage: Storage, image: str, destination: str, digestfile: Path) -> st
     """Push to a plain-HTTP registry on loopback; the manifest digest the registry stored."""
     storage.buildah("push", "--tls-verify=false", "--digestfile", str(digestfile), image, f"docker://{destination}")
     return digestfile.read_text().strip()
+
+
+def prune(storage: Storage, keep: list[str]) -> list[str]:
+    """Over STORE_BUDGET (vfs keeps a full copy of every layer), remove every image but the stand-in base, ``keep``
+    and their parents, newest first; the removed IDs. The layer cache of older builds goes with them."""
+    listed = json.loads(storage.podman("images", "--all", "--format", "json") or "[]")
+    if sum(int(image["Size"]) for image in listed) <= STORE_BUDGET:
+        return []
+    needed = {image["Id"] for image in listed if any(name.startswith(BASE_NAME) for name in image.get("Names") or [])}
+    for image in keep:
+        while image and image not in needed:
+            needed.add(image)
+            image = storage.podman("image", "inspect", "--format", "{{.Parent}}", image)
+    removed = []
+    for image in sorted(listed, key=lambda i: int(i["Created"]), reverse=True):
+        if image["Id"] not in needed:
+            done = subprocess.run(["buildah", *storage.flags(), "rmi", image["Id"]], capture_output=True)
+            removed += [image["Id"]] if done.returncode == 0 else []
+    for tarball in CACHE.glob("rootfs-*.tar"):
+        if tarball.name != f"rootfs-{base_key()}.tar":
+            tarball.unlink()
+    return removed

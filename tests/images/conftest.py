@@ -52,7 +52,9 @@ def built(build_storage: images.Storage, base: str, tmp_path_factory: pytest.Tem
     """Image ID of each image, built from the unchanged Dockerfiles with the stand-in base."""
     work = tmp_path_factory.mktemp("build")
     args = images.build_args(base)
-    return {name: images.build(build_storage, ROOT / f"Dockerfile.{name}", args, work / name) for name in NAMES}
+    result = {name: images.build(build_storage, ROOT / f"Dockerfile.{name}", args, work / name) for name in NAMES}
+    images.prune(build_storage, list(result.values()))
+    return result
 
 
 @pytest.fixture(scope="session")
