@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from peers import servers, venvs
+from peers import loadgen, servers, venvs
 from sklearn.datasets import load_iris
 
 from core import gcs
@@ -65,13 +65,9 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    requests: int
-    cpu_ms: float
+class Result(loadgen.Result):
+    """A load cell as the predictor benchmark reports it, plus the statuses of the requests that failed."""
+
     statuses: tuple[tuple[str, int], ...] = ()
     """HTTP status -> count of the requests that did not get 200 (-1: the stream failed)."""
 

@@ -23,6 +23,19 @@ PROJECT = "test-project"
 TOPIC = "gcs-events"
 
 
+def bucket_env(storage_client: storage.Client, gcs: Service, pubsub: Service, prefix: str) -> dict[str, str]:
+    """Environment of processes working on a new bucket of the session's emulators (named `prefix`-random)."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    storage_client.create_bucket(bucket)
+    return {
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "GCS_BUCKET": bucket,
+        "STORAGE_EMULATOR_HOST": gcs.host,
+        "PUBSUB_EMULATOR_HOST": pubsub.host,
+        "MODEL_EVENTS_TOPIC": TOPIC,
+    }
+
+
 @dataclass(frozen=True)
 class Notification:
     """One pulled Pub/Sub message (already acked)."""

@@ -27,6 +27,7 @@ from core.store import ModelStore
 from devstack import images
 from devstack.emulators import Service, spawn
 from tests import keys
+from tests.emulator_fixtures import bucket_env
 from tests.images.conftest import Pulled
 from tests.images.pods import Workload, free_ports, podman, run_command, sidecars, with_ports, workload
 from tests.polling import wait_for
@@ -34,7 +35,6 @@ from tests.predictor.events_fixtures import publish_model, settings_from_env
 
 pytestmark = [pytest.mark.images, pytest.mark.integration, pytest.mark.timeout(1800)]
 
-PROJECT, TOPIC = "test-project", "gcs-events"
 SERVING = re.compile(r'^predictor_model_serving\{version="([^"]+)"\} (\S+)$', re.MULTILINE)
 START_TIMEOUT = 180.0  # a vfs container copy of the image, then importing scikit-learn, on a shared machine
 
@@ -49,14 +49,7 @@ def secrets() -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def env(gcs_emulator: Service, pubsub_emulator: Service, storage_client: storage.Client) -> dict[str, str]:
     """Where the containers find the emulators, on a bucket of this module."""
-    bucket = f"images-{uuid.uuid4().hex[:12]}"
-    storage_client.create_bucket(bucket)
-    return {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "GCS_BUCKET": bucket,
-        "STORAGE_EMULATOR_HOST": gcs_emulator.host,
-        "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
-        "MODEL_EVENTS_TOPIC": TOPIC,
+    return bucket_env(storage_client, gcs_emulator, pubsub_emulator, "images") | {
         "GCS_RETRY_DEADLINE": "10",
         "RECONCILE_INTERVAL": "300",  # longer than the test: only the notification can swap
     }

@@ -12,7 +12,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,13 +26,13 @@ from core.schema import EXAMPLES
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
 from tests import keys
+from tests.emulator_fixtures import PROJECT, TOPIC, bucket_env
 from tests.polling import wait_for
 from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env, subscriptions
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT, TOPIC = "test-project", "gcs-events"
 WORKERS, GRACEFUL_TIMEOUT = 2, 10
 START_TIMEOUT = 60.0
 SERVING = re.compile(r'^predictor_model_serving\{version="([^"]+)"\} (\S+)$', re.MULTILINE)
@@ -64,21 +63,17 @@ class Pod:
 @pytest.fixture(scope="module")
 def swap_env(gcs_emulator: Service, pubsub_emulator: Service, storage_client: storage.Client) -> dict[str, str]:
     """The pods' environment, on a bucket of this module."""
-    bucket = f"swap-{uuid.uuid4().hex[:12]}"
-    storage_client.create_bucket(bucket)
-    return {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "GCS_BUCKET": bucket,
-        "STORAGE_EMULATOR_HOST": gcs_emulator.host,
-        "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
-        **keys.env(),
-        "MODEL_EVENTS_TOPIC": TOPIC,
-        "GCS_RETRY_DEADLINE": "5",
-        "WEB_CONCURRENCY": str(WORKERS),
-        "RECONCILE_INTERVAL": "300",
-        "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
-        "LOG_LEVEL": "INFO",
-    }
+    return (
+        bucket_env(storage_client, gcs_emulator, pubsub_emulator, "swap")
+        | keys.env()
+        | {
+            "GCS_RETRY_DEADLINE": "5",
+            "WEB_CONCURRENCY": str(WORKERS),
+            "RECONCILE_INTERVAL": "300",
+            "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
+            "LOG_LEVEL": "INFO",
+        }
+    )
 
 
 @pytest.fixture(scope="module")
