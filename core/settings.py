@@ -33,6 +33,9 @@ class CommonSettings(BaseSettings):
     """Topic that receives the bucket's OBJECT_FINALIZE notifications for data/ (the same topic locally)."""
     gcs_retry_deadline: float = Field(30.0, gt=0)
     """Seconds google-api-core keeps retrying a transient GCS error before giving up."""
+    missed_event_after: float = Field(30.0, gt=0)
+    """Seconds after an object's creation by which its notification must have arrived; a listing that finds it
+    without one counts a missed event, logs a warning and recycles the subscription's stream."""
     log_level: str = "INFO"
     """Python logging level name."""
 
