@@ -40,6 +40,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 from core import layout, pubsub
 from core.errors import StoreUnavailable
 from core.notifications import Malformed, ModelEvent, model_event
+from core.observe import StreamHealth
 from core.states import SwapTrigger
 from predictor.settings import PredictorSettings
 
@@ -104,8 +105,10 @@ class ModelEvents:
         registry: Offers,
         settings: PredictorSettings,
         on_reconnect: Callable[[], None],
+        health: StreamHealth | None = None,
     ) -> None:
         self._registry, self._settings, self._on_reconnect = registry, settings, on_reconnect
+        self.health = health
         self._trouble = threading.Event()  # the channel failed since the last successful probe
         self._client = self._new_client()
         self.subscription = self._client.subscription_path(settings.google_cloud_project, subscription_id(settings))
@@ -147,7 +150,21 @@ class ModelEvents:
             "connects": self.connects,
             "last_error": self.last_error or None,
             "messages": counts,
+            **(self.health.status() if self.health else {}),
         }
+
+    def alive(self) -> bool:
+        """Whether the supervisor thread still keeps a stream open (or is about to)."""
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def recycle(self, *_: object) -> None:
+        """End the current stream: the supervisor opens a new one on a new channel and reconciles."""
+        with self._lock:
+            future = self._future
+        if future is not None and not future.done():
+            log.warning("model events: recycling the stream", extra={"subscription": self.subscription})
+            self.last_error = "recycled: a notification did not arrive in time"
+            future.cancel()
 
     def _supervise(self) -> None:
         delay, catch_up = RESUBSCRIBE_BACKOFF[0], False
@@ -178,17 +195,23 @@ class ModelEvents:
         if self._stop.is_set():
             future.cancel()
         self.connects += 1
+        if self.health is not None:
+            self.health.opened(first=self.connects == 1)
         log.info("model events: subscribed", extra={"subscription": self.subscription, "connects": self.connects})
         if catch_up:
             self._catch_up()
-        while True:
-            try:
-                future.result(timeout=PROBE_INTERVAL_S)
-                return
-            except TimeoutError:
-                if self._trouble.is_set() and not self._subscription_exists():
-                    future.cancel()
-                    raise SubscriptionGone(f"{self.subscription} is gone") from None
+        try:
+            while True:
+                try:
+                    future.result(timeout=PROBE_INTERVAL_S)
+                    return
+                except TimeoutError:
+                    if self._trouble.is_set() and not self._subscription_exists():
+                        future.cancel()
+                        raise SubscriptionGone(f"{self.subscription} is gone") from None
+        finally:
+            if self.health is not None:
+                self.health.closed()
 
     def _new_client(self) -> pubsub_v1.SubscriberClient:
         channel = pubsub.channel(self._settings.pubsub_emulator_host)
@@ -269,6 +292,8 @@ class ModelEvents:
             return self._settle(message, "unparsable", ack=True)
         if event is None:
             return self._settle(message, "ignored", ack=True)
+        if self.health is not None:
+            self.health.delivered(event.key)
         if event.key in self._seen:
             return self._settle(message, "duplicate", ack=True)
         try:
@@ -283,6 +308,8 @@ class ModelEvents:
     def _settle(self, message: Message, outcome: str, ack: bool) -> None:
         with self._lock:
             self.counts[outcome] += 1
+        if self.health is not None:
+            self.health.message(outcome)
         if ack:
             message.ack()
         else:

@@ -9,6 +9,8 @@ HANDOVER_DIR is a shared emptyDir in a pod (a temporary directory under ``python
 - ``history.json``: the agent's recent decisions; its rejections show in every serving process's /v1/model (they
   never see a rejected artifact themselves).
 - ``workers/<pid>``: the version each serving process serves (pod-wide readiness, predictor.readiness).
+- ``agent.json``: the agent's heartbeat, rewritten every few seconds: when, its pid, the version it accepted, the
+  newest version its last listing saw and its stream's health (predictor.podhealth reads it).
 
 A serving process stats the pointer (``Follower`` in predictor.background) and offers a changed one to its own
 registry, whose ``HandoverStore`` checks signature and hash again before the allowlisted unpickle: the agent is
@@ -31,6 +33,7 @@ from predictor.registry import SwapRecord
 POINTER = "current.json"
 HISTORY = "history.json"
 WORKERS = "workers"
+AGENT = "agent.json"
 KEEP_ARTIFACTS = 3
 """Artifact files kept: the pointer's and the two before it (a process may still be reading one)."""
 
@@ -94,6 +97,19 @@ def read_history(directory: Path) -> list[SwapRecord]:
         return [SwapRecord(**values) for values in json.loads((directory / HISTORY).read_bytes())]
     except (OSError, ValueError, TypeError):
         return []
+
+
+def write_agent(directory: Path, state: dict[str, Any]) -> None:
+    write_atomic(directory / AGENT, json.dumps(state, default=str).encode())
+
+
+def read_agent(directory: Path) -> dict[str, Any] | None:
+    """The agent's last heartbeat, None if it never wrote one (or it cannot be read)."""
+    try:
+        state = json.loads((directory / AGENT).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 class Publisher:

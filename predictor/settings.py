@@ -56,6 +56,10 @@ class PredictorSettings(TrustSettings):
     """Seconds between a serving process's checks (one stat) of the handover pointer."""
     start_agent: bool = True
     """python -m predictor starts the model agent as a child process; false where a sidecar container runs it."""
+    agent_health_port: int | None = Field(None, ge=1, le=65535)
+    """Port of the model agent's own /healthz (liveness: its heartbeat) and /metrics listener; unset, none."""
+    agent_stale_after: float = Field(30.0, gt=0)
+    """Seconds after which the agent's heartbeat counts as stale: its liveness fails and /v1/model shows it down."""
     reconcile_interval: float = Field(60.0, gt=0)
     """Seconds between listings of models/ that catch anything the subscriber missed."""
     reconcile_interval_without_events: float = Field(5.0, gt=0)

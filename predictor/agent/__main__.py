@@ -28,6 +28,12 @@ def main() -> int:
         signal.signal(signum, lambda *_: stopping.set())
     agent = build(settings, Path(settings.handover_dir))
     agent.start()
+    if settings.agent_health_port is not None:
+        from core import observe
+
+        observe.serve(
+            settings.admin_bind_host, settings.agent_health_port, agent.probe, agent.health.registry, "model-agent"
+        )
     parent = os.getppid()
     while not stopping.wait(1.0):
         if os.getppid() != parent:  # the gunicorn master that started us is gone

@@ -5,11 +5,17 @@ verification), on the bucket; its store stages every verified download in HANDOV
 the pod at it. Notifications arrive on one subscription per pod (predictor.events); the reconcile job lists models/
 every RECONCILE_INTERVAL, at once after every resubscription, and is the only trigger with
 MODEL_EVENTS_ENABLED=false or while Pub/Sub is down.
+
+The agent watches itself (core.observe): every listing's artifacts are checked against the notifications that
+arrived, and an artifact whose notification is overdue (MISSED_EVENT_AFTER) is a missed event that recycles the
+stream. A heartbeat thread writes ``agent.json`` into the handover every HEARTBEAT_S seconds (the workers show its
+age and whether they lag it) and answers the agent's own liveness probe (AGENT_HEALTH_PORT).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -18,6 +24,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core import gcs
+from core.observe import Heartbeat, StreamHealth
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor import handover, reconcile
 from predictor.events import ModelEvents
@@ -28,18 +35,30 @@ from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
 
+PREFIX = "predictor_agent"
+"""Prefix of the agent's stream-health metrics (core.observe)."""
+
 STOP_BUDGET_MAX = 10.0
 """Most seconds stop() spends (it also keeps to half of GRACEFUL_TIMEOUT)."""
+HEARTBEAT_S = 2.0
+"""Most seconds between the agent's heartbeats (agent.json, missed-event check, metrics refresh); at least four
+fall within AGENT_STALE_AFTER."""
 
 
 class StagingStore:
     """The bucket, with every verified download staged in the handover before the registry swaps to it."""
 
-    def __init__(self, store: ModelStore, publisher: Publisher) -> None:
-        self.store, self.publisher = store, publisher
+    def __init__(self, store: ModelStore, publisher: Publisher, bucket: str, health: StreamHealth) -> None:
+        self.store, self.publisher, self.bucket, self.health = store, publisher, bucket, health
+        self.newest: str | None = None
+        """The newest version the last listing saw (valid or not)."""
 
     def list_versions(self) -> list[ArtifactRef]:
-        return self.store.list_versions()
+        """The bucket's artifacts; each one is expected to have been announced by a notification."""
+        refs = self.store.list_versions()
+        self.newest = refs[-1].version if refs else None
+        self.health.found(((self.bucket, ref.name, ref.generation), ref.created) for ref in refs)
+        return refs
 
     def ref(self, name: str, generation: int | None = None) -> ArtifactRef:
         return self.store.ref(name, generation)
@@ -62,8 +81,11 @@ class AgentMetrics(Metrics):
 class Agent:
     """One pod's model agent: build, start, stop."""
 
-    def __init__(self, settings: PredictorSettings, registry: Registry) -> None:
-        self.settings, self.registry = settings, registry
+    def __init__(
+        self, settings: PredictorSettings, registry: Registry, health: StreamHealth, directory: Path | None = None
+    ) -> None:
+        self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
+        self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
         self.events: ModelEvents | None = None
@@ -71,6 +93,7 @@ class Agent:
             target=reconcile.initial_load, args=(registry, settings, self.stopping), name="model-startup-load",
             daemon=True,
         )  # fmt: skip
+        self.ticker = threading.Thread(target=self._tick_forever, name="model-agent-heartbeat", daemon=True)
 
     def start(self) -> None:
         """Subscribe (before the first listing, so nothing published after it is missed), schedule, load."""
@@ -80,14 +103,17 @@ class Agent:
         reconcile.schedule(self.scheduler, self.registry, interval)
         self.scheduler.start()
         self.loader.start()
+        self.ticker.start()
         log.info("model agent started", extra={"events": self.events is not None, "interval_s": interval})
 
     def _subscriber(self) -> ModelEvents | None:
         """None if the subscriber cannot even be built (no credentials, say): reconcile on the short interval."""
         try:
             events = ModelEvents(
-                self.registry, self.settings, on_reconnect=lambda: reconcile.run_now(self.scheduler, self.registry)
-            )
+                self.registry, self.settings, on_reconnect=lambda: reconcile.run_now(self.scheduler, self.registry),
+                health=self.health,
+            )  # fmt: skip
+            self.health.on_missed = events.recycle
         except Exception:
             log.exception("model events unavailable; falling back to RECONCILE_INTERVAL_WITHOUT_EVENTS polling")
             return None
@@ -114,6 +140,43 @@ class Agent:
             "events": self.events.status() if self.events else None,
         }
 
+    def probe(self) -> tuple[bool, dict[str, Any]]:
+        """Liveness: the heartbeat is fresh, the reconcile scheduler runs and so does the subscriber's supervisor."""
+        problems = []
+        if not self.heartbeat.fresh():
+            problems.append(f"heartbeat {self.heartbeat.age():.1f} s old")
+        if not self.scheduler.running:
+            problems.append("reconcile scheduler stopped")
+        if self.events is not None and not self.events.alive():
+            problems.append("subscriber stopped")
+        return not problems, {"heartbeat_age_s": round(self.heartbeat.age(), 3), "problems": problems}
+
+    def tick(self) -> None:
+        """One heartbeat: check for missed events, refresh the gauges, write agent.json."""
+        self.health.check()
+        self.heartbeat.beat()
+        if self.directory is None:
+            return
+        store = self.registry.store
+        state = {
+            "at": time.time(),
+            "pid": os.getpid(),
+            "version": self.registry.version,
+            "bucket_newest": getattr(store, "newest", None),
+            "connected": self.events.status()["connected"] if self.events else None,
+            "events": self.events is not None,
+            **self.health.status(),
+        }
+        handover.write_agent(self.directory, state)
+
+    def _tick_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+            except Exception:  # the next beat tries again; a stale heartbeat shows if it never succeeds
+                log.exception("model agent heartbeat failed")
+            self.stopping.wait(min(HEARTBEAT_S, self.settings.agent_stale_after / 4))
+
 
 def build(settings: PredictorSettings, directory: Path, store: ModelStore | None = None) -> Agent:
     """An agent on the bucket (`store`, else one from the settings) handing over into `directory`."""
@@ -121,7 +184,9 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
         bucket = gcs.client(settings).bucket(settings.gcs_bucket)
         store = ModelStore(bucket, settings.keyring(), gcs.retry(settings))
     publisher = Publisher(directory)
-    registry = Registry(StagingStore(store, publisher), settings, AgentMetrics())
+    metrics = AgentMetrics()
+    health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry)
+    registry = Registry(StagingStore(store, publisher, settings.gcs_bucket, health), settings, metrics)
     registry.on_swap.append(publisher.publish)
     registry.on_record.append(lambda history: handover.write_history(directory, history))
-    return Agent(settings, registry)
+    return Agent(settings, registry, health, directory)
