@@ -49,6 +49,19 @@ class Metrics:
             "predictor_swap_latency_seconds", "Seconds from an artifact's upload (finalize) to serving it.",
             buckets=SWAP_BUCKETS, registry=r,
         )  # fmt: skip
+        # set by the serving process that answers a scrape (predictor.podhealth): the newest value wins
+        self.agent_age = Gauge(
+            "predictor_agent_heartbeat_age_seconds", "Seconds since the pod's model agent last wrote its heartbeat.",
+            multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.agent_up = Gauge(
+            "predictor_agent_up", "1 while the pod's model agent's heartbeat is fresh (AGENT_STALE_AFTER).",
+            multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.workers_behind = Gauge(
+            "predictor_workers_behind", "Serving processes of the pod not serving the version the agent accepted.",
+            multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._species_children = [self.predictions.labels(species) for species in CLASSES]
 
@@ -87,5 +100,8 @@ class Metrics:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    from predictor import podhealth
+
+    podhealth.view(current_app)  # refreshes the pod gauges
     data = current_app.extensions["metrics"].render()
     return current_app.response_class(data, content_type=CONTENT_TYPE_LATEST)

@@ -1,12 +1,13 @@
-"""GET /v1/model: the serving version, its lineage, its pin and the recent swap history of this worker."""
+"""GET /v1/model: the serving version, its lineage, its pin, the recent swap history of this worker, and the pod's
+model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.podhealth)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
-from predictor import extensions
+from predictor import extensions, podhealth
 
 bp = Blueprint("model_info", __name__)
 
@@ -15,6 +16,7 @@ bp = Blueprint("model_info", __name__)
 def model() -> dict[str, Any]:
     registry = extensions.registry()
     current = registry.current
+    pod = podhealth.view(current_app)
     return {
         "model_version": current.version if current else None,
         "lineage": current.lineage.as_dict() if current else None,
@@ -25,4 +27,7 @@ def model() -> dict[str, Any]:
         "pinned": registry.pinned,
         "ready": current is not None,
         "history": [record.as_dict() for record in registry.history()],
+        "agent": pod["agent"] if pod else None,
+        "behind": pod["behind"] if pod else None,
+        "degraded": pod["degraded"] if pod else [],
     }

@@ -57,18 +57,25 @@ def forget(handover_dir: Path, pid: int) -> None:
 
 def serving_workers(directory: Path) -> int:
     """How many live processes have written a served version to `directory`."""
-    count = 0
+    return len(worker_versions(directory))
+
+
+def worker_versions(directory: Path) -> dict[int, str]:
+    """The version each live process that serves one wrote to `directory`, by pid."""
+    versions = {}
     for path in directory.glob("[0-9]*"):
-        if path.name.isdigit() and _alive(int(path.name)) and _serves(path):
-            count += 1
-    return count
+        if path.name.isdigit() and _alive(int(path.name)):
+            version = _serves(path)
+            if version:
+                versions[int(path.name)] = version
+    return versions
 
 
-def _serves(path: Path) -> bool:
+def _serves(path: Path) -> str:
     try:
-        return bool(path.read_bytes().strip())
+        return path.read_bytes().strip().decode()
     except FileNotFoundError:  # forgotten meanwhile
-        return False
+        return ""
 
 
 def _alive(pid: int) -> bool:
