@@ -46,6 +46,12 @@ def watch(config: TrainerSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     watcher = Watcher(config, lambda trigger: run_and_report(config, trigger))
+    if config.watch_health_port is not None:
+        from core import observe
+
+        observe.serve(
+            config.watch_health_host, config.watch_health_port, watcher.probe, watcher.health.registry, "watcher"
+        )
     log.info("watching for new data", extra={"subscription": watcher.subscription, "topic": watcher.topic})
     try:
         watcher.serve(stop)

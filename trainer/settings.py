@@ -20,6 +20,14 @@ class TrainerSettings(SignerSettings):
     """... or this many seconds after the first one of a burst, whichever comes first."""
     train_retry_delay: int = Field(30, ge=0, le=600)
     """Seconds before a batch whose run failed, or found the data claimed by a live run, is tried again."""
+    watch_health_port: int | None = Field(None, ge=1, le=65535)
+    """Port of the watcher's /healthz (liveness: its loop's heartbeat) and /metrics listener; unset, none."""
+    watch_health_host: str = "0.0.0.0"
+    """Address of the WATCH_HEALTH_PORT listener."""
+    watch_stale_after: float = Field(900.0, gt=0)
+    """Seconds without a turn of the watcher's loop (a training run included) after which its liveness fails."""
+    watch_audit_interval: float = Field(60.0, gt=0)
+    """Seconds between the watcher's listings of data/ that find objects whose notification never arrived."""
     accuracy_floor: float = Field(0.9, ge=0, le=1)
     """A model scoring below this accuracy on held-out data is never published."""
     regression_tolerance: float = Field(0.02, ge=0, le=1)

@@ -10,6 +10,11 @@ and the CronJob from publishing the same data twice. At start, and whenever the 
 again (an emulator restart loses it), a `reconcile` run covers events that nobody was subscribed to receive; it is
 tried again every TRAIN_RETRY_DELAY seconds until it settles, so the data of a watcher killed mid-run (its claim
 goes stale, its messages stay leased) is trained by the next one within about CLAIM_STALE_AFTER seconds.
+
+The watcher watches itself (core.observe): its loop beats a heartbeat (WATCH_STALE_AFTER; the liveness probe on
+WATCH_HEALTH_PORT fails when it goes stale), it counts its messages, and every WATCH_AUDIT_INTERVAL seconds it lists
+data/: a CSV created after the subscription opened whose notification did not arrive within MISSED_EVENT_AFTER
+seconds is a missed event. It is logged and counted, the pull channel is recycled and a reconcile run trains it.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from core import notifications, pubsub
+from core import gcs, layout, notifications, pubsub
+from core.errors import ServiceError
 from core.lineage import Trigger
 from core.notifications import Finalized
+from core.observe import Heartbeat, StreamHealth
 from trainer.run import Outcome
 from trainer.settings import TrainerSettings
 
@@ -37,6 +44,9 @@ LEASE_S = 600
 PULL_TIMEOUT_S = 1.0
 UNAVAILABLE_BACKOFF = (0.5, 10.0)
 """Initial and maximum sleep while Pub/Sub cannot be reached."""
+
+PREFIX = "trainer_watch"
+"""Prefix of the watcher's stream-health metrics (core.observe)."""
 
 Run = Callable[[Trigger], Outcome]
 
@@ -77,6 +87,11 @@ class Watcher:
         """When the next reconcile run is due (monotonic seconds), None when none is."""
         self.runs: list[tuple[Trigger, Outcome, int]] = []
         """(trigger, outcome, data objects in the batch) of every run so far."""
+        self.heartbeat = Heartbeat(settings.watch_stale_after)
+        self.health = StreamHealth(PREFIX, settings.missed_event_after, on_missed=self.recycle)
+        self.opens = 0
+        self.audit_at = time.monotonic() + settings.watch_audit_interval
+        self._bucket: Any = None
 
     def ensure_subscription(self) -> bool:
         """Create the subscription if it is missing; True when it had to be created (events may have been missed)."""
@@ -94,9 +109,11 @@ class Watcher:
         """Reconcile once, then pull, coalesce and train until `stop` is set."""
         delay, opened = UNAVAILABLE_BACKOFF[0], False
         while not stop.is_set():
+            self.heartbeat.beat()
             try:
                 opened = opened or self._open()
                 self.step()
+                self.observe()
                 delay = UNAVAILABLE_BACKOFF[0]
                 continue
             except gexc.NotFound as e:  # the subscription (or, on create, the topic) is gone
@@ -104,6 +121,7 @@ class Watcher:
                 self.batch, opened = Batch(), False  # its ack ids died with it; the reconcile run covers them
             except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as e:
                 log.warning("Pub/Sub unavailable, retrying in %.1f s: %s", delay, e)
+            self.health.closed()
             stop.wait(delay)
             delay = min(delay * 2, UNAVAILABLE_BACKOFF[1])
 
@@ -141,8 +159,11 @@ class Watcher:
             obj = self._data_object(received.message)
             if obj is None:
                 other.append(received.ack_id)
+                self.health.message("other")
             else:
                 self.batch.add(received.ack_id, obj.ref, time.monotonic())
+                self.health.delivered(obj.key)
+                self.health.message("data")
         if other:
             self._settle(other, ack=True)
         return len(response.received_messages)
@@ -153,13 +174,52 @@ class Watcher:
             return notifications.data_object(message.attributes, self.settings.gcs_bucket)
         except notifications.Malformed as e:
             log.warning("ignoring malformed data event %s: %s", message.message_id, e)
+            self.health.message("malformed")
             return None
 
     def _open(self) -> bool:
         """Subscribe, and have a reconcile run due for whatever arrived while nobody was subscribed."""
         self.ensure_subscription()
         self.reconcile_at = time.monotonic()
+        self.opens += 1
+        self.health.opened(first=self.opens == 1)
         return True
+
+    def observe(self) -> None:
+        """Every WATCH_AUDIT_INTERVAL, list data/ for objects whose notification never came; act on overdue ones."""
+        if time.monotonic() >= self.audit_at:
+            self.audit_at = time.monotonic() + self.settings.watch_audit_interval
+            self.audit()
+        self.health.check()
+
+    def audit(self) -> None:
+        """Expect a notification for every CSV under data/ (the listing's failures only delay the check)."""
+        try:
+            if self._bucket is None:
+                self._bucket = gcs.client(self.settings).bucket(self.settings.gcs_bucket)
+            blobs = gcs.call(gcs.retry(self.settings), gcs.listed, self._bucket, prefix=layout.DATA)
+        except ServiceError as e:
+            log.warning("listing data/ for missed events failed: %s", e.message)
+            return
+        bucket = self.settings.gcs_bucket
+        self.health.found(
+            ((bucket, blob.name, int(blob.generation or 0)), blob.time_created)
+            for blob in blobs
+            if blob.name.lower().endswith(".csv")
+        )
+
+    def recycle(self, missed: object = None) -> None:
+        """A notification did not arrive: pull on a new channel and have a reconcile run train what it missed."""
+        log.warning("recycling the data events channel", extra={"subscription": self.subscription})
+        old, self.subscriber = self.subscriber, pubsub.subscriber_client(self.settings.pubsub_emulator_host)
+        old.close()
+        self.health.opened(first=False)
+        self.reconcile_at = time.monotonic()
+
+    def probe(self) -> tuple[bool, dict[str, Any]]:
+        """Liveness: the loop went round within WATCH_STALE_AFTER seconds (a training run counts as one turn)."""
+        age = self.heartbeat.age()
+        return self.heartbeat.fresh(), {"heartbeat_age_s": round(age, 3), **self.health.status()}
 
     def _run_batch(self, batch: Batch) -> None:
         self._extend(batch.ack_ids, LEASE_S)
