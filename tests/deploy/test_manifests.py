@@ -271,3 +271,21 @@ def test_overlay_sets_schedule_project_and_workload_identity(overlay: str) -> No
     for account in accounts:
         gsa = account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
         assert gsa == f"{account['metadata']['name']}@{project}.iam.gserviceaccount.com"
+
+
+def test_the_model_agent_and_the_data_watcher_have_liveness_probes_on_their_health_ports() -> None:
+    """Each probe hits the /healthz of core.observe on the port its settings listen on."""
+    spec = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+    agent = next(c for c in spec["initContainers"] if c["name"] == "model-agent")
+    watcher = pod_spec(find(RESOURCES, "Deployment", WATCHER))["containers"][0]
+    trainer_env = find(RESOURCES, "ConfigMap", "iris-trainer")["data"]
+    agent_env = {e["name"]: e.get("value") for e in agent["env"]}
+    for container, port in ((agent, agent_env["AGENT_HEALTH_PORT"]), (watcher, trainer_env["WATCH_HEALTH_PORT"])):
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        get = container["livenessProbe"]["httpGet"]
+        assert get["path"] == "/healthz"
+        assert ports[get["port"]] == int(port)
+    # the probe may fail only after the heartbeat went stale: never during one long (but live) training run
+    window = watcher["livenessProbe"]["periodSeconds"] * watcher["livenessProbe"]["failureThreshold"]
+    assert float(trainer_env["WATCH_STALE_AFTER"]) >= 600
+    assert window >= 60
