@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, int]
 """(bucket, object, generation) of one object generation."""
-DELIVERED_SIZE = 4096
-"""Object generations remembered as delivered (far more than arrive between two listings)."""
+SETTLED_SIZE = 4096
+"""Object generations remembered as announced or missed (far more than arrive between two listings)."""
 
 
 class Heartbeat:
@@ -80,7 +80,8 @@ class StreamHealth:
             f"{prefix}_missed_events", "Objects a listing found whose notification never arrived in time.", registry=r
         )
         self._lock = threading.Lock()
-        self._delivered: OrderedDict[Key, None] = OrderedDict()
+        self._settled: OrderedDict[Key, None] = OrderedDict()
+        """Announced or already counted as missed."""
         self._pending: dict[Key, float] = {}
         """Found, not delivered: creation time (epoch seconds)."""
         self._opened_at: float | None = None
@@ -112,11 +113,15 @@ class StreamHealth:
     def delivered(self, key: Key) -> None:
         """A notification announced this object generation."""
         with self._lock:
-            self._delivered[key] = None
-            self._delivered.move_to_end(key)
-            while len(self._delivered) > DELIVERED_SIZE:
-                self._delivered.popitem(last=False)
+            self._settle(key)
             self._pending.pop(key, None)
+
+    def _settle(self, key: Key) -> None:
+        """No notification is expected for `key` any more (lock held)."""
+        self._settled[key] = None
+        self._settled.move_to_end(key)
+        while len(self._settled) > SETTLED_SIZE:
+            self._settled.popitem(last=False)
 
     def found(self, objects: Iterable[tuple[Key, datetime | None]]) -> None:
         """A listing saw these object generations (with their creation times): expect a notification for each."""
@@ -124,7 +129,7 @@ class StreamHealth:
             if self._opened_at is None:
                 return
             for key, created in objects:
-                if created is None or key in self._delivered or key in self._pending:
+                if created is None or key in self._settled or key in self._pending:
                     continue
                 stamp = created.timestamp()
                 if stamp >= self._opened_at:
@@ -137,6 +142,7 @@ class StreamHealth:
             overdue = [key for key, created in self._pending.items() if now - created >= self.bound]
             for key in overdue:
                 del self._pending[key]
+                self._settle(key)  # counted once, never expected again
             self.missed_keys = (self.missed_keys + overdue)[-20:]
             self.missed_total += len(overdue)
             self.silence.set(round(time.monotonic() - self._last_message, 3))

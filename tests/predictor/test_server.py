@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,15 @@ def served(store, fitted_model) -> Lineage:
 
 @pytest.fixture
 def server(common_env: dict[str, str], served: Lineage, tmp_path: Path) -> Iterator[Service]:
-    env = {
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path), **common_env, "PORT": str(free_port()),
-        "WEB_CONCURRENCY": "2", "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "1",
-    }  # fmt: skip
+    env = {**common_env, "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "1"}
+    with serving(env, served, tmp_path) as service:
+        yield service
+
+
+@contextmanager
+def serving(env: dict[str, str], served: Lineage, tmp_path: Path) -> Iterator[Service]:
+    """`python -m predictor` with 2 workers on a free port and `env`, once both workers serve `served`."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PORT": str(free_port()), "WEB_CONCURRENCY": "2", **env}
     log_path = tmp_path / "predictor.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
