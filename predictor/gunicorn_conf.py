@@ -93,7 +93,9 @@ class AgentSupervisor:
                 "model agent (pid %d) exited after %.1f s; restarting it in %.1f s", process.pid, ran, delay,
                 extra={"pid": process.pid, "status": process.returncode, "restarts": self.restarts},
             )  # fmt: skip
-            _forget_process(process.pid)
+            from predictor.metrics import agent_identity
+
+            _forget_process(agent_identity(process.pid))
             if self.stopping.wait(delay):
                 return
             self.restarts += 1
@@ -117,7 +119,7 @@ class AgentSupervisor:
             process.wait()
 
 
-def _forget_process(pid: int) -> None:
+def _forget_process(pid: int | str) -> None:
     """Drop a dead process's live gauges from the pod's metrics."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -19,6 +19,24 @@ from core.schema import CLASSES
 
 bp = Blueprint("metrics", __name__)
 
+AGENT_FILE_PREFIX = "agent-"
+"""The model agent's metric files are named ``<type>_agent-<pid>.db``: in a pod the agent sidecar has its own PID
+namespace, so a bare pid could equal a serving worker's and both would write the same files."""
+
+
+def agent_identity(pid: int) -> str:
+    """The identifier the agent process `pid` names its metric files with (and is marked dead under)."""
+    return f"{AGENT_FILE_PREFIX}{pid}"
+
+
+def name_files_as_agent() -> None:
+    """In the agent, before its first metric exists: write metric files under agent_identity(pid)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import values
+
+        values.ValueClass = values.MultiProcessValue(lambda: agent_identity(os.getpid()))
+
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SWAP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 

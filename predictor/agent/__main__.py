@@ -12,6 +12,9 @@ from pathlib import Path
 def main() -> int:
     from core import logs
     from core.settings import load
+    from predictor.metrics import name_files_as_agent
+
+    name_files_as_agent()  # before predictor.agent.service creates any metric
     from predictor.agent.service import build
     from predictor.settings import PredictorSettings
 
