@@ -315,7 +315,9 @@ class Soak:
     # --- the run -----------------------------------------------------------------------------------------------
     def tick(self) -> None:
         if self.stack.proc.poll() is not None:
-            raise StackDied(f"the local stack exited ({self.stack.proc.returncode}) at {self.now():.0f} s")
+            lines = self.stack.run_log.read_text(errors="replace").splitlines()
+            why = next((line for line in reversed(lines) if " exited (" in line), "see its log")
+            raise StackDied(f"the local stack exited ({self.stack.proc.returncode}) at {self.now():.0f} s: {why}")
         self.check_faults()
         for pid in servers.descendants(self.stack.proc.pid):
             self.seen_pids.setdefault(pid, cmdline(pid))
@@ -432,7 +434,8 @@ def report(soak: Soak, start: list[Proc], end: list[Proc], aborted: str) -> bool
              else "not replaced"] for f in soak.faults]  # fmt: skip
     print(rep.markdown(["fault", "at", "what", "replaced after"], rows))
 
-    counts = rep.failure_counts([(at, f"{c} {cause}") for at, c, cause in soak.rec.failures], faults, args.fault_window)
+    failures = [(at, f"{c} {cause}") for at, c, cause in soak.rec.failures]
+    counts = rep.failure_counts(failures, faults, REQUEST_TIMEOUT, args.fault_window)
     print("\nFailed requests by cause:\n")
     rows = [[c, str(n[0]), str(n[1])] for c, n in counts.items()] or [["-", "0", "0"]]
     print(rep.markdown(["cause", "outside the kill windows", "inside"], rows, right=(1, 2)))

@@ -133,12 +133,13 @@ def p99_flat(p99s: Sequence[float]) -> bool:
 
 
 def failure_counts(
-    failures: Iterable[tuple[float, str]], faults: Sequence[Fault], window: float
+    failures: Iterable[tuple[float, str]], faults: Sequence[Fault], before: float, after: float
 ) -> dict[str, list[int]]:
-    """cause -> [outside every kill window, inside one] for failures recorded as (seconds, cause)."""
+    """cause -> [outside every kill window, inside one] for failures recorded as (seconds when sent, cause); a
+    request sent up to `before` s before a fault was in flight when it hit."""
     counts: dict[str, list[int]] = {}
     for at, cause in failures:
-        inside = bool(fault_at(at, faults, 0.0, window))
+        inside = bool(fault_at(at, faults, before, after))
         counts.setdefault(cause, [0, 0])[inside] += 1
     return dict(sorted(counts.items()))
 

@@ -52,12 +52,13 @@ def test_fault_windows() -> None:
 def test_failures_are_split_by_cause_and_kill_window() -> None:
     faults = [Fault("worker", 100)]
     failures = [
+        (89.9, "http HTTP 502"),
         (99.9, "http HTTP 502"),
-        (100.0, "http HTTP 502"),
         (150, "grpc gRPC UNAVAILABLE"),
         (161, "http HTTP 502"),
     ]
-    assert rep.failure_counts(failures, faults, 60) == {"grpc gRPC UNAVAILABLE": [0, 1], "http HTTP 502": [2, 1]}
+    counts = rep.failure_counts(failures, faults, 10, 60)  # sent up to 10 s before the kill: in flight when it hit
+    assert counts == {"grpc gRPC UNAVAILABLE": [0, 1], "http HTTP 502": [2, 1]}
 
 
 def test_percentile_interpolates() -> None:
