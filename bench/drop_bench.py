@@ -93,10 +93,12 @@ class LocalStack:
 
     @classmethod
     def on_free_ports(cls, workdir: Path, workers: int) -> LocalStack:
-        """The stack in `workdir`/stack on free ports, with `workers` predictor workers."""
-        env = {"PORT": str(free_port()), "STACK_GCS_PORT": str(free_port()), "STACK_PUBSUB_PORT": str(free_port())}
-        env |= {"STACK_FUNCTION_PORT": str(free_port()), "STACK_DIR": str(workdir / "stack")}
-        env |= {"GCS_BUCKET": "drop-bench", "WEB_CONCURRENCY": str(workers)}
+        """The stack in `workdir`/stack on free ports (every one: another stack may be on the defaults), with
+        `workers` predictor workers."""
+        ports = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT"]
+        ports += ["STACK_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT"]
+        env = {name: str(free_port()) for name in ports}
+        env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": "drop-bench", "WEB_CONCURRENCY": str(workers)}
         return cls(env, workdir / "run.log", workers)
 
     def ready(self) -> bool:
