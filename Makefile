@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
 PACKAGES := core trainer predictor functions devstack
 
-.PHONY: venv run test lint fmt train drop bench bench-trainer bench-predictor clean
+.PHONY: venv run test lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak clean
 
 PROTO := predictor/protos/grpc_predict_v2.proto
 STUBS := $(PROTO:.proto=_pb2.py)
@@ -52,7 +52,10 @@ bench-predictor: venv
 	$(PY) bench/predictor_bench.py
 
 clean:
-	rm -rf .stack test-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .stack .stack-soak test-output .pytest_cache .mypy_cache .ruff_cache
 
 bench-drop: venv  ## drop a CSV until every worker serves a model that learned from it (starts its own local stack)
 	$(PY) bench/drop_bench.py
+
+bench-soak: venv  ## the local stack under load, drops and faults for SOAK_MINUTES (default 30); PASS/FAIL per target
+	$(PY) bench/soak_bench.py $(if $(SOAK_MINUTES),--minutes $(SOAK_MINUTES))

@@ -67,20 +67,45 @@ def poll(check: Callable[[], T | None], timeout: float, what: str, every: float 
 
 
 class LocalStack:
-    """`python -m devstack.run` on free ports in a temporary folder; stopped with SIGINT like Ctrl-C."""
+    """`python -m devstack.run` from the repository root (as `make run` starts it) with `env` on top of this process's
+    environment (PORT, STACK_GCS_PORT, STACK_DIR, ...; a relative STACK_DIR is relative to the repository, as for
+    `make run`); output to `log`; stopped with SIGINT like Ctrl-C."""
 
-    def __init__(self, workdir: Path, workers: int) -> None:
-        self.port, gcs_port = free_port(), free_port()
-        env = os.environ | {"PORT": str(self.port), "STACK_GCS_PORT": str(gcs_port)}
-        env |= {"STACK_PUBSUB_PORT": str(free_port()), "STACK_FUNCTION_PORT": str(free_port())}
-        env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": "drop-bench", "WEB_CONCURRENCY": str(workers)}
-        self.logs = workdir / "stack" / "logs"
+    def __init__(self, env: dict[str, str], log: Path, workers: int, ready_timeout: float = 120) -> None:
+        env = os.environ | env
+        self.port, gcs_port = int(env.get("PORT", 8080)), int(env.get("STACK_GCS_PORT", 4443))
+        self.logs = ROOT / env.get("STACK_DIR", ".stack") / "logs"
         self.url, self.workers = f"http://127.0.0.1:{self.port}", workers
-        with (workdir / "run.log").open("wb") as log:
+        self.project, self.bucket_name = (
+            env.get("GOOGLE_CLOUD_PROJECT", "local-project"),
+            env.get("GCS_BUCKET", "iris-models"),
+        )
+        self.gcs_host, self.run_log = f"127.0.0.1:{gcs_port}", log
+        with log.open("wb") as out:
             cmd = [sys.executable, "-m", "devstack.run"]
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
-        self.bucket = storage_client(f"127.0.0.1:{gcs_port}", "local-project").bucket("drop-bench")
-        poll(lambda: self.status("/v2/health/ready") == 200, 120, "ready stack", every=0.5)
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
+        self.bucket = storage_client(self.gcs_host, self.project).bucket(self.bucket_name)
+        try:
+            poll(lambda: self.ready(), ready_timeout, "ready stack", every=0.5)
+        except BaseException:
+            self.stop()
+            raise
+
+    @classmethod
+    def on_free_ports(cls, workdir: Path, workers: int) -> LocalStack:
+        """The stack in `workdir`/stack on free ports (every one: another stack may be on the defaults), with
+        `workers` predictor workers."""
+        ports = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT"]
+        ports += ["STACK_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT"]
+        env = {name: str(free_port()) for name in ports}
+        env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": "drop-bench", "WEB_CONCURRENCY": str(workers)}
+        return cls(env, workdir / "run.log", workers)
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            tail = self.run_log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the local stack exited ({self.proc.returncode}) before it was ready:\n{tail}")
+        return self.status("/v2/health/ready") == 200
 
     def status(self, path: str) -> int:
         try:
@@ -119,8 +144,9 @@ class LocalStack:
         return time.monotonic() - started
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=60)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=90)
 
 
 def single_drops(stack: LocalStack, count: int) -> list[float]:
@@ -182,7 +208,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY of the local predictor")
     args: Any = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="drop-bench-") as tmp:
-        stack = LocalStack(Path(tmp), args.workers)
+        stack = LocalStack.on_free_ports(Path(tmp), args.workers)
         try:
             drops = single_drops(stack, args.drops)
             burst_result = burst(stack, args.burst)

@@ -136,18 +136,24 @@ def agent_pids(root_pid: int) -> list[int]:
 
 def cpu_seconds(root_pid: int) -> float:
     """User + system CPU seconds used so far by ``root_pid`` and all its descendants (live ones)."""
-    pids, pending, total = [], [root_pid], 0.0
-    while pending:
-        pid = pending.pop()
-        pids.append(pid)
-        pending += _children(pid)
-    for pid in pids:
+    total = 0.0
+    for pid in descendants(root_pid):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return total
+
+
+def descendants(root_pid: int) -> list[int]:
+    """``root_pid`` and every live process below it, parents before their children."""
+    pids, pending = [], [root_pid]
+    while pending:
+        pid = pending.pop(0)
+        pids.append(pid)
+        pending += _children(pid)
+    return pids
 
 
 def rss_mb(pid: int) -> float:
