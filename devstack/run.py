@@ -4,9 +4,10 @@ fake-gcs-server (filesystem backend, publishing OBJECT_FINALIZE to the Pub/Sub e
 the trainer (once, then on every data/ notification, and on TRAIN_SCHEDULE as the safety net), the predictor behind
 nginx as in the pod (nginx on PORT, gunicorn on STACK_PREDICTOR_PORT, admin and metrics on STACK_ADMIN_PORT, all on
 loopback), the ingest function under functions-framework and the bridge that delivers `incoming/` events to it.
+Ctrl-C stops the project's processes at once, then the emulators, every child by PID.
 A child that exits is started again after a backoff (1 s, doubling to 30 s) while the rest keeps running; one that
 crashes STACK_RESTART_LIMIT times within STACK_RESTART_WINDOW seconds is reported (exit code, last log lines) and
-left down. Ctrl-C stops every child by PID, newest first.
+left down.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -137,6 +139,8 @@ class Stack:
     def __init__(self, config: StackSettings) -> None:
         self.config = config
         self.children: list[Child] = []
+        self.emulators = 0
+        """How many of the children (the first ones) are emulators."""
         self.logs = config.stack_dir / "logs"
 
     def add(self, start: Callable[[], Service]) -> Service:
@@ -164,6 +168,7 @@ class Stack:
         )
         self.children.append(Child(gcs, lambda: emulators.start_gcs_guard(gcs.port, upstream.port, self.logs)))
         emulators.ensure_bucket(gcs.host, cfg.google_cloud_project, cfg.gcs_bucket)
+        self.emulators = len(self.children)
         return gcs, pubsub
 
     def start_pubsub(self) -> Service:
@@ -183,7 +188,12 @@ class Stack:
         return self.add(lambda: emulators.spawn(name, cmd, port, self.logs / f"{name}.log", env))
 
     def stop(self) -> None:
-        for child in reversed(self.children):
+        """The project's processes all at once (each drains on its own, the slowest sets the pace), then the emulators
+        they were talking to, newest first."""
+        project, emulated = self.children[self.emulators :], self.children[: self.emulators]
+        with ThreadPoolExecutor(max_workers=max(1, len(project))) as pool:
+            list(pool.map(lambda child: child.service.stop(timeout=25), project))
+        for child in reversed(emulated):
             child.service.stop(timeout=25)
         self.children.clear()
 

@@ -175,7 +175,7 @@ def test_make_run_as_a_user_runs_it(tmp_path: Path) -> None:
     ready = f"http://127.0.0.1:{port}/v2/health/ready"
     stack = start_stack(env, log)
     try:
-        wait_for(lambda: get(ready)[0] == 200, 120, f"the stack to be ready (log {log})")
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready (log {log})")
         nginx_conf = (ROOT / stack_dir / "proxy" / "nginx.conf").read_text()
         assert f"client_body_temp_path {ROOT / stack_dir / 'proxy'}/nginx-body;" in nginx_conf
         assert get(f"http://127.0.0.1:{port}/")[0] == 200
@@ -200,7 +200,7 @@ def test_make_run_as_a_user_runs_it(tmp_path: Path) -> None:
 
     again = start_stack(env, log)  # the same ports, at once
     try:
-        wait_for(lambda: get(ready)[0] == 200, 120, f"the stack to be ready again (log {log})")
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready again (log {log})")
         assert "in use" not in log.read_text()
     finally:
         stop_stack(again)
