@@ -83,7 +83,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         stack = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         ready = f"http://127.0.0.1:{ports['PORT']}/v2/health/ready"
-        wait_for(lambda: get(ready)[0] == 200, 90, f"the stack to be ready (log {tmp_path / 'run.log'})")
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready (log {tmp_path / 'run.log'})")
         _, body = get(f"http://127.0.0.1:{ports['PORT']}/v1/model")
         version = json.loads(body)["model_version"]
         assert get(f"http://127.0.0.1:{ports['PORT']}/metrics")[0] == 404  # admin and metrics: ADMIN_PORT only
