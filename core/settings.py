@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import signing
 
 S = TypeVar("S", bound=BaseSettings)
+AbsolutePath = Annotated[Path, AfterValidator(Path.absolute)]
+"""A path setting, made absolute against the folder the process started in (children and nginx may not share it)."""
 
 
 class CommonSettings(BaseSettings):

@@ -2,11 +2,14 @@
 
 In GCP, Eventarc calls the function. Locally fake-gcs-server publishes every object's OBJECT_FINALIZE
 to one Pub/Sub topic; this bridge subscribes to it, keeps the `incoming/` uploads of our bucket and
-POSTs each as a binary-mode `google.cloud.storage.object.v1.finalized` CloudEvent to the
-functions-framework server. A message is acked only on a 2xx answer; otherwise it comes back after
-`retry_delay` seconds (the platform's redelivery).
+POSTs each as a structured-mode `google.cloud.storage.object.v1.finalized` CloudEvent (a JSON body, so object
+names in any script travel as UTF-8, never in an HTTP header) to the functions-framework server. A message is acked
+only on a 2xx answer; otherwise it comes back after `retry_delay` seconds (the platform's redelivery).
 
-    python -m devstack.bridge --function-url http://127.0.0.1:8081/
+With `--subscription NAME` the subscription outlives the bridge: a bridge restarted after a crash gets the uploads
+made while it was down. Without it, each bridge has its own subscription, deleted on the way out.
+
+    python -m devstack.bridge --function-url http://127.0.0.1:8081/ [--subscription ingest-bridge]
     (env: PUBSUB_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT, MODEL_EVENTS_TOPIC, GCS_BUCKET)
 """
 
@@ -24,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-from cloudevents.conversion import to_binary
+from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from google.api_core import exceptions as gexc
 
@@ -63,8 +66,8 @@ def to_cloud_event(attributes: Mapping[str, str], data: bytes, bucket: str) -> C
 
 
 def post(session: requests.Session, url: str, event: CloudEvent, timeout: float = POST_TIMEOUT) -> bool:
-    """POST the event in binary mode; True on a 2xx answer."""
-    headers, body = to_binary(event)
+    """POST the event in structured mode; True on a 2xx answer."""
+    headers, body = to_structured(event)
     try:
         response = session.post(url, headers=headers, data=body, timeout=timeout)
     except requests.RequestException as e:
@@ -78,23 +81,28 @@ def post(session: requests.Session, url: str, event: CloudEvent, timeout: float 
 class Bridge:
     """One subscription on the topic, pulled in a loop; every wanted message is delivered before it is acked."""
 
-    def __init__(self, settings: CommonSettings, function_url: str, retry_delay: int = 2) -> None:
+    def __init__(
+        self, settings: CommonSettings, function_url: str, retry_delay: int = 2, subscription: str | None = None
+    ) -> None:
         if not settings.pubsub_emulator_host:
             raise ValueError("PUBSUB_EMULATOR_HOST must be set: the bridge is for the local emulators only")
         self.settings, self.url, self.retry_delay = settings, function_url, retry_delay
         self.subscriber = pubsub.subscriber_client(settings.pubsub_emulator_host)
         self.session = requests.Session()
-        self.subscription = self.subscriber.subscription_path(
-            settings.google_cloud_project, f"ingest-bridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
+        self.durable = subscription is not None
+        name = subscription or f"ingest-bridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.subscription = self.subscriber.subscription_path(settings.google_cloud_project, name)
 
     def open(self) -> str:
-        """Create the topic if missing and this bridge's subscription (it sees messages published from now on)."""
+        """Create the topic and this bridge's subscription if missing (new: sees messages published from now on)."""
         settings = self.settings
         topic = emulators.ensure_topic(
             str(settings.pubsub_emulator_host), settings.google_cloud_project, settings.model_events_topic
         )
-        self.subscriber.create_subscription(name=self.subscription, topic=topic, ack_deadline_seconds=60)
+        try:
+            self.subscriber.create_subscription(name=self.subscription, topic=topic, ack_deadline_seconds=60)
+        except gexc.AlreadyExists:
+            log.info("resuming subscription %s", self.subscription)
         return str(self.subscription)
 
     def pump(self, timeout: float = 1.0) -> int:
@@ -121,7 +129,12 @@ class Bridge:
         except notifications.Malformed as e:
             log.warning("ignoring malformed notification %s: %s", message.message_id, e)
             event = None
-        if event is None or post(self.session, self.url, event):
+        try:
+            delivered = event is None or post(self.session, self.url, event)
+        except Exception:  # one undeliverable event must not stop the delivery of the others
+            log.exception("could not deliver message %s", message.message_id)
+            delivered = False
+        if delivered:
             self.subscriber.acknowledge(subscription=self.subscription, ack_ids=[received.ack_id])
         else:
             self.subscriber.modify_ack_deadline(
@@ -129,18 +142,25 @@ class Bridge:
             )
 
     def close(self) -> None:
-        """Delete the subscription and close the clients."""
+        """Delete the subscription unless it is durable, and close the clients."""
         try:
-            self.subscriber.delete_subscription(subscription=self.subscription, timeout=5)
+            if not self.durable:
+                self.subscriber.delete_subscription(subscription=self.subscription, timeout=5)
         except gexc.GoogleAPICallError as e:
             log.warning("could not delete subscription %s: %s", self.subscription, e)
         self.session.close()
         self.subscriber.close()
 
 
-def run(settings: CommonSettings, function_url: str, stop: threading.Event, retry_delay: int = 2) -> None:
-    """Deliver events until `stop` is set (blocking); the subscription is deleted on the way out."""
-    bridge = Bridge(settings, function_url, retry_delay)
+def run(
+    settings: CommonSettings,
+    function_url: str,
+    stop: threading.Event,
+    retry_delay: int = 2,
+    subscription: str | None = None,
+) -> None:
+    """Deliver events until `stop` is set (blocking); a subscription not named is deleted on the way out."""
+    bridge = Bridge(settings, function_url, retry_delay, subscription)
     path = bridge.open()
     log.info("bridge listening", extra={"subscription": path, "function_url": function_url})
     try:
@@ -155,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.bridge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--function-url", required=True, help="functions-framework server, e.g. http://127.0.0.1:8081/")
     parser.add_argument("--retry-delay", type=int, default=2, help="seconds before a failed delivery is retried")
+    parser.add_argument("--subscription", help="a named subscription that outlives the bridge (default: its own)")
     args = parser.parse_args(argv)
     settings = load(CommonSettings)
     logs.setup(settings.log_level)
@@ -166,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(settings, args.function_url, stop, args.retry_delay)
+    run(settings, args.function_url, stop, args.retry_delay, args.subscription)
     return 0
 
 

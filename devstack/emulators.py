@@ -236,14 +236,19 @@ def start_guarded_fake_gcs(
     guard refuses browsers and such names (see devstack/gcs_guard.py). Stop the guard first.
     """
     upstream = start_fake_gcs(browser_blocked_port(), root, log_dir / "gcs.log", pubsub, public_port=port)
-    cmd = [sys.executable, "-m", "devstack.gcs_guard", "--port", str(port), "--upstream-port", str(upstream.port)]
-    env = dict(os.environ) | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     try:
-        guard = spawn("gcs-guard", cmd, port, log_dir / "gcs-guard.log", env)
-        return _wait_ready(guard, lambda: _http_ok(f"{guard.url}/storage/v1/b")), upstream
+        return start_gcs_guard(port, upstream.port, log_dir), upstream
     except BaseException:
         upstream.stop()
         raise
+
+
+def start_gcs_guard(port: int, upstream_port: int, log_dir: Path) -> Service:
+    """devstack.gcs_guard on `port` in front of fake-gcs-server on `upstream_port`, once it answers."""
+    cmd = [sys.executable, "-m", "devstack.gcs_guard", "--port", str(port), "--upstream-port", str(upstream_port)]
+    env = dict(os.environ) | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    guard = spawn("gcs-guard", cmd, port, log_dir / "gcs-guard.log", env)
+    return _wait_ready(guard, lambda: _http_ok(f"{guard.url}/storage/v1/b"))
 
 
 def _http_ok(url: str) -> bool:

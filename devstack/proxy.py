@@ -25,14 +25,14 @@ def start_proxy(settings: ProxySettings, upstream: str, max_body_bytes: int, log
     exe = nginx_binary()
     if exe is None:
         return None
-    runtime = settings.proxy_runtime_dir
+    runtime = settings.proxy_runtime_dir.absolute()  # nginx's prefix; render() writes it absolute as well
     runtime.mkdir(parents=True, exist_ok=True)
     config = runtime / "nginx.conf"
     config.write_text(render(settings, upstream, max_body_bytes))
     directives = "daemon off; master_process on;"
     if os.geteuid() == 0:
         directives += " user root root;"
-    cmd = [exe, "-c", str(config.resolve()), "-p", str(runtime.resolve()), "-e", "stderr", "-g", directives]
+    cmd = [exe, "-c", str(config), "-p", str(runtime), "-e", "stderr", "-g", directives]
     service = spawn("proxy", cmd, settings.proxy_port, log_path)
     health = f"http://{LOOPBACK}:{settings.proxy_health_port}/healthz"
     return _wait_ready(service, lambda: _http_ok(health))

@@ -4,7 +4,10 @@ fake-gcs-server (filesystem backend, publishing OBJECT_FINALIZE to the Pub/Sub e
 the trainer (once, then on every data/ notification, and on TRAIN_SCHEDULE as the safety net), the predictor behind
 nginx as in the pod (nginx on PORT, gunicorn on STACK_PREDICTOR_PORT, admin and metrics on STACK_ADMIN_PORT, all on
 loopback), the ingest function under functions-framework and the bridge that delivers `incoming/` events to it.
-Ctrl-C stops every child by PID, newest first.
+Ctrl-C stops the project's processes at once, then the emulators, every child by PID.
+A child that exits is started again after a backoff (1 s, doubling to 30 s) while the rest keeps running; one that
+crashes STACK_RESTART_LIMIT times within STACK_RESTART_WINDOW seconds is reported (exit code, last log lines) and
+left down.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.settings import load
+from core.settings import AbsolutePath, load
 from devstack import emulators, keys, proxy
 from devstack.emulators import PubsubTarget, Service
 from predictor.proxy import ProxySettings
@@ -33,8 +39,8 @@ class StackSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    stack_dir: Path = Path(".stack")
-    """Git-ignored folder: bucket contents (survive restarts), keys, logs."""
+    stack_dir: AbsolutePath = Path(".stack")
+    """Git-ignored folder: bucket contents (survive restarts), keys, logs (a relative one: in the starting folder)."""
     stack_gcs_port: int = Field(4443, ge=1, le=65535)
     """fake-gcs-server port."""
     stack_pubsub_port: int = Field(emulators.BROWSER_BLOCKED_PORTS[-1], ge=1, le=65535)
@@ -57,6 +63,10 @@ class StackSettings(BaseSettings):
     """Topic fake-gcs-server publishes notifications to."""
     train_schedule: str = "*/30 * * * *"
     """Cron schedule of the local safety-net trainer loop (new data trains at once through the watcher)."""
+    stack_restart_limit: int = Field(5, ge=1)
+    """A child that exits this many times within STACK_RESTART_WINDOW is given up on (the rest keeps running)."""
+    stack_restart_window: float = Field(300.0, gt=0)
+    """Seconds over which a child's exits are counted against STACK_RESTART_LIMIT."""
 
 
 def secret_file(path: Path) -> Path:
@@ -102,49 +112,140 @@ def write_env_file(config: StackSettings, env: dict[str, str]) -> Path:
     return path
 
 
+RESTART_BACKOFF = 1.0
+"""Seconds before the first restart of a child that exited; doubled for each further exit within the window."""
+RESTART_BACKOFF_MAX = 30.0
+"""Longest wait before a restart."""
+
+
+@dataclass
+class Child:
+    """One supervised child: the running service, how to start it again, and its recent exits."""
+
+    service: Service
+    start: Callable[[], Service]
+    exits: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+    given_up: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+
 class Stack:
-    """The children of `make run`, started in order and stopped newest first, by PID."""
+    """The children of `make run`, started in order, restarted when they exit, stopped newest first, by PID."""
 
     def __init__(self, config: StackSettings) -> None:
         self.config = config
-        self.children: list[Service] = []
+        self.children: list[Child] = []
+        self.emulators = 0
+        """How many of the children (the first ones) are emulators."""
         self.logs = config.stack_dir / "logs"
+
+    def add(self, start: Callable[[], Service]) -> Service:
+        """Start a child with `start` (which returns once it is up) and supervise it."""
+        service = start()
+        self.children.append(Child(service, start))
+        return service
 
     def start_emulators(self) -> tuple[Service, Service | None]:
         cfg = self.config
-        pubsub = emulators.start_pubsub_emulator(cfg.stack_pubsub_port, self.logs / "pubsub.log")
-        target = None
-        if pubsub is None:
+        if emulators.pubsub_emulator_command(cfg.stack_pubsub_port) is None:
             print("Pub/Sub emulator not installed: running without events (the predictor's reconcile poll covers it)")
+            pubsub, target = None, None
         else:
-            self.children.append(pubsub)
-            emulators.ensure_topic(pubsub.host, cfg.google_cloud_project, cfg.model_events_topic)
+            pubsub = self.add(self.start_pubsub)
             target = PubsubTarget(pubsub.host, cfg.google_cloud_project, cfg.model_events_topic)
         root = (cfg.stack_dir / "gcs").resolve()
         root.mkdir(parents=True, exist_ok=True)
         gcs, upstream = emulators.start_guarded_fake_gcs(cfg.stack_gcs_port, root, self.logs, target)
-        self.children += [upstream, gcs]  # stopped newest first: the guard, then fake-gcs-server
+        gcs_log = self.logs / "gcs.log"
+        self.children.append(  # stopped newest first: the guard, then fake-gcs-server
+            Child(
+                upstream, lambda: emulators.start_fake_gcs(upstream.port, root, gcs_log, target, public_port=gcs.port)
+            )
+        )
+        self.children.append(Child(gcs, lambda: emulators.start_gcs_guard(gcs.port, upstream.port, self.logs)))
         emulators.ensure_bucket(gcs.host, cfg.google_cloud_project, cfg.gcs_bucket)
+        self.emulators = len(self.children)
         return gcs, pubsub
 
+    def start_pubsub(self) -> Service:
+        """The Pub/Sub emulator with the stack's topic (a restarted emulator starts empty)."""
+        cfg = self.config
+        pubsub = emulators.start_pubsub_emulator(cfg.stack_pubsub_port, self.logs / "pubsub.log")
+        if pubsub is None:
+            raise RuntimeError("the Pub/Sub emulator is no longer installed")
+        try:
+            emulators.ensure_topic(pubsub.host, cfg.google_cloud_project, cfg.model_events_topic)
+        except BaseException:
+            pubsub.stop()
+            raise
+        return pubsub
+
     def spawn(self, name: str, cmd: list[str], env: dict[str, str], port: int = 0) -> Service:
-        service = emulators.spawn(name, cmd, port, self.logs / f"{name}.log", env)
-        self.children.append(service)
-        return service
+        return self.add(lambda: emulators.spawn(name, cmd, port, self.logs / f"{name}.log", env))
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop(timeout=25)
+        """The project's processes all at once (each drains on its own, the slowest sets the pace), then the emulators
+        they were talking to, newest first."""
+        project, emulated = self.children[self.emulators :], self.children[: self.emulators]
+        with ThreadPoolExecutor(max_workers=max(1, len(project))) as pool:
+            list(pool.map(lambda child: child.service.stop(timeout=25), project))
+        for child in reversed(emulated):
+            child.service.stop(timeout=25)
         self.children.clear()
 
-    def watch(self) -> int:
-        """Block until Ctrl-C / SIGTERM (0) or until a child dies (1)."""
+    def watch(self, poll: float = 0.5) -> int:
+        """Supervise the children until Ctrl-C / SIGTERM (0), or until every child was given up on (1)."""
         while True:
-            dead = [c for c in self.children if not c.alive()]
-            if dead:
-                print(f"{dead[0].name} exited ({dead[0].process.returncode}); see {dead[0].log_path}", file=sys.stderr)
+            for child in self.children:
+                self.tend(child)
+            if self.children and all(c.given_up for c in self.children):
                 return 1
-            time.sleep(0.5)
+            time.sleep(poll)
+
+    def tend(self, child: Child) -> None:
+        """Notice that `child` exited, or start it again once its backoff has passed."""
+        if child.given_up:
+            return
+        if child.restart_at is None:
+            if not child.service.alive():
+                child.service.stop(timeout=5)  # whatever is left of its process group, so the ports are free
+                self.exited(child, f"exit code {child.service.process.returncode}")
+            return
+        if time.monotonic() < child.restart_at:
+            return
+        child.restart_at = None
+        try:
+            child.service = child.start()
+        except Exception as e:  # it died again during startup, or never became ready
+            self.exited(child, str(e).splitlines()[0])
+            return
+        print(f"{child.name} restarted (pid {child.service.process.pid})", file=sys.stderr, flush=True)
+
+    def exited(self, child: Child, reason: str) -> None:
+        """Schedule the restart of a child that exited, or give up on one that keeps exiting."""
+        now, cfg = time.monotonic(), self.config
+        child.exits = [t for t in child.exits if now - t < cfg.stack_restart_window] + [now]
+        if len(child.exits) >= cfg.stack_restart_limit:
+            child.given_up = True
+            print(
+                f"{child.name} exited {len(child.exits)} times within {cfg.stack_restart_window:.0f} s ({reason}); "
+                f"left down, the rest keeps running. Last lines of {child.service.log_path}:\n"
+                f"{child.service.log_tail(15)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF * 2 ** (len(child.exits) - 1))
+        child.restart_at = now + delay
+        print(
+            f"{child.name} exited ({reason}); restarting in {delay:.0f} s; see {child.service.log_path}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
@@ -164,7 +265,8 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
     stack.spawn("function", function_cmd, env | {"PYTHONPATH": str(Path.cwd())}, cfg.stack_function_port)
     if events:
         url = f"http://127.0.0.1:{cfg.stack_function_port}/"
-        stack.spawn("bridge", [py, "-m", "devstack.bridge", "--function-url", url], env)
+        bridge = [py, "-m", "devstack.bridge", "--function-url", url, "--subscription", "ingest-bridge"]
+        stack.spawn("bridge", bridge, env)  # a named subscription: a restarted bridge gets what came meanwhile
 
 
 def start_front(stack: Stack, env: dict[str, str]) -> None:
@@ -174,11 +276,17 @@ def start_front(stack: Stack, env: dict[str, str]) -> None:
         update={"proxy_listen_host": "127.0.0.1", "proxy_port": cfg.port, "proxy_runtime_dir": cfg.stack_dir / "proxy"}
     )
     max_body = int(env.get("MAX_BODY_BYTES", PredictorSettings.model_fields["max_body_bytes"].default))
-    front = proxy.start_proxy(settings, f"127.0.0.1:{env['PORT']}", max_body, stack.logs / "proxy.log")
-    if front is None:
+    if proxy.nginx_binary() is None:
         print("nginx not installed (apt-get install nginx): the predictor answers slow clients itself", file=sys.stderr)
-    else:
-        stack.children.append(front)
+        return
+
+    def start() -> Service:
+        front = proxy.start_proxy(settings, f"127.0.0.1:{env['PORT']}", max_body, stack.logs / "proxy.log")
+        if front is None:
+            raise RuntimeError("nginx is no longer installed")
+        return front
+
+    stack.add(start)
 
 
 def banner(cfg: StackSettings, env_file: Path) -> str:

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from core import layout
+from devstack import proxy
 from devstack.emulators import free_port, storage_client
 from tests.listening import listening
 from tests.polling import wait_for
@@ -80,7 +83,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         stack = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         ready = f"http://127.0.0.1:{ports['PORT']}/v2/health/ready"
-        wait_for(lambda: get(ready)[0] == 200, 90, f"the stack to be ready (log {tmp_path / 'run.log'})")
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready (log {tmp_path / 'run.log'})")
         _, body = get(f"http://127.0.0.1:{ports['PORT']}/v1/model")
         version = json.loads(body)["model_version"]
         assert get(f"http://127.0.0.1:{ports['PORT']}/metrics")[0] == 404  # admin and metrics: ADMIN_PORT only
@@ -108,3 +111,96 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         stack.send_signal(signal.SIGINT)
         stack.wait(timeout=60)
     wait_for(lambda: all(not Path(f"/proc/{p}").exists() for p in started), 10, "every child to exit")
+
+
+IDLE_S = 80.0
+"""Past the Pub/Sub emulator's keepalive window: a client pinging too often lost its stream after about 60 s."""
+
+
+def stack_ports() -> dict[str, int]:
+    names = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_GRPC_PORT"]
+    return {name: free_port() for name in [*names, "STACK_PREDICTOR_PORT", "STACK_ADMIN_PORT", "PROXY_HEALTH_PORT"]}
+
+
+def start_stack(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def stop_stack(stack: subprocess.Popen[bytes]) -> set[int]:
+    """SIGTERM the stack as Ctrl-C would; the PIDs of the children it had."""
+    started = children_of(stack.pid)
+    stack.send_signal(signal.SIGTERM)
+    stack.wait(timeout=90)
+    wait_for(lambda: all(not Path(f"/proc/{p}").exists() for p in started), 10, "every child to exit")
+    return started
+
+
+def child_running(stack: subprocess.Popen[bytes], module: str) -> int | None:
+    for pid in children_of(stack.pid):
+        try:
+            if module in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"):
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def drop_and_wait(bucket: storage.Bucket, port: int, name: str, timeout: float) -> tuple[dict, float]:
+    """Upload `name` to incoming/ and wait until /v1/model serves a model that learned from data/`name`."""
+    rows = "".join(f"{6.0 + i / 100},2.9,4.5,1.4,versicolor\n" for i in range(30))
+    started = time.monotonic()
+    bucket.blob(layout.INCOMING + name).upload_from_string(HEADER + rows, "text/csv")
+
+    def serving() -> dict | None:
+        status, body = get(f"http://127.0.0.1:{port}/v1/model")
+        model = json.loads(body) if status == 200 else {}
+        objects = [o.split("#")[0] for o in (model.get("lineage") or {}).get("data_objects", [])]
+        return model if layout.DATA + name in objects else None
+
+    model = wait_for(serving, timeout, f"a model trained on {name} served")
+    return model, time.monotonic() - started
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(proxy.nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)")
+def test_make_run_as_a_user_runs_it(tmp_path: Path) -> None:
+    """A relative STACK_DIR with nginx in front, idle past the emulator's keepalive window, a non-ASCII file name, a
+    child killed with SIGKILL, then a stop and a start again at once on the same ports."""
+    ports = stack_ports()
+    stack_dir = f"test-output/stack-{uuid.uuid4().hex[:8]}"  # relative, as `.stack` is for `make run`
+    env = {k: v for k, v in os.environ.items() if k not in {"STACK_DIR", "PUBSUB_EMULATOR_HOST"}}
+    env |= {k: str(v) for k, v in ports.items()} | {"STACK_DIR": stack_dir, "GCS_BUCKET": "user-stack"}
+    log, port = tmp_path / "run.log", ports["PORT"]
+    ready = f"http://127.0.0.1:{port}/v2/health/ready"
+    stack = start_stack(env, log)
+    try:
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready (log {log})")
+        nginx_conf = (ROOT / stack_dir / "proxy" / "nginx.conf").read_text()
+        assert f"client_body_temp_path {ROOT / stack_dir / 'proxy'}/nginx-body;" in nginx_conf
+        assert get(f"http://127.0.0.1:{port}/")[0] == 200
+        bucket = storage_client(f"127.0.0.1:{ports['STACK_GCS_PORT']}", "local-project").bucket("user-stack")
+
+        time.sleep(IDLE_S)  # nothing happens: the subscriptions' streams sit idle
+        model, took = drop_and_wait(bucket, port, "irysy-Łódź.csv", 30)
+        assert model["loaded_trigger"] == "notification", model["history"][:2]
+        assert took < 10
+        assert bucket.get_blob(layout.DATA + "irysy-Łódź.csv") is not None
+        assert bucket.get_blob(layout.INCOMING + "irysy-Łódź.csv") is None
+
+        bridge = child_running(stack, "devstack.bridge")
+        assert bridge is not None
+        os.kill(bridge, signal.SIGKILL)
+        model, took = drop_and_wait(bucket, port, "while-the-bridge-was-down.csv", 60)
+        assert child_running(stack, "devstack.bridge") not in {None, bridge}
+        assert stack.poll() is None
+        assert get(ready)[0] == 200
+    finally:
+        stop_stack(stack)
+
+    again = start_stack(env, log)  # the same ports, at once
+    try:
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready again (log {log})")
+        assert "in use" not in log.read_text()
+    finally:
+        stop_stack(again)

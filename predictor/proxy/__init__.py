@@ -18,6 +18,8 @@ import jinja2
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.settings import AbsolutePath
+
 TEMPLATE = "nginx.conf.j2"
 
 
@@ -32,8 +34,9 @@ class ProxySettings(BaseSettings):
     """Public port nginx listens on (the pod's `http` port)."""
     proxy_health_port: int = Field(8079, ge=1, le=65535)
     """Port of nginx's own liveness answer (`/healthz`), which never waits for the predictor."""
-    proxy_runtime_dir: Path = Path("/tmp")  # noqa: S108 - the pod's own emptyDir
-    """Writable folder for nginx's pid file and the temporary files of large bodies."""
+    proxy_runtime_dir: AbsolutePath = Path("/tmp")  # noqa: S108 - the pod's own emptyDir
+    """Writable folder for nginx's pid file and the temporary files of large bodies (made absolute: nginx would read a
+    relative one against its prefix)."""
     proxy_header_timeout: int = Field(10, ge=1)
     """Seconds a client gets to send a whole request header; slower ones are dropped (408)."""
     proxy_body_timeout: int = Field(10, ge=1)
@@ -59,4 +62,5 @@ def render(settings: ProxySettings, upstream: str, max_body_bytes: int) -> str:
         autoescape=False,  # noqa: S701 - an nginx configuration, not HTML
     )
     template = environment.get_template(TEMPLATE)
+    settings = settings.model_copy(update={"proxy_runtime_dir": settings.proxy_runtime_dir.absolute()})
     return template.render(proxy=settings, upstream=upstream, max_body_bytes=max_body_bytes)

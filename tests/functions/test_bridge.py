@@ -143,3 +143,50 @@ def test_the_bridge_refuses_to_start_without_the_pubsub_emulator(
 
     assert main(["--function-url", "http://127.0.0.1:1/"]) == 2
     assert "PUBSUB_EMULATOR_HOST must be set" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_non_ascii_object_name_reaches_the_function_unchanged(pubsub_emulator: Service, function_stub: str) -> None:
+    topic = f"bridge-{uuid.uuid4().hex[:8]}"
+    name = "incoming/irysy-Łódź 🌸.csv"
+    env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
+    bridge = Bridge(CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET), function_stub, retry_delay=1)
+    bridge.open()
+    try:
+        with emulators.publisher_client(pubsub_emulator.host) as publisher:
+            resource = json.dumps(RESOURCE | {"name": name}).encode()
+            publisher.publish(publisher.topic_path(PROJECT, topic), resource, **_attributes(objectId=name)).result()
+        deadline = time.monotonic() + 10
+        while len(_Function.received) < 2 and time.monotonic() < deadline:
+            bridge.pump(timeout=0.5)  # the stub answers 500 first: the same event is delivered again
+    finally:
+        bridge.close()
+
+    assert [e["subject"] for e in _Function.received] == [f"objects/{name}"] * 2
+    assert _Function.received[1].data["name"] == name
+
+
+@pytest.mark.integration
+def test_a_named_subscription_keeps_what_arrived_while_the_bridge_was_down(
+    pubsub_emulator: Service, function_stub: str
+) -> None:
+    topic, name = f"bridge-{uuid.uuid4().hex[:8]}", f"durable-{uuid.uuid4().hex[:8]}"
+    env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
+    settings = CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET)
+    first = Bridge(settings, function_stub, subscription=name)
+    first.open()
+    first.close()  # a bridge that stopped (or died): its subscription stays
+    with emulators.publisher_client(pubsub_emulator.host) as publisher:
+        publisher.publish(publisher.topic_path(PROJECT, topic), json.dumps(RESOURCE).encode(), **_attributes()).result()
+    second = Bridge(settings, function_stub, retry_delay=1, subscription=name)
+    try:
+        second.open()
+        deadline = time.monotonic() + 10
+        while len(_Function.received) < 2 and time.monotonic() < deadline:
+            second.pump(timeout=0.5)
+    finally:
+        with emulators.subscriber_client(pubsub_emulator.host) as subscriber:
+            subscriber.delete_subscription(subscription=second.subscription)
+        second.close()
+
+    assert [e.data for e in _Function.received] == [RESOURCE, RESOURCE]
