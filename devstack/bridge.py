@@ -9,6 +9,11 @@ only on a 2xx answer; otherwise it comes back after `retry_delay` seconds (the p
 With `--subscription NAME` the subscription outlives the bridge: a bridge restarted after a crash gets the uploads
 made while it was down. Without it, each bridge has its own subscription, deleted on the way out.
 
+Notifications can still be lost: the emulator forgets everything when it restarts, and fake-gcs-server does not retry
+a publish that failed while it was down. So the bridge also sweeps `incoming/` (the function moves every file it
+ingested out of it): at start, after its subscription was created again, and every SWEEP_INTERVAL seconds for files
+older than SWEEP_AGE. The function is idempotent, so a file delivered twice is ingested once.
+
     python -m devstack.bridge --function-url http://127.0.0.1:8081/ [--subscription ingest-bridge]
     (env: PUBSUB_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT, MODEL_EVENTS_TOPIC, GCS_BUCKET)
 """
@@ -16,12 +21,15 @@ made while it was down. Without it, each bridge has its own subscription, delete
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import functools
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -30,8 +38,10 @@ import requests
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from google.api_core import exceptions as gexc
+from google.cloud import storage
 
-from core import layout, logs, notifications, pubsub
+from core import gcs, layout, logs, notifications, pubsub
+from core.errors import StoreRefused, StoreUnavailable
 from core.settings import CommonSettings, load
 from devstack import emulators
 
@@ -41,6 +51,10 @@ POST_TIMEOUT = 330.0
 """Seconds to wait for the function's answer (a little over its deployed 300 s timeout)."""
 IDLE_WAIT = 0.05
 """Seconds between pulls that returned nothing."""
+SWEEP_INTERVAL = 60.0
+"""Seconds between sweeps of incoming/ for files whose notification was lost."""
+SWEEP_AGE = 30.0
+"""A periodic sweep delivers only files older than this: younger ones are still on their way through Pub/Sub."""
 
 
 def to_cloud_event(attributes: Mapping[str, str], data: bytes, bucket: str) -> CloudEvent | None:
@@ -53,15 +67,20 @@ def to_cloud_event(attributes: Mapping[str, str], data: bytes, bucket: str) -> C
         resource = json.loads(data)
     except ValueError:
         return None
+    return cloud_event(bucket, obj.name, obj.generation, resource, attributes.get("eventTime"))
+
+
+def cloud_event(bucket: str, name: str, generation: int, resource: Any, time: str | None = None) -> CloudEvent:
+    """The `object.finalized` CloudEvent of object `name` at `generation`, its data the object resource."""
     event = {
         "type": EVENT_TYPE,
         "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "subject": f"objects/{obj.name}",
-        "id": f"{bucket}/{obj.name}/{obj.generation}",  # emulator message ids restart at 1; this names the event
+        "subject": f"objects/{name}",
+        "id": f"{bucket}/{name}/{generation}",  # emulator message ids restart at 1; this names the event
         "datacontenttype": "application/json",
     }
-    if "eventTime" in attributes:
-        event["time"] = attributes["eventTime"]
+    if time:
+        event["time"] = time
     return CloudEvent(event, resource)
 
 
@@ -92,6 +111,7 @@ class Bridge:
         self.durable = subscription is not None
         name = subscription or f"ingest-bridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.subscription = self.subscriber.subscription_path(settings.google_cloud_project, name)
+        self.swept_at = 0.0
 
     def open(self) -> str:
         """Create the topic and this bridge's subscription if missing (new: sees messages published from now on)."""
@@ -116,6 +136,7 @@ class Bridge:
         except gexc.NotFound:  # the emulator restarted and lost the topic and the subscription
             log.warning("subscription %s vanished; creating it again", self.subscription)
             self.open()
+            self.sweep()
             return 0
         for received in response.received_messages:
             self._handle(received)
@@ -141,6 +162,31 @@ class Bridge:
                 subscription=self.subscription, ack_ids=[received.ack_id], ack_deadline_seconds=self.retry_delay
             )
 
+    @functools.cached_property
+    def bucket(self) -> storage.Bucket:
+        return gcs.client(self.settings).bucket(self.settings.gcs_bucket)
+
+    def sweep(self, min_age: float = 0.0) -> int:
+        """Deliver every file under incoming/ at least `min_age` seconds old; returns how many were delivered."""
+        self.swept_at = time.monotonic()
+        try:
+            blobs = gcs.call(gcs.retry(self.settings), gcs.listed, self.bucket, prefix=layout.INCOMING)
+        except (StoreUnavailable, StoreRefused, gexc.GoogleAPICallError) as e:
+            log.warning("could not list %s for lost notifications: %s", layout.INCOMING, e)
+            return 0
+        now = dt.datetime.now(dt.UTC)
+        delivered = 0
+        for blob in blobs:
+            if blob.updated is not None and (now - blob.updated).total_seconds() < min_age:
+                continue
+            event = cloud_event(self.settings.gcs_bucket, blob.name, int(blob.generation or 0), blob._properties)
+            log.warning("delivering %s, whose notification never arrived", blob.name, extra={"event_id": event["id"]})
+            delivered += post(self.session, self.url, event)
+        return delivered
+
+    def sweep_due(self) -> bool:
+        return time.monotonic() - self.swept_at >= SWEEP_INTERVAL
+
     def close(self) -> None:
         """Delete the subscription unless it is durable, and close the clients."""
         try:
@@ -164,9 +210,12 @@ def run(
     path = bridge.open()
     log.info("bridge listening", extra={"subscription": path, "function_url": function_url})
     try:
+        bridge.sweep()  # uploads made while no bridge listened
         while not stop.is_set():
             if not bridge.pump():
                 stop.wait(IDLE_WAIT)
+            if bridge.sweep_due():
+                bridge.sweep(SWEEP_AGE)
     finally:
         bridge.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from cloudevents.http import from_http
+from google.cloud import storage
 
 from core.notifications import Malformed
 from core.settings import CommonSettings
@@ -117,9 +118,12 @@ def test_a_failed_delivery_is_retried_and_acked_only_after_a_2xx(pubsub_emulator
 
 
 @pytest.mark.integration
-def test_a_lost_subscription_is_created_again(pubsub_emulator: Service, function_stub: str) -> None:
+def test_a_lost_subscription_is_created_again(
+    pubsub_emulator: Service, gcs_emulator: Service, function_stub: str
+) -> None:
     topic = f"bridge-{uuid.uuid4().hex[:8]}"
     env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
+    env["storage_emulator_host"] = gcs_emulator.host  # the subscription created again is followed by a sweep
     bridge = Bridge(CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET), function_stub)
     path = bridge.open()
     try:
@@ -190,3 +194,33 @@ def test_a_named_subscription_keeps_what_arrived_while_the_bridge_was_down(
         second.close()
 
     assert [e.data for e in _Function.received] == [RESOURCE, RESOURCE]
+
+
+@pytest.mark.integration
+def test_uploads_whose_notification_was_lost_are_swept_from_incoming(
+    pubsub_emulator: Service, gcs_emulator: Service, storage_client: storage.Client, bucket_name: str,
+    function_stub: str,
+) -> None:  # fmt: skip
+    env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
+    topic = f"bridge-{uuid.uuid4().hex[:8]}"  # nothing publishes here: every notification is lost
+    settings = CommonSettings(
+        **env, storage_emulator_host=gcs_emulator.host, model_events_topic=topic, gcs_bucket=bucket_name
+    )
+    bucket = storage_client.bucket(bucket_name)
+    bucket.blob("incoming/lost Łódź.csv").upload_from_string("a,b\n")
+    bucket.blob("data/already-ingested.csv").upload_from_string("a,b\n")
+    bridge = Bridge(settings, function_stub)
+    try:
+        bridge.open()
+        assert bridge.sweep(min_age=3600) == 0  # a periodic sweep leaves young files to their notification
+        assert _Function.received == []
+        assert bridge.sweep() == 0  # the stub answers 500 first: not delivered ...
+        assert bridge.sweep() == 1  # ... so the next sweep delivers it again
+    finally:
+        bridge.close()
+
+    assert [e["subject"] for e in _Function.received] == ["objects/incoming/lost Łódź.csv"] * 2
+    delivered = _Function.received[1]
+    assert delivered["id"] == f"{bucket_name}/incoming/lost Łódź.csv/{delivered.data['generation']}"
+    assert delivered.data["bucket"] == bucket_name
+    assert int(delivered.data["generation"]) > 0
