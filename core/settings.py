@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core import signing
+from core import hosts, signing
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -35,6 +35,20 @@ class CommonSettings(BaseSettings):
     """Seconds google-api-core keeps retrying a transient GCS error before giving up."""
     log_level: str = "INFO"
     """Python logging level name."""
+    allowed_hosts: str = hosts.ANY
+    """Host headers the predictor and the function answer (comma-separated `name` or `name:port`, see core.hosts);
+    `*` answers any (production, behind the Gateway); the local stack sets its loopback names."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_parse(cls, value: str) -> str:
+        hosts.parse(value)
+        return value
+
+    @property
+    def host_entries(self) -> frozenset[str]:
+        """ALLOWED_HOSTS parsed."""
+        return hosts.parse(self.allowed_hosts)
 
 
 class TrustSettings(CommonSettings):
