@@ -244,8 +244,9 @@ def _parse_row(raw: list[str], positions: dict[str, int], number: int, report: C
     return Row(number, raw, tuple(values), label)
 
 
-def _rows(lines: _Lines, records: Iterator[list[str]], positions: dict[str, int], report: CsvReport,
-          limits: Limits) -> Iterator[Row]:  # fmt: skip
+def _rows(
+    lines: _Lines, records: Iterator[list[str]], positions: dict[str, int], report: CsvReport, limits: Limits
+) -> Iterator[Row]:
     for raw in records:
         if not raw or (not raw[0].strip() and all(not f.strip() for f in raw)):
             continue
