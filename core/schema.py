@@ -5,7 +5,6 @@ Validation never raises on bad data: it returns row-level errors and a file-leve
 
 from __future__ import annotations
 
-import codecs
 import csv
 import functools
 import io
@@ -40,6 +39,10 @@ class Limits:
 
     max_bytes: int = 100 * 1024 * 1024
     max_rows: int = 5_000_000
+    max_record_chars: int = 64 * 1024
+    """Longest CSV record (one line, or several inside quotes), checked before csv builds its fields."""
+    max_fields: int = 1000
+    """Most fields in one record, counted by its commas before csv builds them (a comma in quotes counts too)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,38 @@ class FileTooLarge(Exception):
     """Raised inside scanning when a stream passes Limits.max_bytes."""
 
 
+class RecordTooLong(Exception):
+    """Raised inside scanning when one CSV record passes Limits.max_record_chars or Limits.max_fields."""
+
+
+class _Lines:
+    """The lines of a text stream for csv.reader, each read with a bound: a record (one line, or several when a
+    quoted field holds a line break) stops with RecordTooLong past the limits before csv splits it into fields, so
+    no upload, however it is shaped, makes csv build millions of strings."""
+
+    def __init__(self, text: IO[str], limits: Limits) -> None:
+        self._text, self._chars, self._fields = text, limits.max_record_chars, limits.max_fields
+        self.number = self.chars = self.commas = 0
+
+    def _lines(self) -> Iterator[str]:
+        readline, chars, fields = self._text.readline, self._chars, self._fields
+        while line := readline(chars + 1):
+            self.number += 1
+            self.chars += len(line)
+            self.commas += line.count(",")
+            if self.commas >= fields:
+                raise RecordTooLong(f"line {self.number}: a record of more than {fields} fields")
+            if self.chars > chars:
+                raise RecordTooLong(f"line {self.number}: a record longer than {chars} characters")
+            yield line
+
+    def records(self) -> Iterator[list[str]]:
+        """The CSV records of the stream; each one's bounds start afresh."""
+        for record in csv.reader(self._lines()):
+            self.chars = self.commas = 0
+            yield record
+
+
 class _Counted(io.RawIOBase):
     """A read-only byte stream that stops with FileTooLarge past `limit` bytes."""
 
@@ -209,36 +244,39 @@ def _parse_row(raw: list[str], positions: dict[str, int], number: int, report: C
     return Row(number, raw, tuple(values), label)
 
 
-def _rows(reader: Iterator[list[str]], positions: dict[str, int], report: CsvReport, limits: Limits) -> Iterator[Row]:
-    for raw in reader:
+def _rows(
+    lines: _Lines, records: Iterator[list[str]], positions: dict[str, int], report: CsvReport, limits: Limits
+) -> Iterator[Row]:
+    for raw in records:
         if not raw or (not raw[0].strip() and all(not f.strip() for f in raw)):
             continue
         if report.rows_total >= limits.max_rows:
             report.fatal = f"more than {limits.max_rows} rows"
             return
-        yield _parse_row(raw, positions, reader.line_num, report)  # type: ignore[attr-defined]
+        yield _parse_row(raw, positions, lines.number, report)
 
 
 def scan(stream: IO[bytes], report: CsvReport, limits: Limits = Limits()) -> Iterator[Row]:
     """Yield every data row of a CSV byte stream, filling `report`; stops early on a fatal problem.
 
-    A fatal problem (not UTF-8, not CSV, no usable header, too large) can arrive after rows were
-    yielded: callers must check `report.fatal` when the iterator ends.
+    A fatal problem (not UTF-8, not CSV, no usable header, too large, a record past the line or field caps) can
+    arrive after rows were yielded: callers must check `report.fatal` when the iterator ends.
     """
     text = io.TextIOWrapper(io.BufferedReader(_Counted(stream, limits.max_bytes)), "utf-8-sig", newline="")
     try:
-        reader = csv.reader(text)
-        header = next((r for r in reader if any(f.strip() for f in r)), None)  # blank lines before the header
+        lines = _Lines(text, limits)
+        records = lines.records()
+        header = next((r for r in records if any(f.strip() for f in r)), None)  # blank lines before the header
         positions = _header_map(header, report) if header else None
         if header is None:
             report.fatal = "empty file"
         if positions is not None:
-            yield from _rows(reader, positions, report, limits)
+            yield from _rows(lines, records, positions, report, limits)
             if report.fatal is None and report.rows_total == 0:
                 report.fatal = "no data rows (header only)"
     except UnicodeDecodeError as e:
         report.fatal = f"not UTF-8 text (byte {e.start} of a chunk)"
-    except FileTooLarge as e:
+    except (FileTooLarge, RecordTooLong) as e:
         report.fatal = str(e)
     except csv.Error as e:
         report.fatal = f"not a valid CSV: {e}"
@@ -256,7 +294,9 @@ def to_csv(rows: Iterable[Row]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((*FEATURES, LABEL))
-    writer.writerows((*(repr(float(v)) for v in row.values or ()), row.label) for row in rows)
+    # + 0.0 turns -0.0 into 0.0: every value written is a plain non-negative number, every label a class name, so
+    # no cell of data/ starts with `=`, `+`, `-` or `@` (what a spreadsheet would run as a formula)
+    writer.writerows((*(repr(float(v) + 0.0) for v in row.values or ()), row.label) for row in rows)
     return out.getvalue().encode()
 
 
@@ -269,12 +309,12 @@ def raw_csv(header: list[str], rows: Iterable[Row]) -> bytes:
     return out.getvalue().encode()
 
 
-def read_header(data: bytes) -> list[str]:
-    """The header row as `scan` reads it: the first CSV row that is not blank ([] if none or not UTF-8)."""
+def read_header(data: bytes, limits: Limits = Limits()) -> list[str]:
+    """The header row as `scan` reads it: the first CSV row that is not blank ([] if none, not UTF-8 or too long)."""
+    text = io.TextIOWrapper(io.BytesIO(data), "utf-8-sig", newline="")
     try:
-        rows = csv.reader(io.StringIO(codecs.decode(data, "utf-8-sig"), newline=""))
-        return next((row for row in rows if any(f.strip() for f in row)), [])
-    except (UnicodeDecodeError, csv.Error):
+        return next((row for row in _Lines(text, limits).records() if any(f.strip() for f in row)), [])
+    except (UnicodeDecodeError, csv.Error, RecordTooLong):
         return []
 
 

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core import signing
+from core import hosts, signing
 
 S = TypeVar("S", bound=BaseSettings)
 AbsolutePath = Annotated[Path, AfterValidator(Path.absolute)]
@@ -40,6 +40,20 @@ class CommonSettings(BaseSettings):
     without one counts a missed event, logs a warning and recycles the subscription's stream."""
     log_level: str = "INFO"
     """Python logging level name."""
+    allowed_hosts: str = hosts.ANY
+    """Host headers the predictor and the function answer (comma-separated `name` or `name:port`, see core.hosts);
+    `*` answers any (production, behind the Gateway); the local stack sets its loopback names."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_parse(cls, value: str) -> str:
+        hosts.parse(value)
+        return value
+
+    @property
+    def host_entries(self) -> frozenset[str]:
+        """ALLOWED_HOSTS parsed."""
+        return hosts.parse(self.allowed_hosts)
 
 
 class TrustSettings(CommonSettings):

@@ -5,14 +5,18 @@ its folder: any web page could read the bucket, or write files anywhere the user
 this front (`python -m devstack.gcs_guard`), which refuses
 - browser requests: an `Origin` or `Sec-Fetch-*` header (every current browser sends one), or a `Host` other than the
   loopback address it serves (what DNS rebinding sends);
-- object names with a `..` segment, percent-encoded or not, in the path, the query, a JSON body or a JSON part of a
-  multipart body, and batch requests (which nest whole requests);
+- object names with a `..` segment, percent-encoded or not, in the path, the query, or any body fake-gcs-server reads
+  names and metadata from (a JSON body, an upload's first multipart part whatever its type, an XML API form POST's
+  fields and file names), read as fake-gcs-server reads it; such a body the guard cannot parse strictly (not one
+  UTF-8 JSON document, trailing bytes, a multipart body with defects or an unknown transfer encoding) is refused;
+  and batch requests (which nest whole requests);
 and passes everything else to fake-gcs-server unchanged, minus CORS headers in the answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import email.message
 import email.parser
 import email.policy
 import http.client
@@ -48,33 +52,76 @@ def strings(value: Any) -> Iterator[str]:
             yield from strings(item)
 
 
-def body_strings(content_type: str, body: bytes) -> Iterator[str]:
-    """The strings of a JSON body, or of the JSON and form parts of a multipart one (media parts are data)."""
-    if not body:
-        return
-    if content_type.startswith("multipart/"):
-        head = f"Content-Type: {content_type}\r\n\r\n".encode()
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-        for part in message.iter_parts() if message.is_multipart() else []:
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                continue
-            if part.get_content_type() == "application/json":
-                yield from body_strings("application/json", payload)
-            elif part.get_param("name", header="content-disposition") and len(payload) < 4096:
-                yield payload.decode("latin-1")  # a form field (an XML API POST carries the name in `key`)
-        return
+class Unparsed(Exception):
+    """A metadata body the guard cannot read exactly as fake-gcs-server would: refused rather than passed unchecked."""
+
+
+def json_strings(body: bytes) -> list[str]:
+    """The strings of a JSON document that is exactly one strict UTF-8 JSON value (fake-gcs-server's Go decoder reads
+    the first value and ignores what follows, and replaces invalid UTF-8: such bodies are refused, not guessed at)."""
     try:
-        yield from strings(json.loads(body))
-    except (ValueError, RecursionError):
-        return
+        return list(strings(json.loads(body.decode("utf-8"))))
+    except (ValueError, RecursionError) as e:
+        raise Unparsed("a metadata body that is not one strict UTF-8 JSON document is refused") from e
 
 
-def carries_metadata(path: str, query: Mapping[str, str]) -> bool:
-    """Whether the body is object metadata (JSON API, an upload's first request), not an object's own bytes."""
+def parts(content_type: str, body: bytes) -> list[email.message.MIMEPart]:
+    """The parts of a multipart body, split at the boundary parameter of `content_type` whatever its media type (as Go's
+    mime/multipart reader is given it); refused when the parser notes any defect."""
+    header = email.message.Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary or any(c in boundary for c in '"\\\r\n'):
+        raise Unparsed("a multipart body without a usable boundary is refused")
+    head = f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'.encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    found = list(message.iter_parts()) if message.is_multipart() else []
+    if message.defects or not found or any(part.defects or part.is_multipart() for part in found):
+        raise Unparsed("a multipart body the guard cannot split exactly is refused")
+    return found
+
+
+def payload(part: email.message.MIMEPart) -> bytes:
+    """A part's bytes as Go's multipart reader hands them over: quoted-printable decoded, anything else as sent."""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding not in ("", "7bit", "8bit", "binary", "quoted-printable"):
+        raise Unparsed(f"a part with Content-Transfer-Encoding {encoding!r} is refused")
+    data = part.get_payload(decode=True) if encoding == "quoted-printable" else part.get_payload()
+    return data if isinstance(data, bytes) else str(data).encode("ascii", "surrogateescape")
+
+
+def body_strings(kind: str, content_type: str, body: bytes) -> list[str]:
+    """The strings fake-gcs-server reads as names and metadata from a body of `kind` (see `metadata_kind`)."""
+    if kind == "json":
+        return json_strings(body) if body.strip() else []
+    found = parts(content_type, body)
+    if kind == "multipart":  # the first part is the metadata, whatever its Content-Type says; the rest is the object
+        return json_strings(payload(found[0]))
+    values: list[str] = []  # a form: every field's name and value, and every file's name (the file itself is data)
+    for part in found:
+        name, filename = part.get_param("name", header="content-disposition"), part.get_filename()
+        values += [v for v in (name, filename) if isinstance(v, str)]
+        if not filename:
+            values.append(payload(part).decode("latin-1"))  # the `key` field holds the object name
+    return values
+
+
+def metadata_kind(path: str, query: list[tuple[str, str]], content_type: str) -> str | None:
+    """How fake-gcs-server reads this request's body for names and metadata: `json`, `multipart` (an upload's first
+    part), `form` (an XML API form POST), or None when the body is only an object's bytes. Every value of a repeated
+    query parameter counts, so that no parser difference can turn a metadata body into data."""
     if path.startswith("/upload/"):
-        return query.get("uploadType") in ("multipart", "resumable") and "upload_id" not in query
-    return path.startswith("/storage/v1/")
+        types = [v for k, v in query if k == "uploadType"]
+        if types and all(t == "media" for t in types):
+            return None
+        if "multipart" in types:
+            return "multipart"
+        return None if any(k == "upload_id" for k, _ in query) else "json"  # a resumable upload's chunks are data
+    if path.startswith("/storage/v1/"):
+        return "json"
+    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+        return "form"
+    return None
 
 
 def refusal(method: str, target: str, headers: Mapping[str, str], body: bytes, hosts: set[str]) -> str | None:
@@ -89,8 +136,13 @@ def refusal(method: str, target: str, headers: Mapping[str, str], body: bytes, h
         return "batch requests are refused by the local stack"
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     values = [parts.path, *(v for pair in query for v in pair)]
-    if carries_metadata(parts.path, dict(query)):
-        values += body_strings(lowered.get("content-type", ""), body)
+    content_type = lowered.get("content-type", "")
+    kind = metadata_kind(parts.path, query, content_type)
+    if kind is not None and body:
+        try:
+            values += body_strings(kind, content_type, body)
+        except Unparsed as e:
+            return str(e)
     if any(traverses(v) for v in values):
         return "object names with a '..' segment are refused by the local stack"
     return None

@@ -96,6 +96,7 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "BIND_HOST": "127.0.0.1",
         "ADMIN_PORT": str(config.stack_admin_port),
         "ADMIN_BIND_HOST": "127.0.0.1",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",  # the predictor and the function refuse DNS-rebound names
     }
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.host

@@ -17,7 +17,6 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from core import gcs, layout
-from core.schema import Limits
 from functions import verdict as verdicts
 from functions.outputs import REPORT_SUFFIX, Folder, Source, SourceGone, Writer
 from functions.settings import FunctionSettings, Policy
@@ -118,7 +117,7 @@ def _decide(
     content = verdicts.inflate(stored, limit) if (blob.content_encoding or "").lower() == "gzip" else stored
     if content is None:
         return settings.invalid_rows_policy, verdicts.inflates_too_large(size, limit)
-    limits = Limits(max_bytes=limit, max_rows=settings.max_rows)
+    limits = settings.limits
     verdict = verdicts.judge(content, settings.invalid_rows_policy, limits)
     if not verdict.depends_on_policy:
         return settings.invalid_rows_policy, verdict

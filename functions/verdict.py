@@ -54,7 +54,7 @@ def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
     if fatal is not None:
         return Verdict("quarantined", report, fatal, quarantine=content)
     if report.errors_total == 0:
-        return Verdict("promoted", report, data=content)
+        return Verdict("promoted", report, data=canonical(content, limits))
     reason = f"{report.rows_invalid} of {report.rows_total} rows invalid"
     if policy == "reject" or report.rows_valid == 0:
         return Verdict("quarantined", report, reason, quarantine=content)
@@ -62,13 +62,20 @@ def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
     return Verdict("split", report, reason, data=data, quarantine=quarantine)
 
 
+def _rows(content: bytes, limits: Limits, valid: bool) -> Iterator[Row]:
+    """The valid (or the invalid) rows of `content`, streamed from a scan of their own."""
+    return (row for row in schema.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
+
+
+def canonical(content: bytes, limits: Limits) -> bytes:
+    """The valid rows of `content` as data/ stores them: the schema's header, its five columns, normalised values."""
+    return schema.to_csv(_rows(content, limits, valid=True))
+
+
 def split(content: bytes, limits: Limits) -> tuple[bytes, bytes]:
-    """Valid rows as canonical CSV and invalid rows as they arrived, each streamed from its own scan."""
-
-    def rows(valid: bool) -> Iterator[Row]:
-        return (row for row in schema.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
-
-    return schema.to_csv(rows(valid=True)), schema.raw_csv(schema.read_header(content), rows(valid=False))
+    """Valid rows as canonical CSV and invalid rows as they arrived (under the original header)."""
+    invalid = schema.raw_csv(schema.read_header(content, limits), _rows(content, limits, valid=False))
+    return canonical(content, limits), invalid
 
 
 def inflate(stored: bytes, limit: int) -> bytes | None:

@@ -16,7 +16,7 @@ from google.cloud import storage
 from core import gcs, signing
 from core.settings import load
 from core.store import ModelStore
-from predictor import admin, admin_port, api, errors, extensions, health, model_info, openapi, v2, web
+from predictor import admin, admin_port, api, errors, extensions, health, hosts, model_info, openapi, v2, web
 from predictor import metrics as metrics_module
 from predictor.metrics import Metrics
 from predictor.registry import Registry
@@ -67,6 +67,7 @@ def create_app(settings: PredictorSettings | None = None, store: ModelStore | No
     for blueprint in (api.bp, v2.bp, health.bp, model_info.bp, admin.bp, metrics_module.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
+    hosts.register(app)
     admin_port.register(app)
     _instrument(app, registry, metrics)
     return app

@@ -53,9 +53,10 @@ def assert_gcs_refuses_browsers_and_dot_dot(port: int, bucket: storage.Bucket, s
     assert not (stack_dir.parent / "escaped.txt").exists()
 
 
-def get(url: str) -> tuple[int, bytes]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
+        request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback http
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback http
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -88,6 +89,12 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         version = json.loads(body)["model_version"]
         assert get(f"http://127.0.0.1:{ports['PORT']}/metrics")[0] == 404  # admin and metrics: ADMIN_PORT only
         assert get(f"http://127.0.0.1:{ports['STACK_ADMIN_PORT']}/metrics")[0] == 200
+        rebound = {"Host": "evil.example"}  # what a DNS-rebinding page sends: refused on every port, through nginx too
+        for port, path in ((ports["PORT"], "/v1/model"), (ports["STACK_ADMIN_PORT"], "/metrics")):
+            status, body = get(f"http://127.0.0.1:{port}{path}", rebound)
+            assert (status, json.loads(body)["error"]["code"]) == (400, "host_not_allowed")
+        assert get(f"http://127.0.0.1:{ports['STACK_FUNCTION_PORT']}/", rebound)[0] == 400
+        assert get(f"http://localhost:{ports['PORT']}/v1/model")[0] == 200
         bucket = storage_client(f"127.0.0.1:{ports['STACK_GCS_PORT']}", "local-project").bucket("stack-test")
         blob = bucket.get_blob(layout.model_object(version))
         assert blob is not None

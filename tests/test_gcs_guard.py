@@ -177,3 +177,77 @@ def test_the_pubsub_emulator_listens_where_browsers_refuse_by_default(pubsub_emu
     _, answer, _ = raw(f"{pubsub_emulator.url}/v1/projects/p/topics/t:publish", "OPTIONS", headers)
     assert answer.get("Access-Control-Allow-Origin") == "http://evil.example"  # any page may publish, pull, delete
     assert StackSettings.model_fields["stack_pubsub_port"].default in emulators.BROWSER_BLOCKED_PORTS
+
+
+def multipart(first_headers: bytes, metadata: bytes, boundary: bytes = b"B") -> bytes:
+    return (
+        b"--" + boundary + b"\r\n" + first_headers + b"\r\n" + metadata + b"\r\n"
+        b"--" + boundary + b"\r\nContent-Type: text/csv\r\n\r\na,b\r\n--" + boundary + b"--\r\n"
+    )
+
+
+def form(key: bytes, filename: bytes = b"f.csv") -> bytes:
+    return (
+        b'--F\r\nContent-Disposition: form-data; name="key"\r\n\r\n' + key + b"\r\n"
+        b'--F\r\nContent-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+        b"Content-Type: text/csv\r\n\r\na,b\r\n--F--\r\n"
+    )
+
+
+UPLOAD = f"/upload/storage/v1/b/{BUCKET}/o?uploadType="
+RELATED = 'multipart/related; boundary="B"'
+VARIANTS = {  # each bypassed an earlier guard; the target, Content-Type and body of one request
+    "capitalised-media-type": (UPLOAD + "multipart", 'Multipart/Related; boundary="B"',
+                               multipart(b"Content-Type: application/json\r\n", b'{"name": "../x"}')),
+    "text-plain-metadata-part": (UPLOAD + "multipart", RELATED,
+                                 multipart(b"Content-Type: text/plain\r\n", b'{"name": "../x"}')),
+    "untyped-metadata-part": (UPLOAD + "multipart", RELATED, multipart(b"", b'{"name": "../x"}')),
+    "trailing-bytes-after-json": (UPLOAD + "resumable", "application/json", b'{"name": "../x"} and more'),
+    "invalid-utf8": (UPLOAD + "resumable", "application/json", b'{"name": "../x", "k": "\xff"}'),
+    "xml-form-post": (f"/{BUCKET}", 'multipart/form-data; boundary="F"', form(b"../x")),
+    "trailing-bytes-in-a-part": (UPLOAD + "multipart", RELATED,
+                                 multipart(b"Content-Type: application/json\r\n", b'{"name": "../x"}}}')),
+    "boundary-on-another-media-type": (UPLOAD + "multipart", "text/plain; boundary=B",
+                                       multipart(b"Content-Type: application/json\r\n", b'{"name": "../x"}')),
+    "multipart-listed-after-media": (UPLOAD + "multipart&uploadType=media", RELATED,
+                                     multipart(b"", b'{"name": "../x"}')),
+    "multipart-with-an-upload-id": (UPLOAD + "multipart&upload_id=1", RELATED, multipart(b"", b'{"name": "../x"}')),
+    "base64-metadata-part": (UPLOAD + "multipart", RELATED, multipart(
+        b"Content-Type: application/json\r\nContent-Transfer-Encoding: base64\r\n", b"eyJuYW1lIjogIi4uL3gifQ==")),
+    "long-form-key": (f"/{BUCKET}", 'multipart/form-data; boundary="F"', form(b"a" * 5000 + b"/../x")),
+    "form-file-name": (f"/{BUCKET}", 'multipart/form-data; boundary="F"', form(b"${filename}", b"../x")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_body_variants_are_refused(variant: str) -> None:
+    target, content_type, body = VARIANTS[variant]
+    headers = {"Host": "127.0.0.1:1", "Content-Type": content_type}
+    assert refusal("POST", target, headers, body, {"127.0.0.1:1"}) is not None
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_body_variants_never_reach_fake_gcs_server(guarded: tuple[Service, Service, Path], variant: str) -> None:
+    target, content_type, body = VARIANTS[variant]
+    status, _, answer = raw(guarded[0].url + target, "POST", {"Content-Type": content_type}, body)
+    assert status == 403, answer
+    assert files_outside(guarded[2]) == []
+
+
+@pytest.mark.parametrize(
+    "variant", ["capitalised-media-type", "text-plain-metadata-part", "untyped-metadata-part", "xml-form-post"]
+)
+def test_the_same_shapes_with_a_plain_name_pass(variant: str) -> None:
+    target, content_type, body = VARIANTS[variant]
+    headers = {"Host": "127.0.0.1:1", "Content-Type": content_type}
+    assert refusal("POST", target, headers, body.replace(b"../x", b"data/x.csv"), {"127.0.0.1:1"}) is None
+
+
+def test_an_upload_through_the_guard_in_a_capitalised_multipart_body_is_stored(
+    guarded: tuple[Service, Service, Path], bucket: storage.Bucket
+) -> None:
+    target, content_type, body = VARIANTS["capitalised-media-type"]
+    status, _, answer = raw(guarded[0].url + target, "POST", {"Content-Type": content_type},
+                            body.replace(b"../x", b"data/capitalised.csv"))  # fmt: skip
+    assert status == 200, answer
+    assert bucket.blob("data/capitalised.csv").download_as_bytes() == b"a,b"

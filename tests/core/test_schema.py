@@ -115,7 +115,7 @@ def test_bom_blank_lines_and_crlf_are_tolerated() -> None:
         (b"sepal_length,sepal_width,petal_length,species\n1,2,3,setosa\n", "missing columns: petal_width"),
         (b"SepalLengthCm,sepal_length,sepal_width,petal_length,petal_width,species\n", "duplicate column"),
         (HEADER.encode() + b"5.1,3.5,1.4,0.2,setosa\n\xff\xfe\n", "not UTF-8 text"),
-        (HEADER.encode() + b'5.1,3.5,1.4,0.2,"' + b"x" * 200_000 + b'"\n', "not a valid CSV"),
+        (HEADER.encode() + b'5.1,3.5,1.4,0.2,"' + b"x" * 200_000 + b'"\n', "line 2: a record longer than"),
     ],
 )
 def test_fatal_file_problems(data: bytes, fatal: str) -> None:
@@ -200,3 +200,54 @@ def test_property_arbitrary_bytes_never_raise(data: bytes) -> None:
     assert (report.rows_total, report.rows_valid) == (len(rows), sum(r.valid for r in rows))
     assert report.ok == (report.fatal is None and report.errors_total == 0 and report.rows_valid > 0)
     report.as_dict()
+
+
+def test_a_single_line_of_millions_of_fields_is_refused_before_csv_splits_it() -> None:
+    line = b"5.1," * 2_000_000  # 8 MB, 2 M fields: csv.reader would build 2 M strings for this one row
+    _, report = validate_bytes(line + b"\n")
+    assert report.fatal == "line 1: a record of more than 1000 fields"
+    _, report = validate_bytes(csv_bytes("5.1,3.5,1.4,0.2,setosa") + line)
+    assert report.fatal == "line 3: a record of more than 1000 fields"
+    assert report.rows_valid == 1
+
+
+def test_a_long_line_without_separators_is_refused_past_the_record_cap() -> None:
+    _, report = validate_bytes(csv_bytes("5.1,3.5,1.4,0.2,setosa", "x" * 70_000), Limits(max_record_chars=65_536))
+    assert report.fatal == "line 3: a record longer than 65536 characters"
+
+
+def test_a_record_spread_over_lines_by_quotes_is_bounded_as_a_whole() -> None:
+    # every line has 10 commas, but the quotes join all of them into one record of 2,000 fields
+    record = '1,1,1,1,1,1,1,1,1,1,"\n",' * 200 + "setosa"
+    _, report = validate_bytes(csv_bytes(record))
+    assert report.fatal is not None
+    assert report.fatal.endswith("a record of more than 1000 fields")
+    long = '5.1,3.5,1.4,0.2,"' + "x\n" * 40_000 + '"'  # line 2 has 19 characters, the next ones 2 each
+    assert validate_bytes(csv_bytes(long))[1].fatal == "line 32761: a record longer than 65536 characters"
+
+
+def test_records_at_the_caps_pass_and_each_record_starts_afresh() -> None:
+    limits = Limits(max_record_chars=64, max_fields=6)
+    rows, report = validate_bytes(csv_bytes(*["5.1,3.5,1.4,0.2,setosa,note"] * 100), limits)
+    assert report.ok, report.as_dict()
+    assert len(rows) == 100
+    _, report = validate_bytes(csv_bytes("5.1,3.5,1.4,0.2,setosa,note,more"), limits)
+    assert report.fatal == "line 2: a record of more than 6 fields"
+
+
+def test_read_header_is_bounded_too() -> None:
+    assert schema.read_header(b"5.1," * 100_000) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["-0", "-0.0", "0", "1e-7", "+5.1", " 100 ", "0x1p-2"]),
+                          st.sampled_from(["setosa", " Iris-Virginica ", "VERSICOLOR"]),
+                          st.sampled_from(["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", ""])),
+                min_size=1, max_size=10))  # fmt: skip
+def test_property_no_canonical_cell_starts_like_a_formula(generated: list) -> None:
+    lines = [f"{v},{v},{v},{v},{label},{extra}" for v, label, extra in generated]
+    rows, report = validate_bytes(csv_bytes(*lines, header=HEADER.strip() + ",notes\n"))
+    out = schema.to_csv(r for r in rows if r.valid)
+    cells = [cell for line in out.decode().splitlines()[1:] for cell in line.split(",")]
+    assert len(cells) == 5 * report.rows_valid
+    assert not [c for c in cells if c[:1] in "=+-@"]

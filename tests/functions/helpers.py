@@ -14,6 +14,13 @@ VALID_CSV = (
     b"5.9,2.8,4.3,1.3,Iris-versicolor\n"
     b"6.7,3.1,5.8,2.2,virginica\n"
 )
+CANONICAL_CSV = (
+    b"sepal_length,sepal_width,petal_length,petal_width,species\n"
+    b"5.1,3.5,1.4,0.2,setosa\n"
+    b"5.9,2.8,4.3,1.3,versicolor\n"
+    b"6.7,3.1,5.8,2.2,virginica\n"
+)
+"""VALID_CSV as data/ stores it."""
 MIXED_CSV = (
     b"sepal_length,sepal_width,petal_length,petal_width,species\n"
     b"5.1,3.5,1.4,0.2,setosa\n"

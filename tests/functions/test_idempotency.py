@@ -17,7 +17,7 @@ from functions import ingest
 from functions.main import on_upload
 from functions.outputs import MAX_NAME_BYTES, REPORT_SUFFIX, Folder, NameTaken, Source, Writer, candidates
 from functions.settings import FunctionSettings
-from tests.functions.helpers import MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
+from tests.functions.helpers import CANONICAL_CSV, MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_event_for_a_replaced_generation_is_a_no_op(bucket: storage.Bucket, func
 
     on_upload(event_for(new))
     assert names(bucket) == ["data/iris.csv"]
-    assert bucket.blob("data/iris.csv").download_as_bytes() == VALID_CSV
+    assert bucket.blob("data/iris.csv").download_as_bytes() == CANONICAL_CSV
 
 
 def test_event_for_an_already_ingested_object_is_a_no_op(bucket: storage.Bucket, settings: FunctionSettings) -> None:

@@ -14,7 +14,7 @@ from google.cloud import storage
 from core import schema
 from functions.main import on_upload
 from functions.outputs import POLICY, ROLE, SOURCE_GENERATION, SOURCE_OBJECT
-from tests.functions.helpers import MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
+from tests.functions.helpers import CANONICAL_CSV, MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_valid_file_is_promoted_and_the_upload_deleted(bucket: storage.Bucket, f
 
     assert names(bucket) == ["data/iris.csv"]
     promoted = bucket.get_blob("data/iris.csv")
-    assert promoted.download_as_bytes() == VALID_CSV
+    assert promoted.download_as_bytes() == CANONICAL_CSV
     assert promoted.content_type == "text/csv"
     assert promoted.metadata == {
         SOURCE_OBJECT: "incoming/iris.csv",
@@ -42,6 +42,26 @@ def test_valid_file_is_promoted_and_the_upload_deleted(bucket: storage.Bucket, f
         ROLE: "data",
         POLICY: "reject",
     }
+
+
+def test_data_gets_the_canonical_header_and_five_columns_never_a_formula(
+    bucket: storage.Bucket, function_env: Callable
+) -> None:
+    upload_csv = (
+        b"\xef\xbb\xbfSpecies,Petal Width (cm),SepalLengthCm,sepal.width,PETAL_LENGTH,note\r\n"
+        b"Iris-setosa, 0.2 ,5.1,3.5,1.4,=cmd|' /C calc'!A0\r\n"
+        b"VIRGINICA,+2.2,6.70,3.1,5.8,@SUM(A1)\r\n"
+        b"versicolor,-0,5.9,2.8,4.3,-1+1\r\n"
+    )
+    on_upload(event_for(upload(bucket, "incoming/formula.csv", upload_csv)))
+
+    assert names(bucket) == ["data/formula.csv"]
+    assert bucket.blob("data/formula.csv").download_as_bytes() == (
+        b"sepal_length,sepal_width,petal_length,petal_width,species\n"
+        b"5.1,3.5,1.4,0.2,setosa\n"
+        b"6.7,3.1,5.8,2.2,virginica\n"
+        b"5.9,2.8,4.3,0.0,versicolor\n"
+    )
 
 
 def test_nested_and_non_csv_names_keep_their_path_and_get_the_csv_extension(
@@ -68,7 +88,7 @@ def test_name_clash_gets_a_generation_suffix_and_overwrites_nothing(
         "data/iris.csv",
     ]
     assert after["data/iris.csv"][:2] == (existing.generation, b"someone else's file")
-    assert after[f"data/iris-{first.generation}.csv"][1] == VALID_CSV
+    assert after[f"data/iris-{first.generation}.csv"][1] == CANONICAL_CSV
     assert b"5.2" in after[f"data/iris-{second.generation}.csv"][1]
 
 
@@ -146,7 +166,10 @@ FATAL = {
     "empty": (b"", "empty file"),
     "header-only": (HEADER, "header only"),
     "json-not-csv": (b'{"sepal_length": 5.1, "species": "setosa"}\n', "missing columns"),
-    "huge-field": (HEADER + b"5.1,3.5,1.4,0.2," + b"x" * 200_000 + b"\n", "not a valid CSV"),
+    "huge-field": (
+        HEADER + b"5.1,3.5,1.4,0.2," + b"x" * 200_000 + b"\n",
+        "line 2: a record longer than 65536 characters",
+    ),
     "duplicate-column": (b"sepal_length,SepalLengthCm,sepal_width,petal_length,petal_width,species\n", "duplicate"),
 }
 
@@ -221,7 +244,7 @@ def test_a_small_gzip_encoded_csv_is_promoted_inflated(bucket: storage.Bucket, f
     assert names(bucket) == ["data/small.csv"]
     promoted = bucket.get_blob("data/small.csv")
     assert promoted.content_encoding is None
-    assert promoted.download_as_bytes() == VALID_CSV
+    assert promoted.download_as_bytes() == CANONICAL_CSV
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ def server_env(gcs_emulator: Service, pubsub_emulator: Service, server_bucket: s
         "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
         "MODEL_EVENTS_TOPIC": TOPIC,
         "GCS_RETRY_DEADLINE": "5",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
 
 
@@ -95,6 +96,21 @@ def test_structured_cloudevent_of_a_bad_file_is_quarantined(
     ]
     line = _log_line(function_server, "incoming/http-mixed.csv")
     assert (line["severity"], line["ingest"]["status"], line["ingest"]["rows_invalid"]) == ("WARNING", "quarantined", 2)
+
+
+def test_a_request_with_another_host_is_refused_before_the_function_runs(
+    server_bucket: storage.Bucket, function_url: str
+) -> None:
+    source = upload(server_bucket, "incoming/http-rebound.csv", VALID_CSV)
+    headers, body = to_binary(event_for(source))
+
+    response = requests.post(function_url, headers=headers | {"Host": "evil.example:8081"}, data=body, timeout=30)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "host_not_allowed"
+    assert names(server_bucket, "incoming/http-rebound") == ["incoming/http-rebound.csv"]  # not ingested
+    assert requests.post(function_url, headers=headers, data=body, timeout=30).status_code == 200
+    assert names(server_bucket, "data/http-rebound") == ["data/http-rebound.csv"]
 
 
 def test_bridge_delivers_uploads_from_pubsub_with_no_further_action(
