@@ -49,7 +49,7 @@ class TrainerSettings(SignerSettings):
     """Most bytes of data/ one run reads, shared fairly across files; the rest is not read (the summary says so)."""
     max_upload_share: float = Field(0.5, gt=0, le=1)
     """Largest share of the rows it joins (older files' and its own) one data/ file may hold; 1 turns this off."""
-    contradiction_confidence: float = Field(0.9, gt=0.5, le=1)
+    contradiction_confidence: float = Field(0.7, gt=0.5, le=1)
     """A row is contradicted when the serving model gives another species at least this probability."""
     max_contradicted_share: float = Field(0.1, ge=0, le=1)
     """A data/ file with more than this share of contradicted rows is excluded from training (and reported)..."""
