@@ -74,6 +74,10 @@ def seed_iris_csv(bucket: storage.Bucket, retry: Any) -> bool:
     return True
 
 
+_CHUNK, _QUANTUM = 8 * 1024 * 1024, 256 * 1024
+"""Download size of one ranged read of a data/ file, and the step it is rounded up in."""
+
+
 class _Budget(io.RawIOBase):
     """The first `budget` bytes of a stream, then up to the end of that line; `cut` tells whether bytes were left."""
 
@@ -117,7 +121,8 @@ def _read_one(
     code = {name: i for i, name in enumerate(schema.CLASSES)}
     pinned = blob.bucket.blob(blob.name, generation=blob.generation)
     row_capped = False
-    with gcs.errors(), pinned.open("rb", chunk_size=8 * 1024 * 1024, retry=retry, timeout=REQUEST_TIMEOUT) as stream:
+    chunk = min(_CHUNK, (budget // _QUANTUM + 1) * _QUANTUM)  # no download far past a small budget
+    with gcs.errors(), pinned.open("rb", chunk_size=chunk, retry=retry, timeout=REQUEST_TIMEOUT) as stream:
         budgeted = _Budget(stream, budget)
         for row in schema.scan(cast(IO[bytes], budgeted), report, limits):
             if row.values is not None and row.label is not None:
