@@ -1,4 +1,4 @@
-"""The bucket layout: one bucket, four prefixes, and the artifact naming rule."""
+"""The bucket layout: one bucket, five prefixes, and the artifact naming rule."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ DATA = "data/"
 """Validated training CSVs (what the trainer reads)."""
 QUARANTINE = "quarantine/"
 """Rejected content, each with a `.error.json` report beside it."""
+REPORTS = "reports/"
+"""The trainer's reports on data/ files it held back (`reports/data/<name>.excluded.json`)."""
 MODELS = "models/"
 """Model artifacts `models/model-<version>.pkl` (and the trainer's claims under `models/claims/`)."""
 CLAIMS = MODELS + "claims/"

@@ -167,6 +167,7 @@ grant_storage() {
   bucket_role "$trainer" roles/storage.objectViewer trainer-read-data data/
   bucket_role "$trainer" roles/storage.objectCreator trainer-seed-data data/  # seeds data/iris.csv when data/ is empty
   bucket_role "$trainer" roles/storage.objectUser trainer-write-models models/  # claims are replaced in place
+  bucket_role "$trainer" roles/storage.objectUser trainer-write-reports reports/  # reports on held-back data files
   bucket_role "$ingest" roles/storage.objectUser ingest-take-incoming incoming/
   bucket_role "$ingest" roles/storage.objectViewer ingest-list-outputs data/ quarantine/
   bucket_role "$ingest" roles/storage.objectCreator ingest-write-outputs data/ quarantine/
@@ -243,11 +244,18 @@ bind_workload_identity() {
 }
 
 create_secret() {
-  say "Secrets in $NAMESPACE: the trainer's Ed25519 signing key, the trusted public keys, the admin token (never printed)"
+  say "Secrets in $NAMESPACE: the trainer's Ed25519 signing key and split salt, the trusted public keys, the admin token (never printed)"
   run gcloud container clusters get-credentials "$CLUSTER" --project="$PROJECT_ID" --region="$REGION"
   ensure kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
+  # The held-out split's salt: a secret, so nobody can tell which rows the quality gate scores on.
+  $DRY_RUN || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORKDIR/split-salt")
   if ! $DRY_RUN && kubectl get secret "$SIGNING_SECRET" --namespace="$NAMESPACE" >/dev/null 2>&1; then
     echo "exists: secret $NAMESPACE/$SIGNING_SECRET (kept: a new signing key needs its public key trusted first)"
+    if [[ -z "$(kubectl get secret "$SIGNING_SECRET" --namespace="$NAMESPACE" -o jsonpath='{.data.split-salt}')" ]]; then
+      # Added once, never replaced: a new salt moves rows between the training and the held-out side.
+      (umask 077 && printf '{"data":{"split-salt":"%s"}}' "$(base64 -w0 <"$WORKDIR/split-salt")" >"$WORKDIR/salt.json")
+      run kubectl patch secret "$SIGNING_SECRET" --namespace="$NAMESPACE" --type=merge --patch-file="$WORKDIR/salt.json"
+    fi
   else
     # The private key goes to the trainer only; predictors mount the public keys. Key id = ed25519: and 16 hex digits
     # of the SHA-256 of the raw public key (the last 32 bytes of its DER form), as core/signing.py derives it.
@@ -257,7 +265,7 @@ create_secret() {
     $DRY_RUN || key_id=ed25519-$(openssl pkey -in "$WORKDIR/private-key.pem" -pubout -outform DER | tail -c 32 |
       sha256sum | cut -c1-16)
     run kubectl create secret generic "$SIGNING_SECRET" --namespace="$NAMESPACE" \
-      --from-file=private-key.pem="$WORKDIR/private-key.pem"
+      --from-file=private-key.pem="$WORKDIR/private-key.pem" --from-file=split-salt="$WORKDIR/split-salt"
     if ! $DRY_RUN && kubectl get secret "$PUBLIC_KEYS_SECRET" --namespace="$NAMESPACE" >/dev/null 2>&1; then
       # Trust the new key next to the older ones (a public key: fine on a command line); restart the predictors.
       run kubectl patch secret "$PUBLIC_KEYS_SECRET" --namespace="$NAMESPACE" --type=merge \

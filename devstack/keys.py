@@ -1,14 +1,19 @@
-"""The local stack's Ed25519 signing key pair, made once in the state folder (never committed)."""
+"""The local stack's Ed25519 signing key pair and the trainer's split salt, made once in the state folder.
+
+Never committed: both live in the stack's state folder.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from core import signing
 
 PRIVATE = "signing-key.pem"
 PUBLIC = "public"
+SALT = "split-salt"
 
 
 def ensure_pair(folder: Path) -> tuple[Path, Path]:
@@ -31,10 +36,25 @@ def ensure_pair(folder: Path) -> tuple[Path, Path]:
     return private, public
 
 
+def ensure_salt(folder: Path) -> Path:
+    """Create `folder/split-salt` (mode 600, random) once: the trainer's secret SPLIT_SALT_FILE."""
+    salt = folder / SALT
+    if not salt.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(salt, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return salt
+
+
 def env(folder: Path) -> dict[str, str]:
-    """Signing variables for a trainer or predictor using the pair in `folder` (created if missing)."""
+    """Signing variables and the split salt for a trainer or predictor using `folder` (created if missing)."""
     private, public = ensure_pair(folder)
-    return {"MODEL_SIGNING_PRIVATE_KEY_FILE": str(private.resolve()), "MODEL_PUBLIC_KEYS_DIR": str(public.resolve())}
+    return {
+        "MODEL_SIGNING_PRIVATE_KEY_FILE": str(private.resolve()),
+        "MODEL_PUBLIC_KEYS_DIR": str(public.resolve()),
+        "SPLIT_SALT_FILE": str(ensure_salt(folder).resolve()),
+    }
 
 
 def keyring(folder: Path) -> signing.Keyring:

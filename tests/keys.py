@@ -38,13 +38,22 @@ def key_files() -> tuple[Path, Path]:
     public = folder / "public"
     public.mkdir()
     (public / "trainer.pem").write_bytes(SIGNER.public_pem())
+    (folder / "split-salt").write_text(SPLIT_SALT)
     return private, public
 
 
+SPLIT_SALT = "test-split-salt"
+"""The test trainer's secret split salt (in SPLIT_SALT_FILE)."""
+
+
 def env() -> dict[str, str]:
-    """Environment variables of a trainer or predictor subprocess using the test keys."""
+    """Environment variables of a trainer or predictor subprocess using the test keys and split salt."""
     private, public = key_files()
-    return {"MODEL_SIGNING_PRIVATE_KEY_FILE": str(private), "MODEL_PUBLIC_KEYS_DIR": str(public)}
+    return {
+        "MODEL_SIGNING_PRIVATE_KEY_FILE": str(private),
+        "MODEL_PUBLIC_KEYS_DIR": str(public),
+        "SPLIT_SALT_FILE": str(private.parent / "split-salt"),
+    }
 
 
 def settings() -> dict[str, Any]:

@@ -102,6 +102,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         assert blob.metadata["sha256"]
         keys = tmp_path / "stack" / "keys"
         assert (keys / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+        assert (keys / "split-salt").stat().st_mode & 0o777 == 0o600
         assert [p.name for p in (keys / "public").iterdir()] == [blob.metadata["key_id"].replace(":", "-") + ".pem"]
         sockets = listening(stack.pid)
         assert {port for _, port in sockets} >= {ports["PORT"], ports["STACK_GCS_PORT"], ports["STACK_FUNCTION_PORT"]}

@@ -28,3 +28,24 @@ def test_a_reader_configured_from_the_env_verifies_what_the_keyring_signs(tmp_pa
     signer = keys.keyring(tmp_path / "keys")
     assert signer.signer is not None
     assert reader.verify(signer.signer.key_id, fields, signer.sign(fields))
+
+
+def test_the_split_salt_is_made_once_secret_and_read_by_the_trainer(tmp_path: Path) -> None:
+    from trainer.settings import TrainerSettings
+
+    env = keys.env(tmp_path / "keys")
+    salt = Path(env["SPLIT_SALT_FILE"])
+    assert salt.stat().st_mode & 0o777 == 0o600
+    first = salt.read_text()
+    assert len(first) >= 32
+    assert keys.env(tmp_path / "keys")["SPLIT_SALT_FILE"] == str(salt)
+    assert salt.read_text() == first
+    trainer = TrainerSettings.model_validate({k.lower(): v for k, v in env.items()})
+    assert (
+        trainer.split_salt_value()
+        == TrainerSettings.model_validate(
+            {**{k.lower(): v for k, v in env.items() if k != "SPLIT_SALT_FILE"}, "split_salt": first}
+        ).split_salt_value()
+    )
+    assert keys.env(tmp_path / "other")["SPLIT_SALT_FILE"] != str(salt)
+    assert (tmp_path / "other" / "split-salt").read_text() != first

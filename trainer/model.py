@@ -59,7 +59,7 @@ def held_out(features: np.ndarray, fraction: float, salt: int) -> np.ndarray:
 
 def fit_and_evaluate(dataset: Dataset, settings: TrainerSettings) -> Evaluated:
     """Fit on the rows outside held_out() and score on the held-out ones."""
-    test = held_out(dataset.features, settings.test_fraction, settings.random_seed)
+    test = held_out(dataset.features, settings.test_fraction, settings.split_salt_value())
     x_train, x_test = dataset.features[~test], dataset.features[test]
     y_train, y_test = dataset.labels[~test], dataset.labels[test]
     counts = {c: (int(np.count_nonzero(y_train == c)), int(np.count_nonzero(y_test == c))) for c in CLASSES}

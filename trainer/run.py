@@ -11,7 +11,7 @@ from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
 from core.states import RunOutcome as Outcome
 from core.store import ArtifactRef, ModelStore
-from trainer import claims, data
+from trainer import claims, data, influence
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,26 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     from trainer import model  # scikit-learn is imported only when there is work
 
     limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
-    dataset = data.read_dataset(blobs, limits, store.retry, settings.max_training_rows)
-    stats: dict[str, Any] = {"rows": dataset.rows, "file_reports": dataset.reports}
+    current = store.newest_valid(on_reject=_log_reject)
+    reading = data.read_files(blobs, limits, store.retry, settings.max_run_bytes, settings.max_training_rows)
+    selection = influence.select(reading.files, current.model if current else None, settings)
+    influence.announce(
+        store.bucket, reading.files, selection, current.version if current else None, settings, store.retry
+    )
+    dataset = data.assemble(reading, selection)
+    stats: dict[str, Any] = {
+        "rows": dataset.rows,
+        **reading.summary(),
+        **selection.summary(reading.files),
+        "file_reports": dataset.reports,
+    }
+    if current is not None and selection.excluded and _learned_already(current.lineage, dataset, trigger):
+        nothing_new = "nothing new to learn: the new data files were excluded"
+        return stats | {"status": Outcome.SKIPPED, "reason": nothing_new, "model_version": current.version}
     try:
         evaluated = model.fit_and_evaluate(dataset, settings)
     except model.InsufficientData as e:
         return stats | {"status": Outcome.REJECTED, "reason": str(e)}
-    current = store.newest_valid(on_reject=_log_reject)
     reason = model.gate(evaluated, current.model if current else None, settings)
     if reason:
         return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
@@ -94,6 +107,13 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
         "object": layout.model_object(lineage.version),
         "metrics": evaluated.metrics,
     }
+
+
+def _learned_already(lineage: Lineage, dataset: data.Dataset, trigger: Trigger) -> bool:
+    """Whether the current model learned from exactly the objects and rows this run would train on."""
+    objects = dataset.provenance(trigger).objects
+    listed = lineage.data_objects == list(objects) and lineage.data_objects_total == len(objects)
+    return listed and lineage.row_count == dataset.rows
 
 
 def _verify_published(store: ModelStore, lineage: Lineage) -> None:

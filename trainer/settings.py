@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import hashlib
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 
 from core.settings import SignerSettings
 
@@ -37,10 +40,54 @@ class TrainerSettings(SignerSettings):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Share of rows held out for evaluation."""
     random_seed: int = 42
-    """Seed for the split and the estimator."""
+    """Seed for the estimator (and the split's salt when SPLIT_SALT_PUBLIC=true)."""
+    split_salt: SecretStr | None = None
+    """Secret salt of the held-out split (or SPLIT_SALT_FILE): whoever knows it can tell which rows are held out."""
+    split_salt_file: Path | None = None
+    """File holding the split salt (a mounted Secret)."""
+    split_salt_public: bool = False
+    """Without SPLIT_SALT(_FILE) the trainer refuses to start unless this is true: then RANDOM_SEED is the salt."""
     claim_stale_after: float = Field(120.0, gt=0)
     """Seconds without renewal after which an unfinished claim may be taken over (a live run renews every quarter)."""
     max_csv_bytes: int = Field(512 * 1024 * 1024, gt=0)
     """Largest CSV file read from data/; larger ones are skipped with a report."""
     max_training_rows: int = Field(2_000_000, gt=0)
-    """Most rows one run trains on (newest files first; the rest are skipped with a report), bounding its memory."""
+    """Most rows one run trains on, shared fairly across files (thinned evenly to one cap), bounding its memory."""
+    max_run_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    """Most bytes of data/ one run reads, shared fairly across files; the rest is not read (the summary says so)."""
+    max_upload_share: float = Field(0.5, gt=0, le=1)
+    """Largest share of the rows it joins (older files' and its own) one data/ file may hold; 1 turns this off."""
+    contradiction_confidence: float = Field(0.7, gt=0.5, le=1)
+    """A row is contradicted when the serving model gives another species at least this probability."""
+    max_contradicted_share: float = Field(0.1, ge=0, le=1)
+    """A data/ file with more than this share of contradicted rows is excluded from training (and reported)..."""
+    min_contradicted_rows: int = Field(3, ge=1)
+    """... when at least this many of its rows are contradicted."""
+    max_label_mix_distance: float = Field(0.5, ge=0, le=1)
+    """A data/ file whose species mix is further than this (total variation) from the older files' is excluded..."""
+    min_label_mix_weight: float = Field(0.2, ge=0, le=1)
+    """... and holds at least this share of the rows it joins (20 new flowers of one species move nothing)."""
+
+    @model_validator(mode="after")
+    def _salt_present(self) -> TrainerSettings:
+        if self.split_salt is None and self.split_salt_file is None and not self.split_salt_public:
+            raise ValueError(
+                "SPLIT_SALT or SPLIT_SALT_FILE must be set (a secret salt for the held-out split); "
+                "SPLIT_SALT_PUBLIC=true uses RANDOM_SEED instead, for experiments only"
+            )
+        if self.split_salt is None and self.split_salt_file is not None and not self.split_salt_file.is_file():
+            raise ValueError(f"SPLIT_SALT_FILE: no such file {self.split_salt_file}")
+        self.split_salt_value()
+        return self
+
+    def split_salt_value(self) -> int:
+        """The split's 64-bit salt: from the secret (SHA-256 of it), else RANDOM_SEED when that was chosen."""
+        if self.split_salt is not None:
+            secret = self.split_salt.get_secret_value().encode()
+        elif self.split_salt_file is not None:
+            secret = self.split_salt_file.read_bytes().rstrip(b"\r\n")
+        else:
+            return self.random_seed
+        if not secret:
+            raise ValueError("SPLIT_SALT(_FILE): the split salt is empty")
+        return int.from_bytes(hashlib.sha256(secret).digest()[:8], "big")

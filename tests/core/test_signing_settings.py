@@ -20,6 +20,7 @@ NAMES = {name.upper() for cls in (TrainerSettings, PredictorSettings) for name i
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in NAMES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPLIT_SALT", keys.SPLIT_SALT)  # the trainer's other secret, not what these tests are about
 
 
 def refused(cls: type[settings.S], capsys: pytest.CaptureFixture[str]) -> str:

@@ -129,7 +129,7 @@ def test_cluster_registry_secret_and_trigger(dry_run: tuple[str, list[list[str]]
     has(commands, "artifacts", "repositories", "create", "iris", "--repository-format=docker")
     for name, keys in [
         ("iris-secrets", {"admin-token"}),
-        ("iris-signing-key", {"private-key.pem"}),
+        ("iris-signing-key", {"private-key.pem", "split-salt"}),
         ("iris-model-public-keys", {"ed25519-KEY_ID.pem"}),
     ]:
         secret = has(commands, "kubectl", "create", "secret", "generic", name)
@@ -150,6 +150,7 @@ def test_bucket_access_is_limited_to_prefixes(dry_run: tuple[str, list[list[str]
     assert grants
     assert all(any(a.startswith("--condition-from-file=") for a in c) for c in grants)
     assert f'startsWith("projects/_/buckets/{PROJECT}-iris/objects/models/")' in stdout
+    assert f'startsWith("projects/_/buckets/{PROJECT}-iris/objects/reports/")' in stdout  # the trainer's reports
     assert not any("roles/pubsub.editor" in c for c in commands)
 
 

@@ -40,10 +40,11 @@ START_TIMEOUT = 180.0  # a vfs container copy of the image, then importing sciki
 
 
 def secrets() -> dict[str, dict[str, str]]:
-    """The Secrets the manifests mount, holding the test trainer's key pair."""
+    """The Secrets the manifests mount, holding the test trainer's key pair and split salt."""
     private, public = keys.key_files()
     public_keys = {p.name: p.read_text() for p in public.glob("*.pem")}
-    return {"iris-signing-key": {"private-key.pem": private.read_text()}, "iris-model-public-keys": public_keys}
+    signing = {"private-key.pem": private.read_text(), "split-salt": keys.SPLIT_SALT}
+    return {"iris-signing-key": signing, "iris-model-public-keys": public_keys}
 
 
 @pytest.fixture(scope="module")
