@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,8 @@ from core.states import Trigger
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
 _INT_FIELDS = ("row_count", "data_objects_total")
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+"""ASCII digits only, no sign but minus, no leading zeros or spaces: the only spelling str(int) produces."""
 LISTED_OBJECTS_BYTES = 2048
 """At most this much of the data object list goes into the metadata (GCS allows 8 KiB of custom metadata in all)."""
 
@@ -87,19 +90,49 @@ class Lineage:
         """Whether a key the keyring trusts, the one named by key_id, signed exactly these fields."""
         return keyring.verify(self.key_id, self.signed_fields(), self.signature)
 
+    @classmethod
+    def stored_signed_fields(cls, metadata: dict[str, str]) -> dict[str, str]:
+        """The exact stored strings a signature covers: every lineage field but the signature, as found."""
+        return {k: metadata[k] for k in cls.__dataclass_fields__ if k != "signature" and k in metadata}
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str] | None, name: str) -> Lineage:
-        """Parse object metadata; an artifact without signature fields is `unsigned`."""
+        """Parse object metadata; an artifact without signature fields is `unsigned`.
+
+        Every field must be stored exactly as to_metadata writes it (`bad_metadata` otherwise): ASCII digits for
+        integers, JSON without duplicate keys, the one serialisation of each value. So the stored strings a
+        signature is checked over are the only spelling of the values a reader acts on.
+        """
         metadata = metadata or {}
         if not metadata.get("signature") or not metadata.get("sha256"):
             raise ArtifactRejected("unsigned", "artifact has no signature in its metadata", name)
         try:
             values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
-            values.update({k: json.loads(metadata[k]) for k in _JSON_FIELDS})
-            values.update({k: int(values[k]) for k in _INT_FIELDS})
+            values.update({k: json.loads(metadata[k], object_pairs_hook=_unique_keys) for k in _JSON_FIELDS})
+            values.update({k: _canonical_int(k, values[k]) for k in _INT_FIELDS})
+            lineage = cls(**values)
+            stored = lineage.to_metadata()
         except (KeyError, ValueError, TypeError, RecursionError) as e:
             raise ArtifactRejected("bad_metadata", f"lineage metadata unreadable: {e}", name) from e
-        return cls(**values)
+        odd = sorted(k for k, v in stored.items() if metadata[k] != v)
+        if odd:
+            raise ArtifactRejected("bad_metadata", f"lineage fields not in canonical form: {', '.join(odd)}", name)
+        return lineage
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ValueError on a duplicate key (json.loads would keep the last silently)."""
+    values = dict(pairs)
+    if len(values) != len(pairs):
+        raise ValueError(f"duplicate key in {sorted(k for k, _ in pairs)}")
+    return values
+
+
+def _canonical_int(key: str, text: str) -> int:
+    """An integer field spelt only as str(int) spells it (int() would also take " 000150 " or Arabic-Indic digits)."""
+    if not isinstance(text, str) or not _CANONICAL_INT.fullmatch(text):
+        raise ValueError(f"{key} is not a canonical integer: {text!r}")
+    return int(text)

@@ -234,7 +234,7 @@ class ModelStore:
             raise ArtifactRejected("version_mismatch", f"signed for {lineage.version}, named {ref.version}", ref.name)
         if lineage.key_id not in self.keyring.trusted:
             raise ArtifactRejected("unknown_key", f"signed by {lineage.key_id!r}, not a trusted key", ref.name)
-        if not lineage.verifies(self.keyring):
+        if not self.keyring.verify(lineage.key_id, Lineage.stored_signed_fields(ref.metadata), lineage.signature):
             message = f"signature does not cover this lineage under {lineage.key_id}"
             raise ArtifactRejected("bad_signature", message, ref.name)
         if layout.version_time(lineage.version) > datetime.now(UTC) + MAX_CLOCK_SKEW:
