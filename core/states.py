@@ -84,3 +84,4 @@ class RejectReason(StrEnum):
     BAD_METADATA = "bad_metadata"
     BAD_NAME = "bad_name"
     FUTURE_VERSION = "future_version"
+    TOO_LARGE = "too_large"

@@ -35,11 +35,15 @@ class ArtifactRef:
     version: str
     metadata: dict[str, str]
     created: datetime | None = None
+    size: int | None = None
+    """Bytes of the object, as listed (unverified: the download is capped whatever it says)."""
 
     @classmethod
     def from_blob(cls, blob: storage.Blob) -> ArtifactRef:
         version = layout.model_version(blob.name) or ""
-        return cls(blob.name, int(blob.generation or 0), version, dict(blob.metadata or {}), blob.time_created)
+        return cls(
+            blob.name, int(blob.generation or 0), version, dict(blob.metadata or {}), blob.time_created, blob.size
+        )
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,10 @@ def check_model(model: Any, name: str) -> None:
         raise ArtifactRejected("warmup_failed", f"known flowers predicted as {predicted}", name)
 
 
-def restore(data: bytes, name: str) -> Any:
-    """Unpickle with the exact allowlist, then run check_model; ArtifactRejected otherwise."""
+def restore(data: bytes, name: str, limits: unpickle.Limits | None = None) -> Any:
+    """Unpickle with the exact allowlist and the size caps, then run check_model; ArtifactRejected otherwise."""
     try:
-        model = unpickle.loads(data)
+        model = unpickle.loads(data, limits)
     except Exception as e:
         raise ArtifactRejected("unpickle_failed", f"{type(e).__name__}: {e}", name) from e
     check_model(model, name)
@@ -89,8 +93,11 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 class ModelStore:
     """Publishes and loads artifacts in one bucket: signs with the keyring's key, verifies against its trusted ones."""
 
-    def __init__(self, bucket: storage.Bucket, keyring: signing.Keyring, retry: Retry) -> None:
+    def __init__(
+        self, bucket: storage.Bucket, keyring: signing.Keyring, retry: Retry, limits: unpickle.Limits | None = None
+    ) -> None:
         self.bucket, self.keyring, self.retry = bucket, keyring, retry
+        self.limits = limits or unpickle.Limits()
 
     def publish(
         self,
@@ -108,7 +115,7 @@ class ModelStore:
         """
         data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         model_type = model_type_of(model)
-        restore(data, f"new {model_type} artifact")
+        restore(data, f"new {model_type} artifact", self.limits)
         return self.publish_bytes(
             data,
             model_type=model_type,
@@ -211,19 +218,28 @@ class ModelStore:
     def download(self, ref: ArtifactRef) -> bytes:
         """The artifact's content, downloaded only once its name and signature verify (the hash is load_bytes')."""
         self.verify_metadata(ref)
+        self.check_size(ref, ref.size or 0)
         blob = self.bucket.blob(ref.name, generation=ref.generation)
-        try:
-            data: bytes = self._call(blob.download_as_bytes, timeout=REQUEST_TIMEOUT)
+        try:  # one byte past the cap at most, whatever the listing said
+            data: bytes = self._call(blob.download_as_bytes, end=self.limits.max_bytes, timeout=REQUEST_TIMEOUT)
         except gexc.NotFound as e:
             raise ArtifactRejected("not_found", f"{ref.name} generation {ref.generation} is gone", ref.name) from e
+        self.check_size(ref, len(data))
         return data
+
+    def check_size(self, ref: ArtifactRef, size: int) -> None:
+        """`too_large` for an artifact over MODEL_MAX_BYTES."""
+        if size > self.limits.max_bytes:
+            message = f"{size} bytes or more, over MODEL_MAX_BYTES={self.limits.max_bytes}"
+            raise ArtifactRejected("too_large", message, ref.name)
 
     def load_bytes(self, ref: ArtifactRef, data: bytes) -> LoadedModel:
         """Verify `data` as the content of `ref` (name, signature, hash), then unpickle and check the model."""
         lineage = self.verify_metadata(ref)
+        self.check_size(ref, len(data))
         if signing.sha256_hex(data) != lineage.sha256:
             raise ArtifactRejected("hash_mismatch", "content does not match its signed SHA-256", ref.name)
-        return LoadedModel(ref, lineage, restore(data, ref.name))
+        return LoadedModel(ref, lineage, restore(data, ref.name, self.limits))
 
     def verify_metadata(self, ref: ArtifactRef) -> Lineage:
         """Name and signature checks that need no download."""

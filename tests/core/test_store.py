@@ -75,9 +75,9 @@ def unpickled(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     calls: list[bytes] = []
     real = unpickle.loads
 
-    def spy(data: bytes) -> Any:
+    def spy(data: bytes, limits: unpickle.Limits | None = None) -> Any:
         calls.append(data)
-        return real(data)
+        return real(data, limits)
 
     monkeypatch.setattr(unpickle, "loads", spy)
     return calls
@@ -195,6 +195,22 @@ def test_a_signed_lineage_respelt_in_storage_is_refused_before_unpickling(
     upload(store, name, pickle.dumps(fitted_model), metadata | {field: respell(metadata[field])})
     assert rejection(store, name).reason == reason
     assert unpickled == []
+
+
+def test_an_artifact_over_the_size_cap_is_too_large_and_never_unpickled(
+    store: ModelStore, fitted_model: Pipeline, unpickled: list[bytes]
+) -> None:
+    lineage = publish(store, fitted_model)
+    name = layout.model_object(lineage.version)
+    size = len(pickle.dumps(fitted_model, protocol=pickle.HIGHEST_PROTOCOL))
+    capped = ModelStore(store.bucket, store.keyring, store.retry, unpickle.Limits(max_bytes=size - 1))
+    assert rejection(capped, name).reason == "too_large"
+    lying = replace(capped.ref(name), size=1)  # a listing that understates the size: the download is capped anyway
+    with pytest.raises(ArtifactRejected) as info:
+        capped.load(lying)
+    assert info.value.reason == "too_large"
+    assert unpickled == []
+    assert store.load(store.ref(name)).version == lineage.version
 
 
 def test_publish_refuses_a_model_no_predictor_would_load(store: ModelStore) -> None:
