@@ -18,9 +18,11 @@ from flask import Flask
 
 from core.store import LoadedModel
 from predictor import extensions
-from predictor.handover import WORKERS, write_atomic
+from predictor.handover import WORKERS, read_regular, write_atomic
 
 EXTENSION = "pod_readiness"
+WORKER_STATE_MAX_BYTES = 256
+"""A worker's state file holds one version name."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,8 @@ def serving_workers(directory: Path) -> int:
 
 def _serves(path: Path) -> bool:
     try:
-        return bool(path.read_bytes().strip())
-    except FileNotFoundError:  # forgotten meanwhile
+        return bool(read_regular(path, WORKER_STATE_MAX_BYTES).strip())
+    except OSError:  # forgotten meanwhile, or not a regular file (which no worker writes)
         return False
 
 
