@@ -65,6 +65,8 @@ class SkipReason(StrEnum):
 
     NOT_A_MODEL = "not_a_model"
     ALREADY_REJECTED = "already_rejected"
+    RATE_LIMITED = "rate_limited"
+    """More notifications named unknown objects than NOTIFICATION_LOOKUP_RATE allows: the reconcile poll finds it."""
     ALREADY_SERVING = "already_serving"
     OLDER = "older"
 

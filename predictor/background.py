@@ -127,6 +127,7 @@ def start(app: Flask) -> Follower:
         own_agent = service.build(settings, directory, bucket)
         own_agent.start()
     registry.store = store = HandoverStore(directory, bucket)
+    registry.notification_lookups = None  # a pointer's trigger may say notification: the lookup is local
     registry.upstream = lambda: [r for r in handover.read_history(directory) if r.outcome in UPSTREAM_OUTCOMES]
     follower = Follower(registry, directory, settings.handover_poll_interval, own_agent=own_agent, store=store)
     app.extensions[EXTENSION] = follower
