@@ -5,6 +5,7 @@ Reads verify the signature and the content hash before anything is unpickled.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import platform
@@ -20,10 +21,12 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 
 from core import gcs, layout, signing, unpickle
-from core.errors import ArtifactRejected
+from core.errors import ArtifactRejected, StoreRefused
 from core.gcs import REQUEST_TIMEOUT
 from core.lineage import DIRECT, Lineage, Provenance
 from core.schema import CLASSES, EXAMPLES, FEATURES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ def restore(data: bytes, name: str, limits: unpickle.Limits | None = None) -> An
     return model
 
 
+MAX_SPLIT_LISTINGS = 1000
+"""Most listings spent around objects that break a listing (one bad object costs about 220)."""
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of this clock a version may be: a far-future artifact would otherwise outrank every retrain."""
 
@@ -157,15 +162,30 @@ class ModelStore:
             data_to_publish_s=provenance.delay_to(now),
         ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
-        blob.metadata = lineage.to_metadata()
-        self._call(
-            blob.upload_from_string,
-            data,
-            content_type="application/octet-stream",
-            if_generation_match=0,
-            timeout=REQUEST_TIMEOUT,
-        )
+        blob.metadata = lineage.to_metadata()  # sent with the content: no reader sees the object without it
+        try:
+            self._call(
+                blob.upload_from_string,
+                data,
+                content_type="application/octet-stream",
+                if_generation_match=0,
+                timeout=REQUEST_TIMEOUT,
+            )
+        except gexc.PreconditionFailed:
+            raise  # the name was taken: that object is someone else's
+        except Exception:
+            self._discard(blob.name)
+            raise
         return lineage
+
+    def _discard(self, name: str) -> None:
+        """Delete what a failed upload may have left under its new, unique name (a server that stored the content
+        and then failed); best effort: the upload's own error is what the caller sees."""
+        try:
+            self._call(self.bucket.blob(name).delete, timeout=REQUEST_TIMEOUT)
+            log.warning("deleted %s left by a failed upload", name)
+        except Exception as e:  # NotFound: nothing was stored
+            log.debug("nothing to delete after the failed upload of %s: %s", name, e)
 
     def list_versions(self) -> list[ArtifactRef]:
         """Every artifact object under models/, oldest first (by version)."""
@@ -270,9 +290,30 @@ class ModelStore:
         return None
 
     def _model_blobs(self) -> list[storage.Blob]:
-        """One listing of models/model-* (with metadata and customTime)."""
-        blobs: list[storage.Blob] = self._call(gcs.listed, self.bucket, prefix=layout.MODEL_PREFIX)
-        return blobs
+        """One listing of models/model-* (with metadata and customTime), around any object that breaks it."""
+        return self._listed_around(layout.MODEL_PREFIX, [MAX_SPLIT_LISTINGS])
+
+    def _listed_around(self, prefix: str, budget: list[int]) -> list[storage.Blob]:
+        """The objects under `prefix`; a listing that fails with 404 on a bucket that exists (fake-gcs-server's
+        filesystem backend does that for an object whose metadata it could not store) is split into one listing per
+        next character of a version, down to the object, which is left out. `budget` caps the listings."""
+        try:
+            blobs: list[storage.Blob] = self._call(gcs.listed, self.bucket, prefix=prefix)
+            return blobs
+        except gexc.NotFound:
+            if prefix == layout.MODEL_PREFIX and not self._call(self.bucket.exists, timeout=REQUEST_TIMEOUT):
+                raise
+        partial = prefix.removeprefix(layout.MODEL_PREFIX)
+        chars = layout.version_next_chars(partial)
+        if not chars:
+            log.warning("skipping unlistable objects under %s", prefix)
+            return []
+        if budget[0] < len(chars):
+            raise StoreRefused(
+                f"listing {prefix} fails, and splitting it found no end in {MAX_SPLIT_LISTINGS} listings"
+            )
+        budget[0] -= len(chars)
+        return [blob for c in chars for blob in self._listed_around(prefix + c, budget)]
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a GCS call through core.gcs.call with this store's retry policy."""
