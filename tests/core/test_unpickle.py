@@ -162,7 +162,8 @@ def test_an_array_over_the_allocation_cap_is_refused(fitted_model: Pipeline) -> 
 
 
 HUGE = 2**26
-"""Elements of the crafted arrays: 512 MiB of object references, were they allocated."""
+"""Elements of the crafted arrays: 512 MiB of object references (calloc'd by NumPy: resident once anything walks
+them, e.g. on use or in a copy)."""
 
 
 def _global(module: str, name: str) -> bytes:
@@ -198,12 +199,13 @@ CRAFTED = {
 }  # fmt: skip
 
 _MEASURE = """
-import pickle, resource, sys
+import io, pickle, resource, sys
 from core import unpickle
 data = open(sys.argv[1], "rb").read()
+load = unpickle.loads if sys.argv[2] == "checked" else lambda d: pickle.Unpickler(io.BytesIO(d)).load()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
-    unpickle.loads(data)
+    load(data)
     outcome = "loaded"
 except pickle.UnpicklingError as e:
     outcome = f"refused: {e}"
@@ -212,18 +214,40 @@ print(outcome)
 """
 
 
+def peak_growth(data: bytes, tmp_path: Path, loader: str = "checked") -> tuple[int, str]:
+    """MiB the peak RSS of a fresh process grew by while loading `data`, and what became of it."""
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(data)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), loader],
+        capture_output=True, text=True, cwd=root, timeout=60, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    return int(out[0]), out[1]
+
+
 @pytest.mark.parametrize("name", list(CRAFTED))
 def test_a_crafted_allocation_is_refused_before_memory_grows(name: str, tmp_path: Path) -> None:
     """Peak RSS of a process loading each crafted pickle stays within 32 MiB of what it was before."""
-    path = tmp_path / "crafted.pkl"
-    path.write_bytes(CRAFTED[name])
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, cwd=root, timeout=60, check=True
-    ).stdout.splitlines()
-    grown_mib, outcome = int(out[0]), out[1]
+    grown_mib, outcome = peak_growth(CRAFTED[name], tmp_path)
     assert outcome.startswith("refused: model artifact:"), outcome
     assert grown_mib < 32, (name, grown_mib)
+
+
+MEMO_BOMB = b"\x80\x02Nr" + (2**25).to_bytes(4, "little") + b"."
+"""LONG_BINPUT at index 2**25: 9 bytes; the C unpickler grows its memo array to 2**26 cleared slots (512 MiB)."""
+
+
+def test_a_huge_memo_index_costs_nothing(tmp_path: Path) -> None:
+    grown_mib, outcome = peak_growth(MEMO_BOMB, tmp_path)
+    assert (outcome, grown_mib < 32) == ("loaded", True), grown_mib
+
+
+def test_the_memo_index_is_a_real_bomb_for_the_c_unpickler(tmp_path: Path) -> None:
+    """What the pure-Python unpickler avoids, measured on plain pickle."""
+    grown_mib, outcome = peak_growth(MEMO_BOMB, tmp_path, loader="plain")
+    assert outcome == "loaded"
+    assert grown_mib > 256
 
 
 def test_the_object_array_pickle_is_tiny_and_real() -> None:
@@ -233,8 +257,3 @@ def test_the_object_array_pickle_is_tiny_and_real() -> None:
     small = data.replace(HUGE.to_bytes(4, "little"), (2**10).to_bytes(4, "little"))
     array = pickle.loads(small)
     assert (array.dtype, array.shape) == (np.dtype("O"), (2**10,))
-
-
-def test_a_huge_memo_index_costs_nothing() -> None:
-    """LONG_BINPUT 2**31-1: an index into the C unpickler's memo array; the dict memo used here stays small."""
-    assert unpickle.loads(b"\x80\x02Nr\xff\xff\xff\x7f.") is None
