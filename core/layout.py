@@ -19,6 +19,7 @@ CLAIMS = MODELS + "claims/"
 MODEL_PREFIX = MODELS + "model-"
 
 _VERSION_FORMAT = "%Y%m%dT%H%M%S%fZ"
+VERSION_LENGTH = 22
 _MODEL_NAME = re.compile(r"^models/model-(\d{8}T\d{12}Z)\.pkl$")
 
 
@@ -41,3 +42,10 @@ def model_version(name: str) -> str | None:
     """The version encoded in an artifact's object name, or None if the name is not an artifact."""
     match = _MODEL_NAME.match(name)
     return match.group(1) if match else None
+
+
+def version_next_chars(partial: str) -> str:
+    """The characters that may follow `partial`, the start of a version, in a version ("" once it is whole)."""
+    if len(partial) >= VERSION_LENGTH:
+        return ""
+    return {8: "T", VERSION_LENGTH - 1: "Z"}.get(len(partial), "0123456789")

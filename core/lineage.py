@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -13,8 +14,27 @@ from core.states import Trigger
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
 _INT_FIELDS = ("row_count", "data_objects_total")
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+"""ASCII digits only, no sign but minus, no leading zeros or spaces: the only spelling str(int) produces."""
 LISTED_OBJECTS_BYTES = 2048
-"""At most this much of the data object list goes into the metadata (GCS allows 8 KiB of custom metadata in all)."""
+"""At most this much of the data object list goes into the metadata, counted as sent (see sent_bytes)."""
+METADATA_VALUE_BYTES = 4096
+"""GCS's cap on one custom metadata value."""
+METADATA_TOTAL_BYTES = 8192
+"""GCS's cap on all custom metadata of an object, keys and values."""
+SIGNATURE_PLACEHOLDER = "0" * signing.ED25519_HEX_LENGTH
+"""The longest signature, counted while the metadata is fitted before signing."""
+
+
+def sent_bytes(text: str) -> int:
+    """Bytes of `text` as the JSON API request carries it: JSON-escaped with ASCII only, without the quotes (one
+    emoji in a name is 12 bytes once data_objects is JSON, 14 once that value is escaped again)."""
+    return len(json.dumps(text)) - 2
+
+
+def metadata_bytes(metadata: dict[str, str]) -> int:
+    """What `metadata` counts against METADATA_TOTAL_BYTES: every key and value as sent."""
+    return sum(sent_bytes(k) + sent_bytes(v) for k, v in metadata.items())
 
 
 @dataclass(frozen=True)
@@ -29,7 +49,7 @@ class Provenance:
         """The newest objects whose names fit in LISTED_OBJECTS_BYTES (all of them for a normal data set)."""
         listed, size = [], 0
         for name in self.objects:
-            size += len(name.encode()) + 4
+            size += sent_bytes(json.dumps(name)) + 2
             if size > LISTED_OBJECTS_BYTES:
                 break
             listed.append(name)
@@ -77,29 +97,75 @@ class Lineage:
         return {k: v for k, v in self.to_metadata().items() if k != "signature"}
 
     def signed_with(self, keyring: signing.Keyring) -> Lineage:
-        """This lineage with the keyring's signing key id and its signature."""
+        """This lineage with the keyring's signing key id and its signature, its metadata fitted to GCS's limits."""
         if keyring.signer is None:
             raise ValueError("the keyring holds no signing key")
-        unsigned = replace(self, key_id=keyring.signer.key_id)
+        unsigned = replace(self, key_id=keyring.signer.key_id).fitted()
         return replace(unsigned, signature=keyring.sign(unsigned.signed_fields()))
+
+    def fitted(self) -> Lineage:
+        """This lineage with `data_objects` cut to its newest names so that every value fits METADATA_VALUE_BYTES
+        and all of the metadata METADATA_TOTAL_BYTES, as sent (data_objects_total keeps the full count).
+
+        The other fields are bounded by the code that sets them; ValueError if they alone do not fit.
+        """
+        metadata = replace(self, signature=SIGNATURE_PLACEHOLDER, data_objects=[]).to_metadata()
+        room = min(METADATA_VALUE_BYTES, METADATA_TOTAL_BYTES - metadata_bytes(metadata) + sent_bytes("[]"))
+        oversized = sorted(k for k, v in metadata.items() if sent_bytes(v) > METADATA_VALUE_BYTES)
+        if room < sent_bytes("[]") or oversized:
+            raise ValueError(f"lineage metadata over GCS's limits without any data objects ({oversized})")
+        keep = len(self.data_objects)
+        while sent_bytes(json.dumps(self.data_objects[:keep])) > room:
+            keep -= 1
+        return self if keep == len(self.data_objects) else replace(self, data_objects=self.data_objects[:keep])
 
     def verifies(self, keyring: signing.Keyring) -> bool:
         """Whether a key the keyring trusts, the one named by key_id, signed exactly these fields."""
         return keyring.verify(self.key_id, self.signed_fields(), self.signature)
+
+    @classmethod
+    def stored_signed_fields(cls, metadata: dict[str, str]) -> dict[str, str]:
+        """The exact stored strings a signature covers: every lineage field but the signature, as found."""
+        return {k: metadata[k] for k in cls.__dataclass_fields__ if k != "signature" and k in metadata}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str] | None, name: str) -> Lineage:
-        """Parse object metadata; an artifact without signature fields is `unsigned`."""
+        """Parse object metadata; an artifact without signature fields is `unsigned`.
+
+        Every field must be stored exactly as to_metadata writes it (`bad_metadata` otherwise): ASCII digits for
+        integers, JSON without duplicate keys, the one serialisation of each value. So the stored strings a
+        signature is checked over are the only spelling of the values a reader acts on.
+        """
         metadata = metadata or {}
         if not metadata.get("signature") or not metadata.get("sha256"):
             raise ArtifactRejected("unsigned", "artifact has no signature in its metadata", name)
         try:
             values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
-            values.update({k: json.loads(metadata[k]) for k in _JSON_FIELDS})
-            values.update({k: int(values[k]) for k in _INT_FIELDS})
+            values.update({k: json.loads(metadata[k], object_pairs_hook=_unique_keys) for k in _JSON_FIELDS})
+            values.update({k: _canonical_int(k, values[k]) for k in _INT_FIELDS})
+            lineage = cls(**values)
+            stored = lineage.to_metadata()
         except (KeyError, ValueError, TypeError, RecursionError) as e:
             raise ArtifactRejected("bad_metadata", f"lineage metadata unreadable: {e}", name) from e
-        return cls(**values)
+        odd = sorted(k for k, v in stored.items() if metadata[k] != v)
+        if odd:
+            raise ArtifactRejected("bad_metadata", f"lineage fields not in canonical form: {', '.join(odd)}", name)
+        return lineage
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ValueError on a duplicate key (json.loads would keep the last silently)."""
+    values = dict(pairs)
+    if len(values) != len(pairs):
+        raise ValueError(f"duplicate key in {sorted(k for k, _ in pairs)}")
+    return values
+
+
+def _canonical_int(key: str, text: str) -> int:
+    """An integer field spelt only as str(int) spells it (int() would also take " 000150 " or Arabic-Indic digits)."""
+    if not isinstance(text, str) or not _CANONICAL_INT.fullmatch(text):
+        raise ValueError(f"{key} is not a canonical integer: {text!r}")
+    return int(text)

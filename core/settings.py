@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import hosts, signing
+
+if TYPE_CHECKING:
+    from core.unpickle import Limits
 
 S = TypeVar("S", bound=BaseSettings)
 AbsolutePath = Annotated[Path, AfterValidator(Path.absolute)]
@@ -69,6 +72,10 @@ class TrustSettings(CommonSettings):
     """File holding the shared HMAC key (a mounted Secret)."""
     pinned_model_version: str | None = None
     """Version the fleet serves exactly (predictor) and the trainer never marks for deletion (iris-common)."""
+    model_max_bytes: int = Field(1024 * 1024, ge=64 * 1024)
+    """Largest model artifact a reader downloads or unpickles, in bytes (the trainer's is about 1.4 KB)."""
+    model_max_array_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Largest single array an artifact may allocate while unpickling (object arrays are refused at any size)."""
 
     @model_validator(mode="after")
     def _keys_present(self) -> TrustSettings:
@@ -79,6 +86,12 @@ class TrustSettings(CommonSettings):
                 raise ValueError("MODEL_SIGNING_KEY(_FILE) is the hmac-sha256 option's: set MODEL_SIGNING_ALGORITHM")
             self.keyring()
         return self
+
+    def artifact_limits(self) -> Limits:
+        """The size caps every artifact is loaded under."""
+        from core.unpickle import Limits  # NumPy only in the processes that load models
+
+        return Limits(self.model_max_bytes, self.model_max_array_bytes)
 
     def _hmac_key(self) -> signing.HmacKey:
         if self.model_signing_key is not None:

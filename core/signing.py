@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,11 +26,19 @@ HMAC_SHA256 = "hmac-sha256"
 ALGORITHMS = (ED25519, HMAC_SHA256)
 KEY_ID_LABEL = b"iris-model-key-id\x00"
 """Prefixed to an HMAC secret before hashing it into a key id."""
+ED25519_HEX_LENGTH = 128
+HMAC_SHA256_HEX_LENGTH = 64
+_LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of `data`."""
     return hashlib.sha256(data).hexdigest()
+
+
+def canonical_hex(signature: str, length: int) -> bool:
+    """Whether `signature` is exactly `length` lowercase hex digits (no spaces, no capitals: the one spelling)."""
+    return len(signature) == length and _LOWER_HEX.fullmatch(signature) is not None
 
 
 def canonical(fields: Mapping[str, str]) -> bytes:
@@ -42,6 +51,8 @@ class Verifier(Protocol):
     """One trusted key: checks signatures made under its key id."""
 
     key_id: str
+    signature_length: int
+    """Hex digits of this key's signatures."""
 
     def verify(self, message: bytes, signature: str) -> bool: ...
 
@@ -54,6 +65,8 @@ class Signer(Verifier, Protocol):
 
 class Ed25519Verifier:
     """A trusted Ed25519 public key; its id is `ed25519:` and 16 hex digits of the raw key's SHA-256."""
+
+    signature_length = ED25519_HEX_LENGTH
 
     def __init__(self, public: Ed25519PublicKey) -> None:
         self.public = public
@@ -86,6 +99,8 @@ class Ed25519Signer(Ed25519Verifier):
 class HmacKey:
     """The HMAC-SHA256 option: one shared secret signs and verifies; its id hashes the secret under a label."""
 
+    signature_length = HMAC_SHA256_HEX_LENGTH
+
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self.key_id = f"{HMAC_SHA256}:{sha256_hex(KEY_ID_LABEL + secret)[:16]}"
@@ -117,9 +132,15 @@ class Keyring:
         return self.signer.sign(canonical(fields))
 
     def verify(self, key_id: str, fields: Mapping[str, str], signature: str) -> bool:
-        """Whether a trusted key `key_id` signed exactly these fields; False for a non-ASCII signature."""
+        """Whether a trusted key `key_id` signed exactly these field strings; False unless the signature is the
+        canonical spelling (lowercase hex of the key's exact length)."""
         key = self.trusted.get(key_id)
-        return key is not None and signature.isascii() and key.verify(canonical(fields), signature)
+        return (
+            key is not None
+            and canonical_hex(signature, key.signature_length)
+            and all(isinstance(v, str) for v in fields.values())
+            and key.verify(canonical(fields), signature)
+        )
 
 
 def generate_ed25519() -> tuple[bytes, bytes]:

@@ -65,6 +65,8 @@ class SkipReason(StrEnum):
 
     NOT_A_MODEL = "not_a_model"
     ALREADY_REJECTED = "already_rejected"
+    RATE_LIMITED = "rate_limited"
+    """More notifications named unknown objects than NOTIFICATION_LOOKUP_RATE allows: the reconcile poll finds it."""
     ALREADY_SERVING = "already_serving"
     OLDER = "older"
 
@@ -84,3 +86,4 @@ class RejectReason(StrEnum):
     BAD_METADATA = "bad_metadata"
     BAD_NAME = "bad_name"
     FUTURE_VERSION = "future_version"
+    TOO_LARGE = "too_large"

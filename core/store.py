@@ -5,6 +5,7 @@ Reads verify the signature and the content hash before anything is unpickled.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import platform
@@ -20,10 +21,12 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 
 from core import gcs, layout, signing, unpickle
-from core.errors import ArtifactRejected
+from core.errors import ArtifactRejected, StoreRefused
 from core.gcs import REQUEST_TIMEOUT
 from core.lineage import DIRECT, Lineage, Provenance
 from core.schema import CLASSES, EXAMPLES, FEATURES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,15 @@ class ArtifactRef:
     version: str
     metadata: dict[str, str]
     created: datetime | None = None
+    size: int | None = None
+    """Bytes of the object, as listed (unverified: the download is capped whatever it says)."""
 
     @classmethod
     def from_blob(cls, blob: storage.Blob) -> ArtifactRef:
         version = layout.model_version(blob.name) or ""
-        return cls(blob.name, int(blob.generation or 0), version, dict(blob.metadata or {}), blob.time_created)
+        return cls(
+            blob.name, int(blob.generation or 0), version, dict(blob.metadata or {}), blob.time_created, blob.size
+        )
 
 
 @dataclass(frozen=True)
@@ -72,16 +79,18 @@ def check_model(model: Any, name: str) -> None:
         raise ArtifactRejected("warmup_failed", f"known flowers predicted as {predicted}", name)
 
 
-def restore(data: bytes, name: str) -> Any:
-    """Unpickle with the exact allowlist, then run check_model; ArtifactRejected otherwise."""
+def restore(data: bytes, name: str, limits: unpickle.Limits | None = None) -> Any:
+    """Unpickle with the exact allowlist and the size caps, then run check_model; ArtifactRejected otherwise."""
     try:
-        model = unpickle.loads(data)
+        model = unpickle.loads(data, limits)
     except Exception as e:
         raise ArtifactRejected("unpickle_failed", f"{type(e).__name__}: {e}", name) from e
     check_model(model, name)
     return model
 
 
+MAX_SPLIT_LISTINGS = 1000
+"""Most listings spent around objects that break a listing (one bad object costs about 220)."""
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of this clock a version may be: a far-future artifact would otherwise outrank every retrain."""
 
@@ -89,8 +98,11 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 class ModelStore:
     """Publishes and loads artifacts in one bucket: signs with the keyring's key, verifies against its trusted ones."""
 
-    def __init__(self, bucket: storage.Bucket, keyring: signing.Keyring, retry: Retry) -> None:
+    def __init__(
+        self, bucket: storage.Bucket, keyring: signing.Keyring, retry: Retry, limits: unpickle.Limits | None = None
+    ) -> None:
         self.bucket, self.keyring, self.retry = bucket, keyring, retry
+        self.limits = limits or unpickle.Limits()
 
     def publish(
         self,
@@ -108,7 +120,7 @@ class ModelStore:
         """
         data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         model_type = model_type_of(model)
-        restore(data, f"new {model_type} artifact")
+        restore(data, f"new {model_type} artifact", self.limits)
         return self.publish_bytes(
             data,
             model_type=model_type,
@@ -150,15 +162,30 @@ class ModelStore:
             data_to_publish_s=provenance.delay_to(now),
         ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
-        blob.metadata = lineage.to_metadata()
-        self._call(
-            blob.upload_from_string,
-            data,
-            content_type="application/octet-stream",
-            if_generation_match=0,
-            timeout=REQUEST_TIMEOUT,
-        )
+        blob.metadata = lineage.to_metadata()  # sent with the content: no reader sees the object without it
+        try:
+            self._call(
+                blob.upload_from_string,
+                data,
+                content_type="application/octet-stream",
+                if_generation_match=0,
+                timeout=REQUEST_TIMEOUT,
+            )
+        except gexc.PreconditionFailed:
+            raise  # the name was taken: that object is someone else's
+        except Exception:
+            self._discard(blob.name)
+            raise
         return lineage
+
+    def _discard(self, name: str) -> None:
+        """Delete what a failed upload may have left under its new, unique name (a server that stored the content
+        and then failed); best effort: the upload's own error is what the caller sees."""
+        try:
+            self._call(self.bucket.blob(name).delete, timeout=REQUEST_TIMEOUT)
+            log.warning("deleted %s left by a failed upload", name)
+        except Exception as e:  # NotFound: nothing was stored
+            log.debug("nothing to delete after the failed upload of %s: %s", name, e)
 
     def list_versions(self) -> list[ArtifactRef]:
         """Every artifact object under models/, oldest first (by version)."""
@@ -211,19 +238,28 @@ class ModelStore:
     def download(self, ref: ArtifactRef) -> bytes:
         """The artifact's content, downloaded only once its name and signature verify (the hash is load_bytes')."""
         self.verify_metadata(ref)
+        self.check_size(ref, ref.size or 0)
         blob = self.bucket.blob(ref.name, generation=ref.generation)
-        try:
-            data: bytes = self._call(blob.download_as_bytes, timeout=REQUEST_TIMEOUT)
+        try:  # one byte past the cap at most, whatever the listing said
+            data: bytes = self._call(blob.download_as_bytes, end=self.limits.max_bytes, timeout=REQUEST_TIMEOUT)
         except gexc.NotFound as e:
             raise ArtifactRejected("not_found", f"{ref.name} generation {ref.generation} is gone", ref.name) from e
+        self.check_size(ref, len(data))
         return data
+
+    def check_size(self, ref: ArtifactRef, size: int) -> None:
+        """`too_large` for an artifact over MODEL_MAX_BYTES."""
+        if size > self.limits.max_bytes:
+            message = f"{size} bytes or more, over MODEL_MAX_BYTES={self.limits.max_bytes}"
+            raise ArtifactRejected("too_large", message, ref.name)
 
     def load_bytes(self, ref: ArtifactRef, data: bytes) -> LoadedModel:
         """Verify `data` as the content of `ref` (name, signature, hash), then unpickle and check the model."""
         lineage = self.verify_metadata(ref)
+        self.check_size(ref, len(data))
         if signing.sha256_hex(data) != lineage.sha256:
             raise ArtifactRejected("hash_mismatch", "content does not match its signed SHA-256", ref.name)
-        return LoadedModel(ref, lineage, restore(data, ref.name))
+        return LoadedModel(ref, lineage, restore(data, ref.name, self.limits))
 
     def verify_metadata(self, ref: ArtifactRef) -> Lineage:
         """Name and signature checks that need no download."""
@@ -234,7 +270,7 @@ class ModelStore:
             raise ArtifactRejected("version_mismatch", f"signed for {lineage.version}, named {ref.version}", ref.name)
         if lineage.key_id not in self.keyring.trusted:
             raise ArtifactRejected("unknown_key", f"signed by {lineage.key_id!r}, not a trusted key", ref.name)
-        if not lineage.verifies(self.keyring):
+        if not self.keyring.verify(lineage.key_id, Lineage.stored_signed_fields(ref.metadata), lineage.signature):
             message = f"signature does not cover this lineage under {lineage.key_id}"
             raise ArtifactRejected("bad_signature", message, ref.name)
         if layout.version_time(lineage.version) > datetime.now(UTC) + MAX_CLOCK_SKEW:
@@ -254,9 +290,30 @@ class ModelStore:
         return None
 
     def _model_blobs(self) -> list[storage.Blob]:
-        """One listing of models/model-* (with metadata and customTime)."""
-        blobs: list[storage.Blob] = self._call(gcs.listed, self.bucket, prefix=layout.MODEL_PREFIX)
-        return blobs
+        """One listing of models/model-* (with metadata and customTime), around any object that breaks it."""
+        return self._listed_around(layout.MODEL_PREFIX, [MAX_SPLIT_LISTINGS])
+
+    def _listed_around(self, prefix: str, budget: list[int]) -> list[storage.Blob]:
+        """The objects under `prefix`; a listing that fails with 404 on a bucket that exists (fake-gcs-server's
+        filesystem backend does that for an object whose metadata it could not store) is split into one listing per
+        next character of a version, down to the object, which is left out. `budget` caps the listings."""
+        try:
+            blobs: list[storage.Blob] = self._call(gcs.listed, self.bucket, prefix=prefix)
+            return blobs
+        except gexc.NotFound:
+            if prefix == layout.MODEL_PREFIX and not self._call(self.bucket.exists, timeout=REQUEST_TIMEOUT):
+                raise
+        partial = prefix.removeprefix(layout.MODEL_PREFIX)
+        chars = layout.version_next_chars(partial)
+        if not chars:
+            log.warning("skipping unlistable objects under %s", prefix)
+            return []
+        if budget[0] < len(chars):
+            raise StoreRefused(
+                f"listing {prefix} fails, and splitting it found no end in {MAX_SPLIT_LISTINGS} listings"
+            )
+        budget[0] -= len(chars)
+        return [blob for c in chars for blob in self._listed_around(prefix + c, budget)]
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a GCS call through core.gcs.call with this store's retry policy."""

@@ -32,6 +32,7 @@ class LazyStore(ModelStore):
         self._bucket: storage.Bucket | None = None
         self._keyring: signing.Keyring | None = None
         self.retry = gcs.retry(settings)  # ModelStore's other two attributes are the properties below
+        self.limits = settings.artifact_limits()
 
     @property
     def bucket(self) -> storage.Bucket:

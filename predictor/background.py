@@ -54,6 +54,8 @@ class Follower:
     thread: threading.Thread | None = None
     own_agent: Agent | None = None
     """The agent this process runs itself when no pod agent hands over to it."""
+    store: HandoverStore | None = None
+    """The registry's handover store: the artifact is read into it before the offer, outside the registry's lock."""
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="model-handover", daemon=True)
@@ -88,6 +90,8 @@ class Follower:
         pointer = Pointer.read(self.directory)
         if pointer is None:
             return
+        if self.store is not None:
+            self.store.prepare(pointer)
         try:
             record = self.registry.offer(pointer.name, pointer.generation, self._trigger(pointer), pointer.finalized())
         except StoreUnavailable as e:  # the file was pruned meanwhile and the bucket is down: try again later
@@ -122,9 +126,10 @@ def start(app: Flask) -> Follower:
         directory = Path(tempfile.mkdtemp(prefix="predictor-handover-"))
         own_agent = service.build(settings, directory, bucket)
         own_agent.start()
-    registry.store = HandoverStore(directory, bucket)
+    registry.store = store = HandoverStore(directory, bucket)
+    registry.notification_lookups = None  # a pointer's trigger may say notification: the lookup is local
     registry.upstream = lambda: [r for r in handover.read_history(directory) if r.outcome in UPSTREAM_OUTCOMES]
-    follower = Follower(registry, directory, settings.handover_poll_interval, own_agent=own_agent)
+    follower = Follower(registry, directory, settings.handover_poll_interval, own_agent=own_agent, store=store)
     app.extensions[EXTENSION] = follower
     follower.start()
     log.info("following the model handover", extra={"handover_dir": str(directory), "own_agent": bool(own_agent)})

@@ -14,21 +14,30 @@ HANDOVER_DIR is a shared emptyDir in a pod (a temporary directory under ``python
 
 A serving process stats the pointer (``Follower`` in predictor.background) and offers a changed one to its own
 registry, whose ``HandoverStore`` checks signature and hash again before the allowlisted unpickle: the agent is
-trusted to choose, never to vouch for the bytes.
+trusted to choose, never to vouch for the bytes. Nor with the files themselves: every file here is read only if it is
+a regular file (never through a symlink, never a FIFO or device a read would block on) within a size cap, an
+artifact only once the signature of the metadata naming it verified, and outside the registry's lock.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import stat
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core import layout
+from core import layout, unpickle
+from core.errors import ArtifactRejected
+from core.lineage import Lineage
 from core.store import ArtifactRef, LoadedModel
 from predictor.registry import SwapRecord
+
+log = logging.getLogger(__name__)
 
 POINTER = "current.json"
 HISTORY = "history.json"
@@ -36,10 +45,53 @@ WORKERS = "workers"
 AGENT = "agent.json"
 KEEP_ARTIFACTS = 3
 """Artifact files kept: the pointer's and the two before it (a process may still be reading one)."""
+POINTER_MAX_BYTES = 64 * 1024
+"""The pointer holds an artifact's metadata (at most 8 KiB in GCS) and a few names."""
+HISTORY_MAX_BYTES = 1024 * 1024
+"""The history holds SWAP_HISTORY_SIZE records of a few hundred bytes."""
+
+
+class NotRegularFile(OSError):
+    """A handover path that is a symlink, FIFO, device or directory, or a file over its size cap."""
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The content of `path` if it is a regular file of at most `max_bytes`; NotRegularFile otherwise.
+
+    Opened with O_NOFOLLOW (a symlink fails) and O_NONBLOCK (opening a FIFO returns at once), then fstat decides on
+    the opened file itself, so nothing can be swapped in between the check and the read.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW and the last component is a symlink
+            raise NotRegularFile(f"{path.name} is a symlink") from e
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(f"{path.name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise NotRegularFile(f"{path.name} has {info.st_size} bytes, over {max_bytes}")
+        chunks, size = [], 0
+        while size <= max_bytes and (chunk := os.read(fd, max_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise NotRegularFile(f"{path.name} grew over {max_bytes} bytes")
+    return data
 
 
 class Verifier(Protocol):
     """What the handover needs from the model store: verifying bytes, and the bucket for anything not handed over."""
+
+    limits: unpickle.Limits
+
+    def verify_metadata(self, ref: ArtifactRef) -> Lineage: ...
 
     def load_bytes(self, ref: ArtifactRef, data: bytes) -> LoadedModel: ...
 
@@ -70,7 +122,7 @@ class Pointer:
     def read(cls, directory: Path) -> Pointer | None:
         """The current pointer, None if there is none yet (or it cannot be read)."""
         try:
-            values: dict[str, Any] = json.loads((directory / POINTER).read_bytes())
+            values: dict[str, Any] = json.loads(read_regular(directory / POINTER, POINTER_MAX_BYTES))
             return cls(**values)
         except (OSError, ValueError, TypeError):
             return None
@@ -94,7 +146,7 @@ def write_history(directory: Path, records: list[SwapRecord]) -> None:
 def read_history(directory: Path) -> list[SwapRecord]:
     """The agent's recent decisions, newest first ([] if none or unreadable)."""
     try:
-        return [SwapRecord(**values) for values in json.loads((directory / HISTORY).read_bytes())]
+        return [SwapRecord(**values) for values in json.loads(read_regular(directory / HISTORY, HISTORY_MAX_BYTES))]
     except (OSError, ValueError, TypeError):
         return []
 
@@ -142,10 +194,12 @@ class Publisher:
 
 class HandoverStore:
     """A serving process's artifacts: the pod's handover, re-verified; the bucket only for what it does not hold
-    (an admin pin of an older version)."""
+    (an admin pin of an older version, or a handover file that is not a regular one)."""
 
     def __init__(self, directory: Path, verifier: Verifier) -> None:
         self.directory, self.verifier = directory, verifier
+        self._prepared: tuple[str, int, bytes] | None = None
+        """(object, generation, bytes) read by prepare(), outside the registry's lock."""
 
     def pointer(self) -> Pointer | None:
         return Pointer.read(self.directory)
@@ -160,10 +214,31 @@ class HandoverStore:
             return pointer.ref
         return self.verifier.ref(name, generation)
 
+    def prepare(self, pointer: Pointer) -> None:
+        """Read the pointer's artifact ahead of the offer (outside the registry's lock), if its signature verifies;
+        anything wrong is left for load() to find and record."""
+        ref = pointer.ref
+        try:
+            data = self._read(ref)
+        except (ArtifactRejected, OSError):
+            return
+        self._prepared = (ref.name, ref.generation, data)
+
     def load(self, ref: ArtifactRef) -> LoadedModel:
         """Read the handed-over bytes and verify them (signature, hash, allowlisted unpickle, warm-up)."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[:2] == (ref.name, ref.generation):
+            return self.verifier.load_bytes(ref, prepared[2])
         try:
-            data = (self.directory / artifact_file(ref)).read_bytes()
+            data = self._read(ref)
         except FileNotFoundError:
             return self.verifier.load(ref)
+        except NotRegularFile as e:
+            log.warning("handover file of %s refused (%s): loading it from the bucket", ref.name, e)
+            return self.verifier.load(ref)
         return self.verifier.load_bytes(ref, data)
+
+    def _read(self, ref: ArtifactRef) -> bytes:
+        """The artifact file's bytes, read only once the metadata naming it verified, from a regular file only."""
+        self.verifier.verify_metadata(ref)
+        return read_regular(self.directory / artifact_file(ref), self.verifier.limits.max_bytes)

@@ -18,9 +18,11 @@ from flask import Flask
 
 from core.store import LoadedModel
 from predictor import extensions
-from predictor.handover import WORKERS, write_atomic
+from predictor.handover import WORKERS, read_regular, write_atomic
 
 EXTENSION = "pod_readiness"
+WORKER_STATE_MAX_BYTES = 256
+"""A worker's state file holds one version name."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,8 @@ def worker_versions(directory: Path) -> dict[int, str]:
 
 def _serves(path: Path) -> str:
     try:
-        return path.read_bytes().strip().decode()
-    except FileNotFoundError:  # forgotten meanwhile
+        return read_regular(path, WORKER_STATE_MAX_BYTES).strip().decode(errors="replace")
+    except OSError:  # forgotten meanwhile, or not a regular file (which no worker writes)
         return ""
 
 

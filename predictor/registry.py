@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from core import layout
 from core.errors import ArtifactRejected, StoreUnavailable
-from core.states import SkipReason, SwapOutcome, SwapTrigger
+from core.states import RejectReason, SkipReason, SwapOutcome, SwapTrigger
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.fastpath import ProbaFn, compile_proba
 from predictor.metrics import Metrics
@@ -71,6 +71,44 @@ class Artifacts(Protocol):
     def load(self, ref: ArtifactRef) -> LoadedModel: ...
 
 
+class Recent:
+    """A set of at most `size` keys; adding past it forgets the least recently added."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def add(self, key: Hashable) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class RateLimit:
+    """A token bucket: `rate` tokens a second, at most `rate` (and at least one) saved up."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.clock = rate, clock
+        self.capacity = max(1.0, rate)
+        self._tokens, self._at = self.capacity, clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 OnSwap = Callable[[LoadedModel, str, datetime | None], object]
 """Called with a verified model, its trigger and finalize time just before it serves (load lock held); an OSError
 fails the swap and the old model keeps serving."""
@@ -94,8 +132,13 @@ class Registry:
         self.loaded_trigger: str | None = None
         self.pinned: str | None = settings.pinned_model_version
         self._lock = threading.RLock()
-        self._refused: set[tuple[str, int]] = set()
+        self._refused = Recent(settings.refused_cache_size)
         """(object, generation) pairs that failed verification: never downloaded again except by an explicit pin."""
+        self._missing = Recent(settings.refused_cache_size)
+        """(object, generation) pairs that did not exist when offered (what forged notifications name): kept apart,
+        so a flood of them never pushes a real refusal out."""
+        self.notification_lookups: RateLimit | None = RateLimit(settings.notification_lookup_rate)
+        """Bounds the bucket lookups notifications cause (None where artifacts come from local disk)."""
         self._history: deque[SwapRecord] = deque(maxlen=settings.swap_history_size)
 
     @property
@@ -133,6 +176,9 @@ class Registry:
             skip = self._skip_reason(name, layout.model_version(name), generation)
             if skip:
                 return self._ignored(name, trigger, skip)
+            limit = self.notification_lookups
+            if trigger == SwapTrigger.NOTIFICATION and limit is not None and not limit.take():
+                return self._ignored(name, trigger, SkipReason.RATE_LIMITED)
             return self._load(name, generation, trigger, finalized_at)
 
     def reconcile(self, trigger: str = SwapTrigger.RECONCILE) -> SwapRecord | None:
@@ -172,7 +218,7 @@ class Registry:
     def _skip_reason(self, name: str, version: str | None, generation: int | None) -> str | None:
         if version is None:
             return SkipReason.NOT_A_MODEL
-        if generation is not None and (name, generation) in self._refused:
+        if generation is not None and self._known_bad(name, generation):
             return SkipReason.ALREADY_REJECTED
         if version == self.version:
             return SkipReason.ALREADY_SERVING
@@ -190,9 +236,12 @@ class Registry:
             log.warning("pinned model version %s is not in the bucket", self.pinned)
             return None
         ref = match[-1]
-        if (ref.name, ref.generation) in self._refused:
+        if self._known_bad(ref.name, ref.generation):
             return None
         return self._load(ref.name, ref.generation, trigger, None, ref)
+
+    def _known_bad(self, name: str, generation: int) -> bool:
+        return (name, generation) in self._refused or (name, generation) in self._missing
 
     def _load(
         self,
@@ -207,7 +256,9 @@ class Registry:
             ref = ref or self.store.ref(name, generation)
             loaded = self.store.load(ref)
         except ArtifactRejected as e:
-            self._refused.update({(name, g) for g in (generation, ref.generation if ref else None) if g is not None})
+            remembered = self._missing if e.reason == RejectReason.NOT_FOUND else self._refused
+            for g in {generation, ref.generation if ref else None} - {None}:
+                remembered.add((name, g))
             return self._rejected(name, trigger, e, time.perf_counter() - started)
         except StoreUnavailable:
             self.metrics.swaps.labels(trigger, SwapOutcome.FAILED).inc()

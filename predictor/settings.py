@@ -68,6 +68,10 @@ class PredictorSettings(TrustSettings):
     """Cap of the exponential backoff between load attempts while no model is loaded."""
     swap_history_size: int = Field(50, ge=1)
     """How many swaps /v1/model remembers."""
+    refused_cache_size: int = Field(1024, ge=1)
+    """(object, generation) pairs remembered as refused, and as missing, each; the least recent is forgotten first."""
+    notification_lookup_rate: float = Field(10.0, gt=0)
+    """Bucket lookups per second (burst as many) that notifications may cause; beyond, the reconcile poll decides."""
     pod_name: str = "local"
     """Pod name from the downward API; part of the subscription name."""
     pod_uid: str = ""

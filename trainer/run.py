@@ -33,7 +33,7 @@ def train_once(settings: TrainerSettings, force: bool = False, trigger: Trigger 
     trigger = trigger or (Trigger.FORCE if force else Trigger.MANUAL)
     client = gcs.client(settings)
     bucket, retry = client.bucket(settings.gcs_bucket), gcs.retry(settings)
-    store = ModelStore(bucket, settings.keyring(), retry)
+    store = ModelStore(bucket, settings.keyring(), retry, settings.artifact_limits())
     blobs = data.list_csvs(bucket, retry)
     if not blobs:  # re-list even when another run seeded first
         if data.seed_iris_csv(bucket, retry):

@@ -182,7 +182,7 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     """An agent on the bucket (`store`, else one from the settings) handing over into `directory`."""
     if store is None:
         bucket = gcs.client(settings).bucket(settings.gcs_bucket)
-        store = ModelStore(bucket, settings.keyring(), gcs.retry(settings))
+        store = ModelStore(bucket, settings.keyring(), gcs.retry(settings), settings.artifact_limits())
     publisher = Publisher(directory)
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -187,3 +188,60 @@ def test_a_lineage_without_a_known_delay_round_trips() -> None:
     )
     assert Lineage.from_metadata(original.to_metadata(), "n") == original
     assert original.to_metadata()["data_to_publish_s"] == "null"
+
+
+@pytest.mark.parametrize(
+    ("field", "stored"),
+    [
+        ("row_count", "\u0661\u0665\u0660"),
+        ("row_count", " 000150 "),
+        ("row_count", "+150"),
+        ("data_objects_total", "02"),
+        ("metrics", '{"accuracy": 0.1, "accuracy": 0.97, "f1_macro": 0.96}'),
+        ("metrics", '{"accuracy":0.97,"f1_macro":0.96}'),
+        ("classes", '["setosa",  "versicolor", "virginica"]'),
+        ("data_to_publish_s", "1.250"),
+    ],
+    ids=["arabic-indic", "spaced-zeros", "plus", "leading-zero", "duplicate-key", "compact-json", "spaces", "zero"],
+)
+def test_a_value_respelt_with_the_same_meaning_is_refused(field: str, stored: str) -> None:
+    """Each of these parses to the signed value: the signature must cover the stored string, not a re-serialisation."""
+    signed = lineage()
+    metadata = signed.to_metadata() | {field: stored}
+    with pytest.raises(ArtifactRejected) as info:
+        Lineage.from_metadata(metadata, "n")
+    assert info.value.reason == "bad_metadata"
+    assert not keys.READER.verify(signed.key_id, Lineage.stored_signed_fields(metadata), signed.signature)
+
+
+def test_the_signature_covers_the_exact_stored_strings() -> None:
+    signed = lineage()
+    spaced = " ".join(signed.signature[i : i + 2] for i in range(0, 128, 2))
+    assert bytes.fromhex(spaced) == bytes.fromhex(signed.signature)  # what made a spaced signature verify before
+    stored = Lineage.stored_signed_fields(signed.to_metadata())
+    assert "signature" not in stored
+    assert keys.READER.verify(signed.key_id, stored, signed.signature)
+    assert not keys.READER.verify(signed.key_id, stored | {"row_count": "\u0661\u0665\u0660"}, signed.signature)
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda s: " ".join(s[i : i + 2] for i in range(0, len(s), 2)),
+        lambda s: s.upper(),
+        lambda s: s + "\n",
+        lambda s: " " + s,
+        lambda s: s + "00",
+        lambda s: s[:-2],
+    ],
+    ids=["spaced", "uppercase", "newline", "leading-space", "longer", "shorter"],
+)
+def test_only_lowercase_hex_of_the_exact_length_verifies(respell: Any) -> None:
+    signed = lineage()
+    assert not replace(signed, signature=respell(signed.signature)).verifies(keys.READER)
+    hmac_key = signing.HmacKey(b"k" * 32)
+    hmac_ring = Keyring.of(signer=hmac_key)
+    hmac_signed = lineage().signed_with(hmac_ring)
+    assert len(hmac_signed.signature) == signing.HMAC_SHA256_HEX_LENGTH
+    assert hmac_signed.verifies(hmac_ring)
+    assert not replace(hmac_signed, signature=respell(hmac_signed.signature)).verifies(hmac_ring)

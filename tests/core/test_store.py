@@ -75,9 +75,9 @@ def unpickled(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     calls: list[bytes] = []
     real = unpickle.loads
 
-    def spy(data: bytes) -> Any:
+    def spy(data: bytes, limits: unpickle.Limits | None = None) -> Any:
         calls.append(data)
-        return real(data)
+        return real(data, limits)
 
     monkeypatch.setattr(unpickle, "loads", spy)
     return calls
@@ -173,6 +173,44 @@ def test_malformed_metadata_is_a_rejection_never_a_crash(
     name = layout.model_object(lineage.version)
     upload(store, name, pickle.dumps(fitted_model), lineage.to_metadata() | {field: value})
     assert rejection(store, name).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("field", "respell", "reason"),
+    [
+        ("row_count", lambda v: "\u0661\u0665\u0660", "bad_metadata"),
+        ("row_count", lambda v: " 000150 ", "bad_metadata"),
+        ("metrics", lambda v: v.replace("{", '{"accuracy": 0.0, ', 1), "bad_metadata"),
+        ("signature", lambda v: " ".join(v[i : i + 2] for i in range(0, len(v), 2)), "bad_signature"),
+    ],
+    ids=["arabic-indic-digits", "spaced-zeros", "duplicate-key", "spaced-hex"],
+)
+def test_a_signed_lineage_respelt_in_storage_is_refused_before_unpickling(
+    store: ModelStore, fitted_model: Pipeline, unpickled: list[bytes], field: str, respell: Any, reason: str
+) -> None:
+    """The signature covers the strings as stored; another spelling of the same values does not verify."""
+    lineage = publish(store, fitted_model)
+    name = layout.model_object(lineage.version)
+    metadata = lineage.to_metadata()
+    upload(store, name, pickle.dumps(fitted_model), metadata | {field: respell(metadata[field])})
+    assert rejection(store, name).reason == reason
+    assert unpickled == []
+
+
+def test_an_artifact_over_the_size_cap_is_too_large_and_never_unpickled(
+    store: ModelStore, fitted_model: Pipeline, unpickled: list[bytes]
+) -> None:
+    lineage = publish(store, fitted_model)
+    name = layout.model_object(lineage.version)
+    size = len(pickle.dumps(fitted_model, protocol=pickle.HIGHEST_PROTOCOL))
+    capped = ModelStore(store.bucket, store.keyring, store.retry, unpickle.Limits(max_bytes=size - 1))
+    assert rejection(capped, name).reason == "too_large"
+    lying = replace(capped.ref(name), size=1)  # a listing that understates the size: the download is capped anyway
+    with pytest.raises(ArtifactRejected) as info:
+        capped.load(lying)
+    assert info.value.reason == "too_large"
+    assert unpickled == []
+    assert store.load(store.ref(name)).version == lineage.version
 
 
 def test_publish_refuses_a_model_no_predictor_would_load(store: ModelStore) -> None:

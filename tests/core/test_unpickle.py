@@ -6,15 +6,19 @@ import builtins
 import os
 import pickle
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
 from core import unpickle
+from core.schema import CLASSES
+from trainer.model import build
 
 
 class Payload:
@@ -133,3 +137,123 @@ def test_the_dotted_name_pickle_would_run_without_the_allowlist(tmp_path: Path) 
 )
 def test_allowed(module: str, name: str, ok: bool) -> None:
     assert unpickle.allowed(module, name) is ok
+
+
+def test_an_object_dtype_array_is_refused(fitted_model: Pipeline) -> None:
+    """A pipeline fitted on object labels pickles an object array: refused, where `<U10` labels load."""
+    iris = load_iris()
+    model = build().fit(iris.data, np.asarray(CLASSES, dtype=object)[iris.target])
+    with pytest.raises(pickle.UnpicklingError, match="object dtype"):
+        unpickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    assert fitted_model[-1].classes_.dtype.kind == "U"
+
+
+def test_an_artifact_over_the_size_cap_is_refused_unread(fitted_model: Pipeline) -> None:
+    data = pickle.dumps(fitted_model, protocol=pickle.HIGHEST_PROTOCOL)
+    assert unpickle.loads(data, unpickle.Limits(max_bytes=len(data))) is not None
+    with pytest.raises(pickle.UnpicklingError, match="MODEL_MAX_BYTES"):
+        unpickle.loads(data, unpickle.Limits(max_bytes=len(data) - 1))
+
+
+def test_an_array_over_the_allocation_cap_is_refused(fitted_model: Pipeline) -> None:
+    data = pickle.dumps(fitted_model, protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(pickle.UnpicklingError, match="MODEL_MAX_ARRAY_BYTES"):
+        unpickle.loads(data, unpickle.Limits(max_array_bytes=16))  # the 3x4 coefficients are 96 bytes
+
+
+HUGE = 2**26
+"""Elements of the crafted arrays: 512 MiB of object references (calloc'd by NumPy: resident once anything walks
+them, e.g. on use or in a copy)."""
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _text(value: str) -> bytes:
+    return b"U" + bytes([len(value)]) + value.encode()
+
+
+def _array_state(shape: int, dtype: bytes, raw: bytes) -> bytes:
+    """BUILD of an empty base array with (1, (shape,), dtype, False, raw)."""
+    return b"(K\x01J" + shape.to_bytes(4, "little") + b"\x85" + dtype + b"\x89C" + bytes([len(raw)]) + raw + b"tb"
+
+
+def _dtype(code: str) -> bytes:
+    return _global("numpy", "dtype") + _text(code) + b"\x89\x88\x87R"
+
+
+CRAFTED = {
+    # _reconstruct(ndarray, (HUGE,), "O"): the base array itself is the allocation (65 bytes of pickle)
+    "object-reconstruct": b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+    + b"J" + HUGE.to_bytes(4, "little") + b"\x85" + _text("O") + b"\x87R.",
+    "float-reconstruct": b"\x80\x02" + _global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+    + b"J" + HUGE.to_bytes(4, "little") + b"\x85" + _text("f8") + b"\x87R.",
+    "object-state": b"\x80\x02" + _global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+    + b"K\x00\x85" + _text("b") + b"\x87R" + _array_state(HUGE, _dtype("O8"), b"") + b".",
+    "short-data-state": b"\x80\x02" + _global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+    + b"K\x00\x85" + _text("b") + b"\x87R" + _array_state(HUGE, _dtype("f8"), b"12345678") + b".",
+    "ndarray-call": b"\x80\x02" + _global("numpy", "ndarray") + b"J" + HUGE.to_bytes(4, "little") + b"\x85"
+    + _text("O") + b"\x86R.",
+    "dtype-object-flags": b"\x80\x02" + _dtype("V8") + b"(K\x03U\x01|NNNK\x08K\x01K\x3ftb.",
+}  # fmt: skip
+
+_MEASURE = """
+import io, pickle, resource, sys
+from core import unpickle
+data = open(sys.argv[1], "rb").read()
+load = unpickle.loads if sys.argv[2] == "checked" else lambda d: pickle.Unpickler(io.BytesIO(d)).load()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load(data)
+    outcome = "loaded"
+except pickle.UnpicklingError as e:
+    outcome = f"refused: {e}"
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+print(outcome)
+"""
+
+
+def peak_growth(data: bytes, tmp_path: Path, loader: str = "checked") -> tuple[int, str]:
+    """MiB the peak RSS of a fresh process grew by while loading `data`, and what became of it."""
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(data)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), loader],
+        capture_output=True, text=True, cwd=root, timeout=60, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    return int(out[0]), out[1]
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_a_crafted_allocation_is_refused_before_memory_grows(name: str, tmp_path: Path) -> None:
+    """Peak RSS of a process loading each crafted pickle stays within 32 MiB of what it was before."""
+    grown_mib, outcome = peak_growth(CRAFTED[name], tmp_path)
+    assert outcome.startswith("refused: model artifact:"), outcome
+    assert grown_mib < 32, (name, grown_mib)
+
+
+MEMO_BOMB = b"\x80\x02Nr" + (2**25).to_bytes(4, "little") + b"."
+"""LONG_BINPUT at index 2**25: 9 bytes; the C unpickler grows its memo array to 2**26 cleared slots (512 MiB)."""
+
+
+def test_a_huge_memo_index_costs_nothing(tmp_path: Path) -> None:
+    grown_mib, outcome = peak_growth(MEMO_BOMB, tmp_path)
+    assert (outcome, grown_mib < 32) == ("loaded", True), grown_mib
+
+
+def test_the_memo_index_is_a_real_bomb_for_the_c_unpickler(tmp_path: Path) -> None:
+    """What the pure-Python unpickler avoids, measured on plain pickle."""
+    grown_mib, outcome = peak_growth(MEMO_BOMB, tmp_path, loader="plain")
+    assert outcome == "loaded"
+    assert grown_mib > 256
+
+
+def test_the_object_array_pickle_is_tiny_and_real() -> None:
+    """The crafted bytes do what they claim under plain pickle (checked on a small size: 2**10 references)."""
+    data = CRAFTED["object-reconstruct"]
+    assert len(data) < 100
+    small = data.replace(HUGE.to_bytes(4, "little"), (2**10).to_bytes(4, "little"))
+    array = pickle.loads(small)
+    assert (array.dtype, array.shape) == (np.dtype("O"), (2**10,))

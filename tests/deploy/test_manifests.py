@@ -175,6 +175,27 @@ def test_pods_are_locked_down(kind: str, name: str | None) -> None:
 
 
 @pytest.mark.parametrize(("kind", "name"), [("Deployment", PREDICTOR), ("Deployment", WATCHER), ("CronJob", None)])
+def test_no_pod_mounts_a_service_account_token(kind: str, name: str | None) -> None:
+    """Workload Identity reaches Google APIs through the metadata server; nothing calls the Kubernetes API."""
+    assert pod_spec(find(RESOURCES, kind, name))["automountServiceAccountToken"] is False
+
+
+def test_only_the_model_agent_and_the_gunicorn_workers_write_the_handover() -> None:
+    """The gRPC server faces the internet without nginx in front: it reads the handover, read-only."""
+    spec = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+    handover = next(e["value"] for e in spec["containers"][0]["env"] if e["name"] == "HANDOVER_DIR")
+    writable = {
+        c["name"]
+        for c in [*spec["initContainers"], *spec["containers"]]
+        for m in c["volumeMounts"]
+        if m["mountPath"] == handover and not m.get("readOnly", False)
+    }
+    assert writable == {"model-agent", spec["containers"][0]["name"]}
+    grpc = next(c for c in spec["containers"] if c["name"] == "grpc")
+    assert [m.get("readOnly") for m in grpc["volumeMounts"] if m["mountPath"] == handover] == [True]
+
+
+@pytest.mark.parametrize(("kind", "name"), [("Deployment", PREDICTOR), ("Deployment", WATCHER), ("CronJob", None)])
 def test_only_the_trainer_mounts_the_private_key(kind: str, name: str | None) -> None:
     spec = pod_spec(find(RESOURCES, kind, name))
     volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in spec["volumes"]}

@@ -9,6 +9,8 @@ from tests.deploy.conftest import base_resources
 
 RESOURCES = base_resources()
 PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")]
+GKE_SERVICE_RANGE = ipaddress.ip_network("34.118.224.0/20")
+"""GKE's default range for ClusterIP Services: public-looking addresses inside the cluster."""
 
 
 def policies() -> dict[str, dict[str, Any]]:
@@ -64,3 +66,4 @@ def test_every_pod_talks_only_to_dns_metadata_and_google_apis() -> None:
     assert https["ipBlock"]["cidr"] == "0.0.0.0/0"
     excluded = [ipaddress.ip_network(n) for n in https["ipBlock"]["except"]]
     assert all(any(p.subnet_of(e) for e in excluded) for p in PRIVATE), "HTTPS must not reach the VPC or the cluster"
+    assert any(GKE_SERVICE_RANGE.subnet_of(e) for e in excluded), "HTTPS must not reach the cluster's Services"

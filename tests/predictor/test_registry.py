@@ -15,7 +15,7 @@ from core.errors import StoreUnavailable
 from core.lineage import Lineage
 from core.signing import Keyring
 from core.store import ArtifactRef, LoadedModel, ModelStore
-from predictor.registry import Registry
+from predictor.registry import RateLimit, Recent, Registry
 from predictor.settings import PredictorSettings
 from tests.keys import KEYRING, OTHER, READER
 from tests.predictor.conftest import publish
@@ -241,3 +241,68 @@ def test_duration_includes_download_and_checks(
     assert record is not None
     assert record.outcome == "swapped"
     assert 0.1 <= record.duration_s < 5
+
+
+def test_recent_keeps_the_last_added_keys_only() -> None:
+    recent = Recent(3)
+    for key in range(10):
+        recent.add(key)
+    recent.add(7)  # added again: the most recent now
+    recent.add(10)
+    assert len(recent) == 3
+    assert [k for k in range(11) if k in recent] == [7, 9, 10]
+
+
+def test_rate_limit_allows_a_burst_then_its_rate() -> None:
+    now = [0.0]
+    limit = RateLimit(5.0, clock=lambda: now[0])
+    assert [limit.take() for _ in range(7)] == [True] * 5 + [False] * 2
+    now[0] += 0.2
+    assert [limit.take(), limit.take()] == [True, False]
+    now[0] += 100
+    assert sum(limit.take() for _ in range(10)) == 5
+
+
+def test_a_flood_of_forged_notifications_is_bounded_in_memory_and_lookups(
+    predictor_settings: PredictorSettings, store: ModelStore, fitted_model: Pipeline
+) -> None:
+    """Forged notifications name objects that do not exist: each costs at most one lookup within
+    NOTIFICATION_LOOKUP_RATE, is remembered among at most REFUSED_CACHE_SIZE missing pairs, and never pushes a real
+    refusal out; a real artifact announced after the flood still swaps."""
+    settings = predictor_settings.model_copy(update={"refused_cache_size": 8, "notification_lookup_rate": 5.0})
+    registry = Registry(store, settings)
+    lookups: list[str] = []
+    real_ref = store.ref
+
+    def counted(name: str, generation: int | None = None) -> ArtifactRef:
+        lookups.append(name)
+        return real_ref(name, generation)
+
+    store.ref = counted  # type: ignore[method-assign]
+    good = publish(store, fitted_model)
+    registry.reconcile()
+    bad = tampered(store, fitted_model, "hash_mismatch")
+    bad_generation = store.bucket.get_blob(bad).generation
+    assert registry.offer(bad, bad_generation, "notification").reason == "hash_mismatch"
+    lookups.clear()
+    started = time.monotonic()
+    outcomes = []
+    for i in range(500):  # ~130 bytes each on the wire: names of versions newer than the serving one
+        name = layout.model_object(later(good.version, i + 1))
+        outcomes.append(registry.offer(name, 1_000_000 + i, "notification").reason)
+    elapsed = time.monotonic() - started
+    assert len(lookups) <= 5 + 5 * elapsed + 1
+    assert outcomes.count("rate_limited") >= 500 - len(lookups)
+    assert len(registry._missing) <= 8
+    assert len(registry._refused) == 1
+    before = len(lookups)
+    assert registry.offer(bad, bad_generation, "notification").reason == "already_rejected"
+    assert len(lookups) == before  # the real refusal is still known: no lookup
+    time.sleep(0.25)  # a token comes back
+    newer = publish(store, fitted_model)
+    record = registry.offer(layout.model_object(newer.version), None, "notification")
+    assert (record.outcome, registry.version) == ("swapped", newer.version)
+
+
+def later(version: str, microseconds: int) -> str:
+    return layout.format_version(layout.version_time(version) + timedelta(microseconds=microseconds))
