@@ -13,6 +13,8 @@ from core.states import Trigger
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
 _INT_FIELDS = ("row_count", "data_objects_total")
+_OPTIONAL_JSON_FIELDS = ("evaluation",)
+"""Written only when set, so artifacts signed before the field existed keep verifying."""
 LISTED_OBJECTS_BYTES = 2048
 """At most this much of the data object list goes into the metadata (GCS allows 8 KiB of custom metadata in all)."""
 
@@ -38,6 +40,12 @@ class Provenance:
     def delay_to(self, moment: datetime) -> float | None:
         """Seconds from the newest data object's finalize to `moment`, if that finalize time is known."""
         return round((moment - self.newest_finalized).total_seconds(), 3) if self.newest_finalized else None
+
+
+def _encode(name: str, value: Any) -> str:
+    if name in _OPTIONAL_JSON_FIELDS:
+        return json.dumps(value, separators=(",", ":"))  # compact: custom metadata is small
+    return json.dumps(value) if name in _JSON_FIELDS else str(value)
 
 
 DIRECT = Provenance()
@@ -66,11 +74,14 @@ class Lineage:
     data_to_publish_s: float | None = None
     key_id: str = ""
     """Which trusted key signed it (`ed25519:<16 hex>`); signed along with everything else."""
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """Its figures on the trusted evaluation set: `set` (its version), `accuracy` and per-class `recall`."""
 
     def to_metadata(self) -> dict[str, str]:
-        """Custom metadata for the object: JSON for structured fields, text for the rest."""
-        fields = asdict(self)
-        return {k: json.dumps(v) if k in _JSON_FIELDS else str(v) for k, v in fields.items()}
+        """Custom metadata for the object: JSON for structured fields, text for the rest (empty optional ones left
+        out)."""
+        fields = {k: v for k, v in asdict(self).items() if v or k not in _OPTIONAL_JSON_FIELDS}
+        return {k: _encode(k, v) for k, v in fields.items()}
 
     def signed_fields(self) -> dict[str, str]:
         """Every metadata field but the signature itself: what the signature covers."""
@@ -97,8 +108,12 @@ class Lineage:
         if not metadata.get("signature") or not metadata.get("sha256"):
             raise ArtifactRejected("unsigned", "artifact has no signature in its metadata", name)
         try:
-            values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
+            required = [k for k in cls.__dataclass_fields__ if k not in _OPTIONAL_JSON_FIELDS]
+            values: dict[str, Any] = {k: metadata[k] for k in required}
             values.update({k: json.loads(metadata[k]) for k in _JSON_FIELDS})
+            values.update({k: json.loads(metadata[k]) for k in _OPTIONAL_JSON_FIELDS if k in metadata})
+            if not all(isinstance(values.get(k, {}), dict) for k in _OPTIONAL_JSON_FIELDS):
+                raise TypeError(f"{', '.join(_OPTIONAL_JSON_FIELDS)} must be a JSON object")
             values.update({k: int(values[k]) for k in _INT_FIELDS})
         except (KeyError, ValueError, TypeError, RecursionError) as e:
             raise ArtifactRejected("bad_metadata", f"lineage metadata unreadable: {e}", name) from e

@@ -100,6 +100,7 @@ class ModelStore:
         row_count: int,
         metrics: dict[str, float],
         provenance: Provenance = DIRECT,
+        evaluation: dict[str, Any] | None = None,
     ) -> Lineage:
         """Pickle `model`, load it back the way a predictor will, then sign and upload it (publish_bytes).
 
@@ -116,6 +117,7 @@ class ModelStore:
             row_count=row_count,
             metrics=metrics,
             provenance=provenance,
+            evaluation=evaluation,
         )
 
     def publish_bytes(
@@ -127,6 +129,7 @@ class ModelStore:
         row_count: int,
         metrics: dict[str, float],
         provenance: Provenance = DIRECT,
+        evaluation: dict[str, Any] | None = None,
     ) -> Lineage:
         """Sign and upload pickled bytes as a new artifact; never overwrites (if_generation_match=0)."""
         now = datetime.now(UTC)
@@ -148,6 +151,7 @@ class ModelStore:
             data_objects=provenance.listed(),
             data_objects_total=len(provenance.objects),
             data_to_publish_s=provenance.delay_to(now),
+            evaluation=evaluation or {},
         ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()
