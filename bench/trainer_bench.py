@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.schema import CLASSES, FEATURES, LABEL, MAX_CM  # noqa: E402
 from devstack import emulators, keys  # noqa: E402
+from trainer import evalset  # noqa: E402
 
 PROJECT, BUCKET = "bench-project", "bench-bucket"
 TARGETS = {"train": 60.0, "rss_mb": 1536.0, "skip": 2.0}
@@ -91,6 +92,7 @@ def main() -> int:
         server = emulators.start_fake_gcs(emulators.free_port(), None, workdir / "fake-gcs.log")
         try:
             bucket = emulators.ensure_bucket(server.host, PROJECT, BUCKET)
+            evalset.publish(bucket, keys.keyring(workdir / "keys"), None, evalset.iris_rows())  # as the setup does
             started, total_bytes = time.monotonic(), 0
             for i, count in enumerate(np.array_split(np.arange(args.rows), args.files)):
                 data = generate(len(count), seed=i)

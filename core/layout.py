@@ -1,4 +1,4 @@
-"""The bucket layout: one bucket, five prefixes, and the artifact naming rule."""
+"""The bucket layout: one bucket, its prefixes, and the naming rules of artifacts and evaluation sets."""
 
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ MODELS = "models/"
 """Model artifacts `models/model-<version>.pkl` (and the trainer's claims under `models/claims/`)."""
 CLAIMS = MODELS + "claims/"
 MODEL_PREFIX = MODELS + "model-"
+EVAL = "eval/"
+"""Trusted evaluation sets `eval/evalset-<version>.csv`: written by the operator only, read by the trainer."""
+EVAL_PREFIX = EVAL + "evalset-"
 
 _VERSION_FORMAT = "%Y%m%dT%H%M%S%fZ"
 VERSION_LENGTH = 22
 _MODEL_NAME = re.compile(r"^models/model-(\d{8}T\d{12}Z)\.pkl$")
+_EVAL_NAME = re.compile(r"^eval/evalset-(\d{8}T\d{12}Z)\.csv$")
 
 
 def format_version(moment: datetime) -> str:
@@ -49,3 +53,14 @@ def version_next_chars(partial: str) -> str:
     if len(partial) >= VERSION_LENGTH:
         return ""
     return {8: "T", VERSION_LENGTH - 1: "Z"}.get(len(partial), "0123456789")
+
+
+def eval_object(version: str) -> str:
+    """Object name of the evaluation set with this version."""
+    return f"{EVAL_PREFIX}{version}.csv"
+
+
+def eval_version(name: str) -> str | None:
+    """The version encoded in an evaluation set's object name, or None if the name is not one."""
+    match = _EVAL_NAME.match(name)
+    return match.group(1) if match else None

@@ -14,6 +14,8 @@ from core.states import Trigger
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
 _INT_FIELDS = ("row_count", "data_objects_total")
+_OPTIONAL_JSON_FIELDS = ("evaluation",)
+"""Written only when set, so artifacts signed before the field existed keep verifying."""
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 """ASCII digits only, no sign but minus, no leading zeros or spaces: the only spelling str(int) produces."""
 LISTED_OBJECTS_BYTES = 2048
@@ -60,6 +62,12 @@ class Provenance:
         return round((moment - self.newest_finalized).total_seconds(), 3) if self.newest_finalized else None
 
 
+def _encode(name: str, value: Any) -> str:
+    if name in _OPTIONAL_JSON_FIELDS:
+        return json.dumps(value, separators=(",", ":"))  # compact: custom metadata is small
+    return json.dumps(value) if name in _JSON_FIELDS else str(value)
+
+
 DIRECT = Provenance()
 """A model published directly (tests, benchmarks): manual, with no data objects."""
 
@@ -86,11 +94,14 @@ class Lineage:
     data_to_publish_s: float | None = None
     key_id: str = ""
     """Which trusted key signed it (`ed25519:<16 hex>`); signed along with everything else."""
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """Its figures on the trusted evaluation set: `set` (its version), `accuracy` and per-class `recall`."""
 
     def to_metadata(self) -> dict[str, str]:
-        """Custom metadata for the object: JSON for structured fields, text for the rest."""
-        fields = asdict(self)
-        return {k: json.dumps(v) if k in _JSON_FIELDS else str(v) for k, v in fields.items()}
+        """Custom metadata for the object: JSON for structured fields, text for the rest (empty optional ones left
+        out)."""
+        fields = {k: v for k, v in asdict(self).items() if v or k not in _OPTIONAL_JSON_FIELDS}
+        return {k: _encode(k, v) for k, v in fields.items()}
 
     def signed_fields(self) -> dict[str, str]:
         """Every metadata field but the signature itself: what the signature covers."""
@@ -143,8 +154,12 @@ class Lineage:
         if not metadata.get("signature") or not metadata.get("sha256"):
             raise ArtifactRejected("unsigned", "artifact has no signature in its metadata", name)
         try:
-            values: dict[str, Any] = {k: metadata[k] for k in cls.__dataclass_fields__}
-            values.update({k: json.loads(metadata[k], object_pairs_hook=_unique_keys) for k in _JSON_FIELDS})
+            required = [k for k in cls.__dataclass_fields__ if k not in _OPTIONAL_JSON_FIELDS]
+            values: dict[str, Any] = {k: metadata[k] for k in required}
+            present = [*_JSON_FIELDS, *(k for k in _OPTIONAL_JSON_FIELDS if k in metadata)]
+            values.update({k: json.loads(metadata[k], object_pairs_hook=_unique_keys) for k in present})
+            if not all(isinstance(values.get(k, {}), dict) for k in _OPTIONAL_JSON_FIELDS):
+                raise TypeError(f"{', '.join(_OPTIONAL_JSON_FIELDS)} must be a JSON object")
             values.update({k: _canonical_int(k, values[k]) for k in _INT_FIELDS})
             lineage = cls(**values)
             stored = lineage.to_metadata()

@@ -87,3 +87,14 @@ class RejectReason(StrEnum):
     BAD_NAME = "bad_name"
     FUTURE_VERSION = "future_version"
     TOO_LARGE = "too_large"
+
+
+class GateReason(StrEnum):
+    """Why the trusted evaluation set kept a candidate from being published (the run is `rejected`)."""
+
+    EVAL_ACCURACY_FLOOR = "eval_accuracy_floor"
+    """Its accuracy on the trusted set is below ACCURACY_FLOOR."""
+    EVAL_ACCURACY_REGRESSION = "eval_accuracy_regression"
+    """Its accuracy on the trusted set is more than EVAL_ACCURACY_TOLERANCE below the serving model's."""
+    EVAL_RECALL_REGRESSION = "eval_recall_regression"
+    """One class's recall on the trusted set is more than EVAL_RECALL_TOLERANCE below the serving model's."""

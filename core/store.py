@@ -112,6 +112,7 @@ class ModelStore:
         row_count: int,
         metrics: dict[str, float],
         provenance: Provenance = DIRECT,
+        evaluation: dict[str, Any] | None = None,
     ) -> Lineage:
         """Pickle `model`, load it back the way a predictor will, then sign and upload it (publish_bytes).
 
@@ -128,6 +129,7 @@ class ModelStore:
             row_count=row_count,
             metrics=metrics,
             provenance=provenance,
+            evaluation=evaluation,
         )
 
     def publish_bytes(
@@ -139,6 +141,7 @@ class ModelStore:
         row_count: int,
         metrics: dict[str, float],
         provenance: Provenance = DIRECT,
+        evaluation: dict[str, Any] | None = None,
     ) -> Lineage:
         """Sign and upload pickled bytes as a new artifact; never overwrites (if_generation_match=0)."""
         now = datetime.now(UTC)
@@ -160,6 +163,7 @@ class ModelStore:
             data_objects=provenance.listed(),
             data_objects_total=len(provenance.objects),
             data_to_publish_s=provenance.delay_to(now),
+            evaluation=evaluation or {},
         ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()  # sent with the content: no reader sees the object without it

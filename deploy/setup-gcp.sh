@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (and re-runnable) GCP setup for the iris service: APIs, bucket + lifecycle, Pub/Sub topic + bucket
 # notification, service accounts with least-privilege IAM and Workload Identity, Artifact Registry, the GKE cluster,
-# the Kubernetes Secrets and the Cloud Build trigger. Every resource is described first and created only when missing;
+# the Kubernetes Secrets, the trusted evaluation set and the Cloud Build trigger. Every resource is described first and created only when missing;
 # IAM bindings are additive and idempotent. Secrets are never overwritten: a signing key whose public key the
 # predictors do not trust yet would orphan every model it signs (see the README for a key rotation).
 #
@@ -12,7 +12,8 @@
 #   --domain   host name of the Gateway's Google-managed certificate (its DNS A record: the address iris-ip)
 # Environment overrides: REPOSITORY (iris), NAMESPACE (iris), MODEL_EVENTS_TOPIC (model-events),
 #   DATA_EVENTS_TOPIC (data-events), WATCH_SUBSCRIPTION (trainer-data-events),
-#   MODEL_RETENTION_DAYS (180), BRANCH_PATTERN (^main$), OVERLAY (prod).
+#   MODEL_RETENTION_DAYS (180), BRANCH_PATTERN (^main$), OVERLAY (prod), PYTHON (python3, with the project's
+#   requirements: it signs and uploads the evaluation set as you, through Application Default Credentials).
 set -euo pipefail
 
 DRY_RUN=false
@@ -32,11 +33,13 @@ WATCH_SUBSCRIPTION=${WATCH_SUBSCRIPTION:-trainer-data-events}
 MODEL_RETENTION_DAYS=${MODEL_RETENTION_DAYS:-180}
 BRANCH_PATTERN=${BRANCH_PATTERN:-^main\$}
 OVERLAY=${OVERLAY:-prod}
+PYTHON=${PYTHON:-python3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECRET=iris-secrets
 SIGNING_SECRET=iris-signing-key
 PUBLIC_KEYS_SECRET=iris-model-public-keys
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while (($#)); do
   case $1 in
@@ -168,6 +171,9 @@ grant_storage() {
   bucket_role "$trainer" roles/storage.objectCreator trainer-seed-data data/  # seeds data/iris.csv when data/ is empty
   bucket_role "$trainer" roles/storage.objectUser trainer-write-models models/  # claims are replaced in place
   bucket_role "$trainer" roles/storage.objectUser trainer-write-reports reports/  # reports on held-back data files
+  # eval/ (the trusted evaluation set): the trainer reads it, the ingest function never reaches it, and only the
+  # operator (project owner, not a service account) writes it, so no upload can move the gate's anchor.
+  bucket_role "$trainer" roles/storage.objectViewer trainer-read-eval eval/
   bucket_role "$ingest" roles/storage.objectUser ingest-take-incoming incoming/
   bucket_role "$ingest" roles/storage.objectViewer ingest-list-outputs data/ quarantine/
   bucket_role "$ingest" roles/storage.objectCreator ingest-write-outputs data/ quarantine/
@@ -283,6 +289,24 @@ create_secret() {
   run kubectl create secret generic "$SECRET" --namespace="$NAMESPACE" --from-file=admin-token="$WORKDIR/admin-token"
 }
 
+# The first trusted evaluation set (scikit-learn's bundled iris), signed with the trainer's key under the set's own
+# purpose label and written as the operator; kept when one exists (extend it with `python -m trainer.evalset publish`).
+seed_evaluation_set() {
+  say "Trusted evaluation set gs://$BUCKET/eval/: written by you, read-only for the trainer"
+  if ! $DRY_RUN && gcloud storage ls "gs://$BUCKET/eval/evalset-*" >/dev/null 2>&1; then
+    echo "exists: an evaluation set under gs://$BUCKET/eval/ (kept)"
+    return
+  fi
+  local key="$WORKDIR/private-key.pem"
+  if [[ ! -f $key ]]; then  # made on an earlier run: read back from its Secret, removed with WORKDIR at exit
+    show kubectl get secret "$SIGNING_SECRET" --namespace="$NAMESPACE" -o "jsonpath={.data.private-key\.pem}"
+    $DRY_RUN || (umask 077 && kubectl get secret "$SIGNING_SECRET" --namespace="$NAMESPACE" \
+      -o "jsonpath={.data.private-key\.pem}" | base64 -d >"$key")
+  fi
+  run env PYTHONPATH="$ROOT" GOOGLE_CLOUD_PROJECT="$PROJECT_ID" GCS_BUCKET="$BUCKET" \
+    MODEL_SIGNING_PRIVATE_KEY_FILE="$key" "$PYTHON" -m trainer.evalset seed
+}
+
 create_build_trigger() {
   say "Cloud Build: runs as iris-build; trigger on push to $BRANCH_PATTERN"
   local build="serviceAccount:iris-build@$SA_DOMAIN" role
@@ -324,5 +348,6 @@ create_cluster
 create_gateway_tls
 bind_workload_identity
 create_secret
+seed_evaluation_set
 create_build_trigger
 say "Done. Next: set GOOGLE_CLOUD_PROJECT=$PROJECT_ID and GCS_BUCKET=$BUCKET in k8s/overlays/$OVERLAY, then push."

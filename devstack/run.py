@@ -250,8 +250,12 @@ class Stack:
 
 
 def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
-    """Trainer once (foreground), then the data watcher, the safety-net scheduler, predictor, function and bridge."""
+    """The evaluation set and the trainer once (foreground), then the data watcher, the safety-net scheduler,
+    predictor, function and bridge."""
     py, cfg = sys.executable, stack.config
+    # The operator's step of the setup: the trusted evaluation set under eval/, unless one verifies already.
+    seeded = subprocess.run([py, "-m", "trainer.evalset", "seed"], env=env, capture_output=True, text=True, check=False)
+    print(f"evaluation set: {seeded.stdout.strip() or seeded.stderr.strip()[-300:]}")
     first = subprocess.run([py, "-m", "trainer"], env=env, capture_output=True, text=True, check=False)
     print(f"trainer: {first.stdout.strip() or first.stderr.strip()[-300:]}")
     if events:

@@ -5,6 +5,7 @@ Register with ``pytest_plugins = ["tests.emulator_fixtures"]``. Processes are st
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -16,8 +17,11 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from core import schema
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
+from tests import keys
+from trainer import evalset
 
 PROJECT = "test-project"
 TOPIC = "gcs-events"
@@ -26,7 +30,7 @@ TOPIC = "gcs-events"
 def bucket_env(storage_client: storage.Client, gcs: Service, pubsub: Service, prefix: str) -> dict[str, str]:
     """Environment of processes working on a new bucket of the session's emulators (named `prefix`-random)."""
     bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    storage_client.create_bucket(bucket)
+    seed_evalset(storage_client.create_bucket(bucket))
     return {
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "GCS_BUCKET": bucket,
@@ -34,6 +38,17 @@ def bucket_env(storage_client: storage.Client, gcs: Service, pubsub: Service, pr
         "PUBSUB_EMULATOR_HOST": pubsub.host,
         "MODEL_EVENTS_TOPIC": TOPIC,
     }
+
+
+@functools.cache
+def _iris() -> tuple[schema.Row, ...]:
+    return tuple(evalset.iris_rows())
+
+
+def seed_evalset(bucket: storage.Bucket) -> str:
+    """Seed a new bucket as the setup does: the bundled iris as the trusted evaluation set, signed with the test key.
+    Returns its version."""
+    return evalset.publish(bucket, keys.KEYRING, None, _iris())
 
 
 @dataclass(frozen=True)
@@ -104,9 +119,9 @@ def storage_client(gcs_emulator: Service) -> storage.Client:
 
 @pytest.fixture
 def bucket_name(storage_client: storage.Client) -> str:
-    """A fresh, empty bucket in the fake server, unique per test."""
+    """A fresh bucket in the fake server, unique per test: empty but for the trusted evaluation set (seed_evalset)."""
     name = f"test-{uuid.uuid4().hex[:16]}"
-    storage_client.create_bucket(name)
+    seed_evalset(storage_client.create_bucket(name))
     return name
 
 

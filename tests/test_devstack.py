@@ -87,6 +87,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready (log {tmp_path / 'run.log'})")
         _, body = get(f"http://127.0.0.1:{ports['PORT']}/v1/model")
         version = json.loads(body)["model_version"]
+        evaluated_on = json.loads(body)["lineage"]["evaluation"]["set"]  # the set the stack seeded before training
         assert get(f"http://127.0.0.1:{ports['PORT']}/metrics")[0] == 404  # admin and metrics: ADMIN_PORT only
         assert get(f"http://127.0.0.1:{ports['STACK_ADMIN_PORT']}/metrics")[0] == 200
         rebound = {"Host": "evil.example"}  # what a DNS-rebinding page sends: refused on every port, through nginx too
@@ -100,6 +101,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         assert blob is not None
         assert blob.metadata["signature"]
         assert blob.metadata["sha256"]
+        assert [b.name for b in bucket.list_blobs(prefix=layout.EVAL)] == [layout.eval_object(evaluated_on)]
         keys = tmp_path / "stack" / "keys"
         assert (keys / "signing-key.pem").stat().st_mode & 0o777 == 0o600
         assert (keys / "split-salt").stat().st_mode & 0o777 == 0o600

@@ -11,7 +11,7 @@ from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
 from core.states import RunOutcome as Outcome
 from core.store import ArtifactRef, ModelStore
-from trainer import claims, data, influence
+from trainer import claims, data, evalset, influence
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def train_once(settings: TrainerSettings, force: bool = False, trigger: Trigger 
 def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettings, trigger: Trigger) -> dict[str, Any]:
     from trainer import model  # scikit-learn is imported only when there is work
 
+    trusted = evalset.load_trusted(store.bucket, store.keyring, store.retry)  # none: the run fails, untrained
     limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
     current = store.newest_valid(on_reject=_log_reject)
     reading = data.read_files(blobs, limits, store.retry, settings.max_run_bytes, settings.max_training_rows)
@@ -87,6 +88,10 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     reason = model.gate(evaluated, current.model if current else None, settings)
     if reason:
         return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
+    verdict = evalset.gate(evaluated.model, current.model if current else None, trusted, settings)
+    stats |= verdict.summary()
+    if verdict.message:
+        return stats | {"status": Outcome.REJECTED, "reason": verdict.message, "metrics": evaluated.metrics}
     try:
         lineage = store.publish(
             evaluated.model,
@@ -94,6 +99,7 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
             row_count=dataset.rows,
             metrics=evaluated.metrics,
             provenance=dataset.provenance(trigger),
+            evaluation=verdict.evaluation,
         )
     except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
         reason = f"{e.reason}: {e.message}"

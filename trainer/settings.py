@@ -37,6 +37,10 @@ class TrainerSettings(SignerSettings):
     """A new model may score at most this much below the current one on the same held-out data."""
     regression_significance: float = Field(0.05, gt=0, le=1)
     """A regression also needs this one-sided McNemar p-value or less (one unlucky row in 40 is no regression)."""
+    eval_accuracy_tolerance: float = Field(0.02, ge=0, le=1)
+    """A new model may score at most this much below the serving one on the trusted evaluation set (eval/)."""
+    eval_recall_tolerance: float = Field(0.06, ge=0, le=1)
+    """... and each class's recall on that set may fall at most this much below the serving model's."""
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Share of rows held out for evaluation."""
     random_seed: int = 42

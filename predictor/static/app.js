@@ -295,6 +295,13 @@
     $("model-files").replaceChildren(...items);
   }
 
+  // "98.0% on set <version>: setosa 100%, versicolor 94%, virginica 96%" (recall by class), or "—".
+  function renderEvaluation(evaluation) {
+    if (!evaluation || typeof evaluation.accuracy !== "number") return "—";
+    const recall = Object.entries(evaluation.recall || {}).map(([name, value]) => name + " " + percent(value));
+    return percent(evaluation.accuracy) + " on set " + evaluation.set + (recall.length ? ": " + recall.join(", ") : "");
+  }
+
   function renderModel(info) {
     const lineage = info.lineage || info.model || {};
     const version = info.version || info.model_version || lineage.version || null;
@@ -310,6 +317,7 @@
       $("model-loaded").replaceChildren(timeNode(info.loaded_at), trigger ? " via " + trigger : "");
       $("model-accuracy").textContent = metric(lineage.metrics, "accuracy");
       $("model-f1").textContent = metric(lineage.metrics, "f1_macro", "f1");
+      $("model-evaluation").textContent = renderEvaluation(lineage.evaluation);
       const rows = lineage.row_count;
       $("model-rows").textContent = typeof rows === "number" ? rows.toLocaleString() + (rows === 1 ? " row" : " rows") : "—";
       renderTrigger(lineage);

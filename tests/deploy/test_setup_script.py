@@ -4,6 +4,7 @@ against existing resources creates nothing."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -197,3 +198,44 @@ def test_gateway_address_and_certificate_map_match_the_gateway(tmp_path: Path) -
     without_domain, _ = run(tmp_path, "--project", PROJECT, "--dry-run")
     assert not [c for c in planned(without_domain.stdout) if "certificate-manager" in c]
     assert "the certificate needs --domain" in without_domain.stdout
+
+
+WRITE_ROLES = {"roles/storage.objectCreator", "roles/storage.objectUser", "roles/storage.objectAdmin",
+               "roles/storage.admin", "roles/storage.legacyBucketWriter"}  # fmt: skip
+
+
+def bucket_grants(stdout: str, commands: list[list[str]]) -> list[tuple[str, str, list[str]]]:
+    """(member, role, object prefixes of its condition) for every bucket IAM binding the script plans."""
+    conditions = {}
+    for line in stdout.splitlines():
+        if line.startswith("# condition "):
+            title, expression = line.removeprefix("# condition ").split(": ", 1)
+            conditions[title] = re.findall(r'/objects/([^"]*)"\)', expression)
+    grants = []
+    for c in commands:
+        if c[:4] == ["gcloud", "storage", "buckets", "add-iam-policy-binding"]:
+            flags = dict(a.removeprefix("--").split("=", 1) for a in c if a.startswith("--") and "=" in a)
+            title = Path(flags["condition-from-file"]).stem
+            grants.append((flags["member"], flags["role"], conditions[title]))
+    return grants
+
+
+def test_only_the_operator_writes_the_evaluation_set(dry_run: tuple[str, list[list[str]]]) -> None:
+    stdout, commands = dry_run
+    grants = bucket_grants(stdout, commands)
+    assert len(grants) == len([c for c in commands if "add-iam-policy-binding" in c and "storage" in c])
+    on_eval = {(member.split("@")[0], role) for member, role, prefixes in grants if any("eval/".startswith(p) or
+               p.startswith("eval/") for p in prefixes)}  # fmt: skip
+    assert on_eval == {("serviceAccount:iris-trainer", "roles/storage.objectViewer")}
+    assert all(prefixes for _, _, prefixes in grants), "every bucket grant is limited to prefixes"
+    project_roles = [a for c in commands if c[:3] == ["gcloud", "projects", "add-iam-policy-binding"] for a in c]
+    assert not [a for a in project_roles if a.startswith("--role=roles/storage")]
+    assert not WRITE_ROLES & {role for _, role, prefixes in grants if "eval/" in prefixes}
+
+
+def test_the_setup_seeds_the_evaluation_set_with_the_signing_key(dry_run: tuple[str, list[list[str]]]) -> None:
+    _, commands = dry_run
+    seed = has(commands, "-m", "trainer.evalset", "seed")
+    assert f"GCS_BUCKET={PROJECT}-iris" in seed
+    assert any(a.startswith("MODEL_SIGNING_PRIVATE_KEY_FILE=") and a.endswith("/private-key.pem") for a in seed)
+    assert commands.index(seed) > commands.index(has(commands, "kubectl", "create", "secret", "iris-signing-key"))

@@ -25,6 +25,7 @@ from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
 from tests import keys
+from tests.emulator_fixtures import seed_evalset
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,5 +269,5 @@ class Stack:
 def start_stack(workdir: Path) -> Stack:
     emu = start_emulators(workdir)
     name = f"faults-{uuid.uuid4().hex[:10]}"
-    emulators.ensure_bucket(emu.gcs.host, PROJECT, name)
+    seed_evalset(emulators.ensure_bucket(emu.gcs.host, PROJECT, name))
     return Stack(emu, name)

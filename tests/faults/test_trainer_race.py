@@ -13,6 +13,7 @@ import pytest
 from core import gcs
 from core.settings import CommonSettings
 from devstack import emulators
+from tests.emulator_fixtures import seed_evalset
 from tests.faults.report import Row
 from tests.faults.stack import PROJECT, ROOT, Stack
 from trainer import data
@@ -24,6 +25,7 @@ def test_two_trainers_one_artifact(main_stack: Stack, row: Row) -> None:
     """A fresh bucket: new data in data/ and no model yet."""
     bucket_name = f"faults-race-{uuid.uuid4().hex[:8]}"
     bucket = emulators.ensure_bucket(main_stack.emu.gcs.host, PROJECT, bucket_name)
+    seed_evalset(bucket)
     race = Stack(main_stack.emu, bucket_name)
     assert data.seed_iris_csv(bucket, gcs.retry(CommonSettings.model_validate({})))  # the new data
     env = race.env()

@@ -95,3 +95,12 @@ def model_names(bucket: storage.Bucket) -> list[str]:
 @pytest.fixture
 def bucket(storage_client: storage.Client, bucket_name: str) -> storage.Bucket:
     return storage_client.bucket(bucket_name)
+
+
+def configured(settings: TrainerSettings, **changes: Any) -> TrainerSettings:
+    return settings.model_copy(update=changes)
+
+
+def gate_only(settings: TrainerSettings, **changes: Any) -> TrainerSettings:
+    """No file is excluded (trainer/influence.py): the quality gates alone must refuse bad data."""
+    return configured(settings, max_contradicted_share=1.0, max_label_mix_distance=1.0, **changes)

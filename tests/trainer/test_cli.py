@@ -14,6 +14,7 @@ from google.cloud import storage
 from core import layout
 from devstack import emulators
 from tests.conftest import PROJECT
+from tests.emulator_fixtures import seed_evalset
 from tests.trainer.conftest import csv_text, iris_rows, model_names, put, run_trainer, start_trainer, trainer_env
 
 pytestmark = pytest.mark.integration
@@ -103,6 +104,7 @@ def test_gcs_dies_mid_run_leaves_no_artifact(common_env: dict[str, str], tmp_pat
     server = emulators.start_fake_gcs(port, root, tmp_path / "fake-gcs.log")
     try:
         bucket = emulators.ensure_bucket(server.host, PROJECT, "outage-bucket")
+        seed_evalset(bucket)
         put(bucket, "data/big.csv", csv_text(iris_rows(noise=0.02, copies=2000)))
         env = trainer_env(common_env, STORAGE_EMULATOR_HOST=server.host, GCS_BUCKET="outage-bucket")
         proc = start_trainer(env | {"GCS_RETRY_DEADLINE": "2"})

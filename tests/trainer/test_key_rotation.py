@@ -12,6 +12,7 @@ from core import signing
 from core.settings import TrustSettings
 from core.store import ModelStore
 from tests.trainer.conftest import csv_text, iris_rows, put
+from trainer import evalset
 from trainer.run import train_once
 from trainer.settings import TrainerSettings
 
@@ -51,6 +52,7 @@ def test_a_rotation_keeps_every_model_valid(
     before = trainer_settings.model_copy(
         update={"model_signing_private_key_file": old_private, "model_public_keys_dir": only_old}
     )
+    evalset.publish(bucket, before.keyring(), None, evalset.iris_rows())  # the set the old key signed
     first = train_once(before)
     assert first["status"] == "published"
 
@@ -68,3 +70,14 @@ def test_a_rotation_keeps_every_model_valid(
     assert newest_for(store, only_old) == first["model_version"]  # a predictor not yet updated keeps serving
     # 3. once nothing needs the old key's models, the old public key goes.
     assert newest_for(store, only_new) == second["model_version"]
+    # and the trusted evaluation set is signed again with the new key before the trainer stops trusting the old one
+    newest = trainer_settings.model_copy(
+        update={"model_signing_private_key_file": new_private, "model_public_keys_dir": only_new}
+    )
+    old_set = evalset.load_trusted(bucket, after.keyring(), None)
+    evalset.publish(bucket, newest.keyring(), None, old_set.as_rows())
+    resigned = evalset.load_trusted(bucket, newest.keyring(), None)
+    assert resigned.version > old_set.version
+    assert resigned.key_id != old_set.key_id
+    assert (resigned.features == old_set.features).all()
+    assert (resigned.labels == old_set.labels).all()

@@ -15,7 +15,7 @@ from core.lineage import Trigger
 from core.store import ModelStore
 from tests.keys import OTHER
 from tests.trainer.conftest import csv_text, iris_rows, put
-from trainer import data
+from trainer import data, evalset
 from trainer.__main__ import run_and_report
 from trainer.run import Outcome, train_once
 from trainer.settings import TrainerSettings
@@ -41,6 +41,11 @@ def test_the_pinned_version_is_never_marked_for_deletion(
     assert times[layout.model_object(third)] is None
 
 
+def trusted_by_both(bucket: storage.Bucket) -> None:
+    """An evaluation set the misconfigured trainer (trusting only OTHER) verifies too; the test key's stays older."""
+    evalset.publish(bucket, OTHER, None, evalset.iris_rows())
+
+
 def test_a_model_the_predictors_cannot_verify_fails_the_run_and_retires_nothing(
     trainer_settings: TrainerSettings, bucket: storage.Bucket, tmp_path: Path
 ) -> None:
@@ -48,6 +53,7 @@ def test_a_model_the_predictors_cannot_verify_fails_the_run_and_retires_nothing(
     assert good["status"] == "published"
     (tmp_path / "other.pem").write_bytes(OTHER.signer.public_pem())  # type: ignore[union-attr]
     misconfigured = trainer_settings.model_copy(update={"model_public_keys_dir": tmp_path})
+    trusted_by_both(bucket)
     put(bucket, "data/more.csv", csv_text(iris_rows(seed=3)))
     with pytest.raises(PublishUnverified, match="does not verify: unknown_key"):
         train_once(misconfigured)
@@ -60,10 +66,11 @@ def test_a_model_the_predictors_cannot_verify_fails_the_run_and_retires_nothing(
 
 
 def test_an_unverified_publish_is_a_failed_run_for_the_job(
-    trainer_settings: TrainerSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trainer_settings: TrainerSettings, bucket: storage.Bucket, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "other.pem").write_bytes(OTHER.signer.public_pem())  # type: ignore[union-attr]
     misconfigured = trainer_settings.model_copy(update={"model_public_keys_dir": tmp_path})
+    trusted_by_both(bucket)
     assert run_and_report(misconfigured, Trigger.MANUAL) is Outcome.FAILED
     assert "does not verify" in capsys.readouterr().err
 
@@ -73,6 +80,7 @@ def test_a_retry_after_an_unverified_publish_does_not_skip(
 ) -> None:
     (tmp_path / "other.pem").write_bytes(OTHER.signer.public_pem())  # type: ignore[union-attr]
     misconfigured = trainer_settings.model_copy(update={"model_public_keys_dir": tmp_path})
+    trusted_by_both(store.bucket)
     with pytest.raises(PublishUnverified):
         train_once(misconfigured)
     with pytest.raises(PublishUnverified):  # the artifact the fleet cannot verify is no reason to skip

@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,22 +14,13 @@ from google.cloud import storage
 from core import layout
 from core.store import ModelStore
 from tests.keys import KEYRING, OTHER
-from tests.trainer.conftest import csv_text, iris_rows, model_names, put
+from tests.trainer.conftest import configured, csv_text, gate_only, iris_rows, model_names, put
 from trainer import claims, data
 from trainer.model import held_out
 from trainer.run import train_once
 from trainer.settings import TrainerSettings
 
 pytestmark = pytest.mark.integration
-
-
-def configured(settings: TrainerSettings, **changes: Any) -> TrainerSettings:
-    return settings.model_copy(update=changes)
-
-
-def gate_only(settings: TrainerSettings, **changes: Any) -> TrainerSettings:
-    """No file is excluded (trainer/influence.py): the quality gate alone must refuse bad data."""
-    return configured(settings, max_contradicted_share=1.0, max_label_mix_distance=1.0, **changes)
 
 
 def test_first_run_seeds_iris_and_publishes_a_signed_artifact(

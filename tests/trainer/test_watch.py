@@ -18,6 +18,7 @@ from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import Service
 from tests.conftest import PROJECT, TOPIC
+from tests.emulator_fixtures import seed_evalset
 from tests.faults.stack import PROJECT as STACK
 from tests.faults.stack import start_emulators
 from tests.polling import wait_for
@@ -132,6 +133,7 @@ def test_a_failed_run_hands_its_events_back_and_they_are_retried(
     blob = put(bucket, "data/late.csv", csv_text(iris_rows(noise=0.01, seed=99)))
     lineage = wait_for(lambda: newest_lineage_with(store, 2), 60, "the retried event's model")
     assert f"data/late.csv#{blob.generation}" in lineage.data_objects  # type: ignore[attr-defined]
+    wait_for(lambda: len(running.runs(Trigger.EVENT, since=1)) >= 3, 30, "the publishing run's return")
     assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)][:3] == [
         Outcome.FAILED,
         Outcome.BUSY,
@@ -164,6 +166,7 @@ def test_a_pubsub_emulator_restart_loses_no_retrain(tmp_path: Path, trainer_sett
     try:
         client = emulators.storage_client(emu.gcs.host, STACK)
         bucket = client.create_bucket(f"watch-{uuid.uuid4().hex[:8]}")
+        seed_evalset(bucket)
         settings = watcher_settings(
             trainer_settings.model_copy(
                 update={"storage_emulator_host": emu.gcs.host, "gcs_bucket": bucket.name, "google_cloud_project": STACK}
