@@ -61,8 +61,13 @@ class StreamHealth:
         bound: float,
         registry: CollectorRegistry | None = None,
         on_missed: Callable[[list[Key]], object] | None = None,
+        by_name: bool = False,
     ) -> None:
         self.prefix, self.bound, self.on_missed = prefix, bound, on_missed
+        self.by_name = by_name
+        """A notification for any generation of a name announces every generation of it (objects that are never
+        overwritten: fake-gcs-server's filesystem backend lists another generation than it announced, and gives a
+        metadata patch a generation of its own)."""
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # livemax: in a multiprocess directory a dead process's gauges vanish once it is marked dead
@@ -110,8 +115,12 @@ class StreamHealth:
             self._last_message = time.monotonic()
         self.messages.labels(outcome).inc()
 
+    def _key(self, key: Key) -> Key:
+        return (key[0], key[1], 0) if self.by_name else key
+
     def delivered(self, key: Key) -> None:
         """A notification announced this object generation."""
+        key = self._key(key)
         with self._lock:
             self._settle(key)
             self._pending.pop(key, None)
@@ -128,7 +137,8 @@ class StreamHealth:
         with self._lock:
             if self._opened_at is None:
                 return
-            for key, created in objects:
+            for found, created in objects:
+                key = self._key(found)
                 if created is None or key in self._settled or key in self._pending:
                     continue
                 stamp = created.timestamp()

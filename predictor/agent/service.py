@@ -54,10 +54,15 @@ class StagingStore:
         """The newest version the last listing saw (valid or not)."""
 
     def list_versions(self) -> list[ArtifactRef]:
-        """The bucket's artifacts; each one is expected to have been announced by a notification."""
+        """The bucket's artifacts; each version newer than the last listing's newest is expected to have been
+        announced by a notification (for any generation of its name). Only new versions: an artifact is never
+        overwritten, so another generation of a known name is a metadata rewrite (fake-gcs-server gives the retiring
+        customTime patch a generation of its own, unannounced) or an old artifact uploaded again, which anti-rollback
+        ignores anyway."""
         refs = self.store.list_versions()
-        self.newest = refs[-1].version if refs else None
-        self.health.found(((self.bucket, ref.name, ref.generation), ref.created) for ref in refs)
+        known, self.newest = self.newest, refs[-1].version if refs else None
+        new = [ref for ref in refs if known is None or ref.version > known]
+        self.health.found(((self.bucket, ref.name, ref.generation), ref.created) for ref in new)
         return refs
 
     def ref(self, name: str, generation: int | None = None) -> ArtifactRef:
@@ -185,7 +190,7 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
         store = ModelStore(bucket, settings.keyring(), gcs.retry(settings), settings.artifact_limits())
     publisher = Publisher(directory)
     metrics = AgentMetrics()
-    health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry)
+    health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
     registry = Registry(StagingStore(store, publisher, settings.gcs_bucket, health), settings, metrics)
     registry.on_swap.append(publisher.publish)
     registry.on_record.append(lambda history: handover.write_history(directory, history))
