@@ -44,6 +44,15 @@ preload_app = False
 control_socket_disable = True  # no gunicornc socket under $HOME (read-only in the container, shared between local runs)
 accesslog = None
 
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker, right after the fork: its own socket in WORKER_SOCKETS_DIR, which nginx balances over."""
+    if _settings.worker_sockets_dir:
+        from predictor import workers as worker_sockets
+
+        worker_sockets.listen(worker, _settings.worker_sockets_dir, _settings.web_concurrency)
+
+
 AGENT_STOP_TIMEOUT = 15.0
 """Seconds the master waits for the agent to delete its subscription and exit before killing it."""
 _agent: list[subprocess.Popen[bytes]] = []
