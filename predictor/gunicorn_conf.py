@@ -34,7 +34,7 @@ bind = [f"{_settings.bind_host}:{_settings.port}"]
 if _settings.admin_port is not None:  # /admin/* and /metrics answer only here (predictor.admin_port)
     bind.append(f"{_settings.admin_bind_host}:{_settings.admin_port}")
 workers = _settings.web_concurrency
-worker_class = _settings.worker_class
+worker_class = "predictor.workers.ThreadWorker" if _settings.worker_class == "gthread" else _settings.worker_class
 threads = _settings.worker_threads
 reuse_port = _settings.reuse_port
 keepalive = 5
