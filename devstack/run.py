@@ -50,7 +50,9 @@ class StackSettings(BaseSettings):
     stack_predictor_port: int = Field(8090, ge=1, le=65535)
     """gunicorn's port behind nginx."""
     stack_admin_port: int = Field(9090, ge=1, le=65535)
-    """The predictor's ADMIN_PORT: /admin/* and /metrics."""
+    """The admin port: /admin/*, /metrics and the probes (nginx in front of the predictor's, or the predictor's)."""
+    stack_predictor_admin_port: int = Field(9091, ge=1, le=65535)
+    """gunicorn's ADMIN_PORT behind nginx."""
     stack_function_port: int = Field(8081, ge=1, le=65535)
     """functions-framework port of the ingest function."""
     stack_grpc_port: int = Field(8082, ge=1, le=65535)
@@ -94,9 +96,10 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "GRPC_PORT": str(config.stack_grpc_port),
         "HANDOVER_DIR": str(config.stack_dir / "handover"),  # the gRPC server follows the predictor's model agent
         "BIND_HOST": "127.0.0.1",
-        "ADMIN_PORT": str(config.stack_admin_port),
+        "ADMIN_PORT": str(config.stack_predictor_admin_port if proxy.nginx_binary() else config.stack_admin_port),
         "ADMIN_BIND_HOST": "127.0.0.1",
         "ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",  # the predictor and the function refuse DNS-rebound names
+        "WORKER_SOCKETS_DIR": str((config.stack_dir / "sockets").resolve()),  # nginx balances over the workers
     }
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.host
@@ -278,15 +281,19 @@ def start_front(stack: Stack, env: dict[str, str]) -> None:
     """nginx on PORT in front of the predictor, as in the pod; without nginx the predictor answers on PORT itself."""
     cfg = stack.config
     settings = load(ProxySettings).model_copy(
-        update={"proxy_listen_host": "127.0.0.1", "proxy_port": cfg.port, "proxy_runtime_dir": cfg.stack_dir / "proxy"}
-    )
+        update={"proxy_listen_host": "127.0.0.1", "proxy_port": cfg.port, "proxy_admin_port": cfg.stack_admin_port,
+                "proxy_runtime_dir": cfg.stack_dir / "proxy"}
+    )  # fmt: skip
     max_body = int(env.get("MAX_BODY_BYTES", PredictorSettings.model_fields["max_body_bytes"].default))
+    admin, sockets = f"127.0.0.1:{env['ADMIN_PORT']}", proxy.worker_sockets(env)
     if proxy.nginx_binary() is None:
         print("nginx not installed (apt-get install nginx): the predictor answers slow clients itself", file=sys.stderr)
         return
 
     def start() -> Service:
-        front = proxy.start_proxy(settings, f"127.0.0.1:{env['PORT']}", max_body, stack.logs / "proxy.log")
+        front = proxy.start_proxy(
+            settings, f"127.0.0.1:{env['PORT']}", max_body, stack.logs / "proxy.log", admin, sockets
+        )
         if front is None:
             raise RuntimeError("nginx is no longer installed")
         return front

@@ -40,7 +40,7 @@ bind = [f"{_settings.bind_host}:{_settings.port}"]
 if _settings.admin_port is not None:  # /admin/* and /metrics answer only here (predictor.admin_port)
     bind.append(f"{_settings.admin_bind_host}:{_settings.admin_port}")
 workers = _settings.web_concurrency
-worker_class = _settings.worker_class
+worker_class = "predictor.workers.ThreadWorker" if _settings.worker_class == "gthread" else _settings.worker_class
 threads = _settings.worker_threads
 reuse_port = _settings.reuse_port
 keepalive = 5
@@ -49,6 +49,15 @@ timeout = _settings.worker_timeout
 preload_app = False
 control_socket_disable = True  # no gunicornc socket under $HOME (read-only in the container, shared between local runs)
 accesslog = None
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker, right after the fork: its own socket in WORKER_SOCKETS_DIR, which nginx balances over."""
+    if _settings.worker_sockets_dir:
+        from predictor import workers as worker_sockets
+
+        worker_sockets.listen(worker, _settings.worker_sockets_dir, _settings.web_concurrency)
+
 
 AGENT_STOP_TIMEOUT = 15.0
 """Seconds the master waits for the agent to delete its subscription and exit before killing it."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from core.settings import TrustSettings
+
+UNIX_PATH_MAX = 107
+"""Longest path of a Unix socket on Linux (sun_path holds 108 bytes with the terminating NUL)."""
 
 
 class PredictorSettings(TrustSettings):
@@ -32,6 +35,9 @@ class PredictorSettings(TrustSettings):
     """Threads per gunicorn worker (gthread worker class)."""
     reuse_port: bool = False
     """Each worker listens on its own SO_REUSEPORT socket (the kernel hashes connections over them); off: one socket."""
+    worker_sockets_dir: str | None = None
+    """Folder where each worker also listens on its own Unix socket, `worker-<slot>.sock`, for nginx to balance over
+    (`least_conn`); unset: only the shared PORT (its accept race can leave one worker with every connection)."""
     graceful_timeout: int = Field(20, ge=1)
     """Seconds a stopping worker gets to finish in-flight requests (the agent takes at most half to unsubscribe)."""
     worker_timeout: int = Field(30, ge=1)
@@ -76,3 +82,12 @@ class PredictorSettings(TrustSettings):
     """Pod name from the downward API; part of the subscription name."""
     pod_uid: str = ""
     """Pod UID from the downward API; part of the subscription name."""
+
+    @model_validator(mode="after")
+    def _worker_sockets_fit(self) -> PredictorSettings:
+        if self.worker_sockets_dir:
+            longest = f"{self.worker_sockets_dir.rstrip('/')}/worker-{self.web_concurrency - 1}.sock"
+            if len(longest.encode()) > UNIX_PATH_MAX:
+                raise ValueError(f"WORKER_SOCKETS_DIR: {longest!r} is longer than a Unix socket path may be "
+                                 f"({UNIX_PATH_MAX} bytes); choose a shorter folder")  # fmt: skip
+        return self

@@ -32,6 +32,8 @@ class Result:
     requests: int
     cpu_ms: float = 0.0
     """Server CPU time (user + system, all its processes) per request: comparable even on a busy machine."""
+    worker_cores: tuple[float, ...] = ()
+    """CPU seconds per second of each server worker process during the measured window: how the load spread."""
 
 
 def tool() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from predictor import workers as worker_sockets
 from predictor.app import create_app
 from predictor.proxy import ProxySettings, render
 from predictor.settings import PredictorSettings
@@ -88,18 +89,29 @@ def test_health_check_and_backend_policies_target_the_service() -> None:
 
 
 def test_the_proxy_config_is_the_rendered_template_for_this_pod() -> None:
-    """k8s/base/proxy/nginx.conf is `python -m predictor.proxy` for the predictor's PORT and MAX_BODY_BYTES."""
+    """k8s/base/proxy/nginx.conf is `python -m predictor.proxy` for the predictor's PORT, ADMIN_PORT,
+    WORKER_SOCKETS_DIR, WEB_CONCURRENCY and MAX_BODY_BYTES, and both containers mount the worker sockets' folder."""
     predictor, proxy = containers()["predictor"], containers()["proxy"]
-    max_body = int(find(RESOURCES, "ConfigMap", "iris-predictor")["data"]["MAX_BODY_BYTES"])
+    settings_map = find(RESOURCES, "ConfigMap", "iris-predictor")["data"]
+    max_body, workers = int(settings_map["MAX_BODY_BYTES"]), int(settings_map["WEB_CONCURRENCY"])
     upstream = f"{env(predictor)['BIND_HOST']}:{env(predictor)['PORT']}"
+    admin = f"{env(predictor)['ADMIN_BIND_HOST']}:{env(predictor)['ADMIN_PORT']}"
+    sockets = env(predictor)["WORKER_SOCKETS_DIR"]
     config = find(RESOURCES, "ConfigMap", "iris-proxy")["data"]["nginx.conf"]
     regenerate = (
-        f"python -m predictor.proxy --upstream {upstream} --max-body-bytes {max_body} > k8s/base/proxy/nginx.conf"
+        f"python -m predictor.proxy --upstream {upstream} --admin-upstream {admin} --worker-sockets {sockets} "
+        f"--workers {workers} --max-body-bytes {max_body} > k8s/base/proxy/nginx.conf"
     )
-    assert config == render(ProxySettings(), upstream, max_body), f"stale; run: {regenerate}"
+    paths = worker_sockets.socket_paths(sockets, workers)
+    assert config == render(ProxySettings(), upstream, max_body, admin, paths), f"stale; run: {regenerate}"
+    assert all(f"server unix:{path} " in config for path in paths)
+    for container in (predictor, proxy):
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert {v["name"]: v for v in pod()["volumes"]}[mounts[sockets]]["emptyDir"]["medium"] == "Memory"
     settings = ProxySettings()
     ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
-    assert ports == {"http": settings.proxy_port, "proxy-health": settings.proxy_health_port}
+    assert ports == {"http": settings.proxy_port, "proxy-health": settings.proxy_health_port,
+                     "admin": settings.proxy_admin_port}  # fmt: skip
     for probe in ("startupProbe", "livenessProbe"):
         assert proxy[probe]["httpGet"] == {"path": "/healthz", "port": "proxy-health"}
     mounts = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}
@@ -114,8 +126,15 @@ def test_the_proxy_config_is_the_rendered_template_for_this_pod() -> None:
 
 
 def test_nginx_never_forwards_admin_or_metrics() -> None:
+    """The public server refuses them; only the admin server (on PROXY_ADMIN_PORT) passes them to ADMIN_PORT."""
     config = find(RESOURCES, "ConfigMap", "iris-proxy")["data"]["nginx.conf"]
-    assert "location ~ ^/(admin|metrics)(/|$) {\n            return 404" in config
+    public, admin = (block for block in config.split("    server {")[1:] if "proxy_pass" in block)
+    assert f"listen 0.0.0.0:{ProxySettings().proxy_port};" in public
+    assert "location ~ ^/(admin|metrics)(/|$) {\n            return 404" in public
+    assert "proxy_pass http://predictor;" in public
+    assert f"listen 0.0.0.0:{ProxySettings().proxy_admin_port};" in admin
+    assert "proxy_pass http://predictor_admin;" in admin
+    assert "return 404" not in admin
     assert "proxy_request_buffering on;" in config
     assert f"client_max_body_size {PredictorSettings.model_fields['max_body_bytes'].default};" in config
 

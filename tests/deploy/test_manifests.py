@@ -118,19 +118,22 @@ def test_configmaps_hold_valid_settings() -> None:
 
 
 def test_probes_hit_real_routes_on_the_admin_port() -> None:
-    """Probes and scraping go straight to gunicorn's ADMIN_PORT: neither nginx nor the public port is in their way."""
+    """Probes and scraping go to nginx's admin port, in front of gunicorn's ADMIN_PORT on loopback: the public port
+    is not in their way, and slow clients on the admin port meet nginx's timeouts, not gunicorn's threads."""
     app = create_app(PredictorSettings.model_validate(keys.settings()))
     routes = {rule.rule for rule in app.url_map.iter_rules()}
-    container = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))["containers"][0]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    spec = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+    container = spec["containers"][0]
+    (proxy,) = [c for c in spec["initContainers"] if c["name"] == "proxy"]
+    ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert int(env["ADMIN_PORT"]) == ports["admin"]
-    assert env["BIND_HOST"] == "127.0.0.1"  # reachable only through nginx
-    assert "http" not in ports  # the public port is nginx's
+    assert env["BIND_HOST"] == env["ADMIN_BIND_HOST"] == "127.0.0.1"  # reachable only through nginx
+    assert int(env["ADMIN_PORT"]) != ports["admin"]
+    assert "ports" not in container  # the public and admin ports are nginx's
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
         assert get["path"] in routes
-        assert get["port"] == "admin"
+        assert get["port"] == ports["admin"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     template = find(RESOURCES, "Deployment", PREDICTOR)["spec"]["template"]["metadata"]["annotations"]
