@@ -130,7 +130,16 @@ IDLE_S = 80.0
 
 def stack_ports() -> dict[str, int]:
     names = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_GRPC_PORT"]
-    return {name: free_port() for name in [*names, "STACK_PREDICTOR_PORT", "STACK_ADMIN_PORT", "PROXY_HEALTH_PORT"]}
+    return {
+        name: free_port()
+        for name in [
+            *names,
+            "STACK_PREDICTOR_PORT",
+            "STACK_ADMIN_PORT",
+            "PROXY_HEALTH_PORT",
+            "STACK_PREDICTOR_ADMIN_PORT",
+        ]
+    }
 
 
 def start_stack(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
