@@ -3,7 +3,8 @@
     .venv/bin/python bench/poison_bench.py [--retrains 250] [--seed 0]
 
 Runs the trainer's own selection (trainer/influence.py: upload share cap, fair row cap, exclusion of files the
-serving model contradicts or whose species mix departs sharply), fit, quality gate and publish-time checks in
+serving model contradicts or whose species mix departs sharply), fit, quality gate, the trusted evaluation set's gate
+(trainer/evalset.py, on the 150 bundled iris flowers as `make run` and the setup seed it) and publish-time checks in
 process, on files as they would lie in data/ (the bundled iris set first). Each attack is offered to the model
 trained on iris alone; the served model afterwards (the old one when the candidate was refused) is scored on the
 trusted set, the 150 bundled iris flowers, against the model served before. An attack passes when the served
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gate_bench import decide  # noqa: E402
 from core.schema import CLASSES  # noqa: E402
-from trainer import data, influence, model  # noqa: E402
+from trainer import data, evalset, influence, model  # noqa: E402
 from trainer.settings import TrainerSettings  # noqa: E402
 
 VERSICOLOR, VIRGINICA = CLASSES.index("versicolor"), CLASSES.index("virginica")
@@ -48,6 +49,7 @@ class Trainer:
 
     def __init__(self, settings: TrainerSettings, x: np.ndarray, codes: np.ndarray) -> None:
         self.settings, self.files = settings, [influence.FileRows("data/iris.csv", x, codes.astype(np.uint8), 0)]
+        self.trusted = evalset.TrustedSet("bench", "bench", x, np.array(CLASSES)[codes])  # as seeded: the 150 iris
         self.served: Any = None
         assert self.run()[0] == "published"
 
@@ -66,6 +68,7 @@ class Trainer:
         except model.InsufficientData as e:
             return "rejected", str(e)
         reason = decide(model.gate, evaluated, self.served, self.settings) if self.served is not None else None
+        reason = reason or evalset.gate(evaluated.model, self.served, self.trusted, self.settings).message
         if reason:
             return (
                 ("excluded; the rest rejected", f"{len(excluded)} files excluded; {reason}")
