@@ -152,6 +152,9 @@ class Guard(BaseHTTPRequestHandler):
     """Checks one request, then relays it to fake-gcs-server and its answer back."""
 
     protocol_version = "HTTP/1.1"
+    timeout = 60
+    """Seconds a kept-alive client connection may sit idle (or a request stall) before it is closed: every idle
+    connection holds a thread and a file, and clients whose pools are never closed would keep them forever."""
     upstream: tuple[str, int] = ("127.0.0.1", 0)
     hosts: set[str] = set()
 

@@ -4,9 +4,13 @@ browsers and `..` object names never reach fake-gcs-server, which listens only w
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from google.cloud import storage
 
 from devstack import emulators
 from devstack.emulators import Service
-from devstack.gcs_guard import refusal, traverses
+from devstack.gcs_guard import Guard, refusal, traverses
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +255,22 @@ def test_an_upload_through_the_guard_in_a_capitalised_multipart_body_is_stored(
                             body.replace(b"../x", b"data/capitalised.csv"))  # fmt: skip
     assert status == 200, answer
     assert bucket.blob("data/capitalised.csv").download_as_bytes() == b"a,b"
+
+
+def test_an_idle_kept_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each idle keep-alive connection holds a thread and a file: the guard closes it after Guard.timeout."""
+    monkeypatch.setattr(Guard, "timeout", 0.5)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Guard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=5) as client:
+            client.sendall(b"GET /storage/v1/b HTTP/1.1\r\nHost: 127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n\r\n")
+            answer = client.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 403")  # refused before any upstream, and kept alive
+            started = time.monotonic()
+            while client.recv(65536):  # whatever is left of the answer, then the server's close
+                pass
+            assert time.monotonic() - started < 4  # closed by the guard, not by this socket's 5 s timeout
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,6 +6,8 @@ import contextlib
 import logging
 from typing import Any
 
+from google.cloud import storage
+
 from core import gcs, layout, schema
 from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
@@ -30,8 +32,14 @@ def newest_signed(store: ModelStore) -> ArtifactRef | None:
 
 def train_once(settings: TrainerSettings, force: bool = False, trigger: Trigger | None = None) -> dict[str, Any]:
     """Run the trainer once; the summary's `status` is an Outcome (never `failed`: that is an exception)."""
-    trigger = trigger or (Trigger.FORCE if force else Trigger.MANUAL)
     client = gcs.client(settings)
+    try:
+        return _run(client, settings, force, trigger or (Trigger.FORCE if force else Trigger.MANUAL))
+    finally:
+        client.close()  # its pooled connections: the watcher runs many times in one process
+
+
+def _run(client: storage.Client, settings: TrainerSettings, force: bool, trigger: Trigger) -> dict[str, Any]:
     bucket, retry = client.bucket(settings.gcs_bucket), gcs.retry(settings)
     store = ModelStore(bucket, settings.keyring(), retry, settings.artifact_limits())
     blobs = data.list_csvs(bucket, retry)

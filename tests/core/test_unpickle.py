@@ -243,13 +243,6 @@ def test_a_huge_memo_index_costs_nothing(tmp_path: Path) -> None:
     assert (outcome, grown_mib < 32) == ("loaded", True), grown_mib
 
 
-def test_the_memo_index_is_a_real_bomb_for_the_c_unpickler(tmp_path: Path) -> None:
-    """What the pure-Python unpickler avoids, measured on plain pickle."""
-    grown_mib, outcome = peak_growth(MEMO_BOMB, tmp_path, loader="plain")
-    assert outcome == "loaded"
-    assert grown_mib > 256
-
-
 def test_the_object_array_pickle_is_tiny_and_real() -> None:
     """The crafted bytes do what they claim under plain pickle (checked on a small size: 2**10 references)."""
     data = CRAFTED["object-reconstruct"]

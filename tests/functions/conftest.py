@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from google.cloud import storage
 
+from core import layout
 from functions.settings import FunctionSettings
 
 
@@ -31,7 +32,12 @@ def settings(common_env: dict[str, str]) -> FunctionSettings:
 
 @pytest.fixture
 def bucket(storage_client: storage.Client, bucket_name: str) -> storage.Bucket:
-    return storage_client.bucket(bucket_name)
+    """This test's bucket, emptied of the trusted evaluation set (the function never reads eval/): the tests compare
+    the whole bucket before and after an ingest."""
+    bucket = storage_client.bucket(bucket_name)
+    for blob in storage_client.list_blobs(bucket, prefix=layout.EVAL):
+        blob.delete()
+    return bucket
 
 
 @pytest.fixture

@@ -138,7 +138,8 @@ def pod(
             started.append(spawn(name, cmd, 0, logs / f"{name}.log"))
         result = Pod(started[-1], started, main, ports)
         probe = main.container["readinessProbe"]["httpGet"]
-        ready = f"{result.url(probe['port'])}{probe['path']}"
+        # the probe goes through the nginx sidecar's admin port, which this pod runs without: gunicorn's own listener
+        ready = f"{result.url('ADMIN_PORT')}{probe['path']}"
         wait_for(
             lambda: requests.get(ready, timeout=2).ok, START_TIMEOUT, "the predictor to be ready", 0.5, started[-1]
         )
@@ -151,7 +152,7 @@ def pod(
 
 def serving(pod: Pod) -> dict[str, float]:
     pod.check_alive()
-    text = requests.get(f"{pod.url('admin')}/metrics", timeout=5).text
+    text = requests.get(f"{pod.url('ADMIN_PORT')}/metrics", timeout=5).text
     return {version: float(count) for version, count in SERVING.findall(text) if float(count) > 0}
 
 
