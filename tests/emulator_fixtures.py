@@ -9,7 +9,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +62,15 @@ class Notification:
         return json.loads(self.data)
 
 
-def drain(subscription_path: str, host: str, timeout: float = 5.0, expect: int | None = None) -> list[Notification]:
-    """Pull and ack messages until ``expect`` arrived (or, with ``expect=None``, until ``timeout``)."""
+def drain(
+    subscription_path: str,
+    host: str,
+    timeout: float = 5.0,
+    expect: int | None = None,
+    keep: Callable[[Notification], bool] = lambda _: True,
+) -> list[Notification]:
+    """Pull and ack messages until ``expect`` of those ``keep`` accepts arrived (or, with ``expect=None``, until
+    ``timeout``); returns those."""
     got: list[Notification] = []
     deadline = time.monotonic() + timeout
     with emulators.subscriber_client(host) as sub:
@@ -76,7 +83,8 @@ def drain(subscription_path: str, host: str, timeout: float = 5.0, expect: int |
                 continue
             if resp.received_messages:
                 sub.acknowledge(subscription=subscription_path, ack_ids=[m.ack_id for m in resp.received_messages])
-            got += [Notification(dict(m.message.attributes), bytes(m.message.data)) for m in resp.received_messages]
+            arrived = [Notification(dict(m.message.attributes), bytes(m.message.data)) for m in resp.received_messages]
+            got += [n for n in arrived if keep(n)]
     return got
 
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,15 @@ from google.cloud import storage
 from core import layout
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
-from tests.emulator_fixtures import PROJECT, TOPIC, create_subscription, drain
+from tests.emulator_fixtures import PROJECT, TOPIC, Notification, create_subscription, drain
 
 NOTIFICATION_ATTRIBUTES = {"bucketId", "objectId", "objectGeneration", "eventType", "payloadFormat"}
 
 
-def _for_bucket(messages: list, bucket: str) -> list:
+def _ours(bucket: str) -> Callable[[Notification], bool]:
     """The test's own notifications: its bucket's, without the trusted evaluation set every test bucket is seeded
     with (its notification may arrive after the test's subscription exists)."""
-    return [
-        m for m in messages
-        if m.attributes.get("bucketId") == bucket and not m.attributes.get("objectId", "").startswith(layout.EVAL)
-    ]  # fmt: skip
+    return lambda n: n.attributes.get("bucketId") == bucket and not n.attributes["objectId"].startswith(layout.EVAL)
 
 
 def _gone(pid: int) -> bool:
@@ -52,7 +50,7 @@ def test_upload_publishes_object_finalize_with_metadata(
     blob.metadata = {"sha256": "ab" * 32, "signature": "sig-v1"}
     blob.upload_from_string(b"model-bytes", content_type="application/octet-stream")
 
-    messages = _for_bucket(drain(gcs_subscription, pubsub_emulator.host, timeout=10, expect=1), bucket_name)
+    messages = drain(gcs_subscription, pubsub_emulator.host, timeout=10, expect=1, keep=_ours(bucket_name))
 
     assert len(messages) == 1
     attrs = messages[0].attributes
@@ -80,7 +78,7 @@ def test_copy_and_create_only_uploads_publish_finalize(
     source.upload_from_string(b"v7", if_generation_match=0)
     copy = bucket.copy_blob(source, bucket, "models/current")
 
-    messages = _for_bucket(drain(gcs_subscription, pubsub_emulator.host, timeout=10, expect=2), bucket_name)
+    messages = drain(gcs_subscription, pubsub_emulator.host, timeout=10, expect=2, keep=_ours(bucket_name))
 
     by_object = {m.attributes["objectId"]: m for m in messages}
     assert set(by_object) == {"staging/model", "models/current"}
