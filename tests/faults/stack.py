@@ -25,7 +25,7 @@ from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
 from tests import keys
-from tests.emulator_fixtures import seed_evalset
+from tests.emulator_fixtures import create_subscription, drain, seed_evalset
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,6 +216,29 @@ class Stack:
     def store(self, keyring: Keyring = keys.KEYRING, deadline: float = 10) -> ModelStore:
         retry = gcs.retry(CommonSettings.model_validate({"gcs_retry_deadline": deadline}))
         return ModelStore(self.bucket(), keyring, retry)
+
+    def notifications_flowing(self, timeout: float, every: float = 5.0) -> float:
+        """Seconds until fake-gcs-server's notifications reach the topic again, measured on a subscription of our own:
+        a probe object (outside models/, so the pods ignore it) is uploaded every `every` s until one's
+        OBJECT_FINALIZE arrives.
+
+        After a long Pub/Sub outage fake-gcs-server's publisher channel can sit in gRPC's reconnect backoff (up to
+        120 s) and drops what it could not send in time; that is the emulator's recovery, not the pods'. A check of
+        the pods' notification path first waits for this, so it measures the pods alone.
+        """
+        started, prefix = time.monotonic(), f"probes/{uuid.uuid4().hex[:8]}-"
+        path = create_subscription(self.emu.pubsub.host, self.emu.topic, PROJECT)
+        try:
+            for n in range(int(timeout / every) + 1):
+                self.bucket().blob(f"{prefix}{n}").upload_from_string(b"probe")
+                if drain(
+                    path, self.emu.pubsub.host, every, 1, lambda note: note.attributes["objectId"].startswith(prefix)
+                ):
+                    return time.monotonic() - started
+        finally:
+            with emulators.subscriber_client(self.emu.pubsub.host) as sub:
+                sub.delete_subscription(subscription=path)
+        raise AssertionError(f"fake-gcs-server sent no notification within {timeout:g} s")
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Environment of a project subprocess on this stack (emulator hosts never inherited)."""

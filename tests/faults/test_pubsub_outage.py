@@ -3,7 +3,8 @@
 Two pods on their own stack: `fast` reconciles every 5 s, `slow` every 300 s. A model published while Pub/Sub is
 down must reach `fast` within one reconcile interval; `slow` catches up with the reconcile that follows its
 resubscription. Each pod's model agent recreates its subscription on the new emulator, and a model published 15 s
-after the restart reaches every worker of `slow` by notification.
+after the restart (and after fake-gcs-server sends notifications again) reaches every worker of `slow` by
+notification.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from tests.polling import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 FAST_INTERVAL, SLOW_INTERVAL, WORKERS = 5, 300, 2
-NOTIFY_TIMEOUT = 150.0
-"""fake-gcs-server still retrying a publish from the outage can hold a new notification back for tens of seconds
-(measured 2-15 s, once over 60 s); its own send time is reported next to the predictor's delay."""
+NOTIFY_TIMEOUT = 180.0
+"""How long fake-gcs-server may take to send notifications again after the restart: its publisher channel can sit
+in gRPC's reconnect backoff (capped at 120 s) and drop what it could not send meanwhile (measured 2-15 s, once over
+150 s); Stack.notifications_flowing waits for it with probe objects before the pods are checked."""
+NOTIFIED_WITHIN = 30.0
+"""Once fake-gcs-server sends again, a model's notification must reach every worker of both pods within this."""
 BACK_FOR = 15.0
 """Seconds after the restart at which the long outage's notification check publishes its model (the short one
 publishes as soon as every subscription is back)."""
@@ -91,9 +95,11 @@ def outage(stack: Stack, model: Pipeline, row: Row, down_for: float, back_for: f
             wait_for(lambda: stack.emu.subscriptions() == subscriptions, 30, "every subscription recreated")
             row.note(f"{len(subscriptions)} subscriptions recreated {time.monotonic() - back_at:.1f} s after restart")
             row.note(f"slow pod caught up {served_by(slow, during, back_at, 30):.1f} s after restart")
+            stack.notifications_flowing(NOTIFY_TIMEOUT)
+            row.note(f"fake-gcs-server's notifications flowing again {time.monotonic() - back_at:.1f} s after restart")
             time.sleep(max(0.0, back_for - (time.monotonic() - back_at)))
             wall, (after, published) = time.time(), publish(stack, model, f"pubsub-back-{down_for}")
-            notified = [served_by(pod, after, published, NOTIFY_TIMEOUT) for pod in (slow, fast)]
+            notified = [served_by(pod, after, published, NOTIFIED_WITHIN) for pod in (slow, fast)]
             sent = sent_at(stack, after) - wall
             slow_triggers = triggers(slow, after)
             row.note(f"model published {published - back_at:.0f} s after restart served by both pods in "
