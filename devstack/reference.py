@@ -179,9 +179,10 @@ def render_settings() -> str:
         "ignored) into one pydantic-settings class, built once at start. A missing or malformed value stops the",
         "process at start with one line naming the variable, e.g.",
         "`configuration error: GCS_BUCKET: String should have at least 3 characters`.",
-        "A class inherits every field of its bases: the *read by* line names the classes that read a field.",
+        "A class inherits every field of its bases: the *read by* line names the deployables' classes that read them.",
         "In the cluster the ConfigMaps `iris-common`, `iris-predictor` and `iris-trainer` (from `k8s/base/*.env`) set",
-        "them; the local stack (`make run`) sets its own in `.stack/env`.",
+        "them (every key is a field of the matching class; `tests/deploy` checks); the local stack (`make run`) sets",
+        "its own for its processes and writes them to `.stack/env` for `source`.",
         "",
     ]
     for entry in described:
@@ -191,7 +192,8 @@ def render_settings() -> str:
     for entry in described:
         cls = entry.cls
         bases = [b.__name__ for b in cls.__bases__ if issubclass(b, BaseSettings) and b is not BaseSettings]
-        readers = [c.__name__ for c in classes if issubclass(c, cls)]
+        leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
+        readers = [c.__name__ for c in leaves if issubclass(c, cls)]
         lines += ["", f"## {cls.__name__}", "", f"`{entry.path}`: {entry.doc}", ""]
         if bases:
             lines.append(f"Inherits {', '.join(f'[`{b}`](#{b.lower()})' for b in bases)}. ")
