@@ -31,7 +31,7 @@ test: venv lint  ## lint, types and the whole pytest suite
 # tests that need no emulator, stack, browser or container tools (tests/conftest.py marks emulator users integration)
 FAST := not integration and not e2e and not faults and not browser and not images
 
-test-fast: venv  ## the unit subset of pytest only (no lint, no types): under a minute
+test-fast: venv  ## the unit subset of pytest only (no lint, no types): under a minute on an idle 2-core machine
 	$(VENV)/bin/pytest -q -m "$(FAST)"
 
 docs: venv  ## write docs/reference/ (settings, HTTP, gRPC) from the code
