@@ -418,11 +418,27 @@ def render_grpc(proto: Path = PROTO) -> str:
         lines_out += ["", *sections[name]]
     lines_out += ["", "## Messages"]
     for name in messages:
-        body = sections[name]
+        body = [_link_types(row, name, set(messages)) for row in sections[name]]
         if not any(row.startswith("| field |") for row in body):
             body = [*body, "No fields."]
         lines_out += ["", *body]
     return "\n".join(lines_out) + "\n"
+
+
+def _link_types(row: str, scope: str, messages: set[str]) -> str:
+    """A field row whose type names a message of the proto gets a link to that message's section."""
+    parts = row.split(" | ")
+    if not row.startswith("| `") or len(parts) < 4:
+        return row
+    links = []
+    for name in re.findall(r"\b[A-Z]\w*", parts[2]):
+        for candidate in (f"{scope}.{name}", f"{scope.rsplit('.', 1)[0]}.{name}", name):
+            if candidate in messages:
+                links.append(f"[{candidate}](#{candidate.lower().replace('.', '')})")
+                break
+    if links:
+        parts[2] += f" ({', '.join(links)})"
+    return " | ".join(parts)
 
 
 # --- files ------------------------------------------------------------------------------------------------------
