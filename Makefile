@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
 PACKAGES := core trainer predictor functions devstack
 
-.PHONY: venv run test lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak clean
+.PHONY: venv run test test-fast docs lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak clean
 
 PROTO := predictor/protos/grpc_predict_v2.proto
 STUBS := $(PROTO:.proto=_pb2.py)
@@ -27,6 +27,15 @@ run: venv  ## the local stack: emulators, trainer, predictor, function (Ctrl-C s
 
 test: venv lint  ## lint, types and the whole pytest suite
 	$(VENV)/bin/pytest
+
+# tests that need no emulator, stack, browser or container tools (tests/conftest.py marks emulator users integration)
+FAST := not integration and not e2e and not faults and not browser and not images
+
+test-fast: venv  ## the unit subset of pytest only (no lint, no types): under a minute on an idle 2-core machine
+	$(VENV)/bin/pytest -q -m "$(FAST)"
+
+docs: venv  ## write docs/reference/ (settings, HTTP, gRPC) from the code
+	$(PY) -m devstack.reference
 
 lint: venv
 	$(VENV)/bin/ruff check .

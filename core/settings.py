@@ -42,10 +42,12 @@ class CommonSettings(BaseSettings):
     """Seconds after an object's creation by which its notification must have arrived; a listing that finds it
     without one counts a missed event, logs a warning and recycles the subscription's stream."""
     log_level: str = "INFO"
-    """Python logging level name."""
+    """Python logging level name (logs are JSON lines with `severity`)."""
     allowed_hosts: str = hosts.ANY
-    """Host headers the predictor and the function answer (comma-separated `name` or `name:port`, see core.hosts);
-    `*` answers any (production, behind the Gateway); the local stack sets its loopback names."""
+    """Host headers the predictor and the function answer: comma-separated `name` (any port) or `name:port` (`[::1]`
+    for IPv6; see core.hosts); any other gets 400 `host_not_allowed`. `*` answers any: production, where the Gateway
+    and load balancer front the pods and Kubernetes probes send the pod IP as Host; the local stack sets
+    `127.0.0.1,localhost,[::1]`."""
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -65,15 +67,18 @@ class TrustSettings(CommonSettings):
     model_signing_algorithm: Literal["ed25519", "hmac-sha256"] = "ed25519"
     """`ed25519` (the trainer holds the private key, readers only public keys) or the `hmac-sha256` option."""
     model_public_keys_dir: Path | None = None
-    """Folder of trusted Ed25519 public keys (`*.pem`, a mounted Secret), each accepted under its own key id."""
+    """Folder of trusted Ed25519 public keys (`*.pem`, the mounted Secret `iris-model-public-keys`), each accepted
+    under its own key id; required in the predictor with ed25519."""
     model_signing_key: SecretStr | None = None
     """Shared HMAC-SHA256 key, only with MODEL_SIGNING_ALGORITHM=hmac-sha256 (or MODEL_SIGNING_KEY_FILE)."""
     model_signing_key_file: Path | None = None
-    """File holding the shared HMAC key (a mounted Secret)."""
+    """File holding the shared HMAC key (a mounted Secret); with hmac-sha256 one of it and MODEL_SIGNING_KEY is
+    required."""
     pinned_model_version: str | None = None
     """Version the fleet serves exactly (predictor) and the trainer never marks for deletion (iris-common)."""
     model_max_bytes: int = Field(1024 * 1024, ge=64 * 1024)
-    """Largest model artifact a reader downloads or unpickles, in bytes (the trainer's is about 1.4 KB)."""
+    """Largest model artifact a reader downloads or unpickles, in bytes (`too_large` beyond; the trainer's is about
+    1.4 KB)."""
     model_max_array_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest single array an artifact may allocate while unpickling (object arrays are refused at any size)."""
 
@@ -130,7 +135,8 @@ class SignerSettings(TrustSettings):
     """Adds the key the trainer signs with; it verifies with MODEL_PUBLIC_KEYS_DIR (what predictors trust) if set."""
 
     model_signing_private_key_file: Path | None = None
-    """Ed25519 private key (PEM, PKCS#8) the trainer signs with (a mounted Secret); ed25519 only."""
+    """Ed25519 private key (PEM, PKCS#8) the trainer signs with (the mounted Secret `iris-signing-key`); required
+    with ed25519. Its own key is trusted only without MODEL_PUBLIC_KEYS_DIR."""
 
     def keyring(self) -> signing.Keyring:
         """The signing key, trusting MODEL_PUBLIC_KEYS_DIR when set, else only its own key (ValueError when missing).

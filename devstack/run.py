@@ -40,7 +40,8 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     stack_dir: AbsolutePath = Path(".stack")
-    """Git-ignored folder: bucket contents (survive restarts), keys, logs (a relative one: in the starting folder)."""
+    """Git-ignored folder: bucket contents (survive restarts), keys, logs, `env` (a relative one is taken from the
+    folder `make run` starts in)."""
     stack_gcs_port: int = Field(4443, ge=1, le=65535)
     """fake-gcs-server port."""
     stack_pubsub_port: int = Field(emulators.BROWSER_BLOCKED_PORTS[-1], ge=1, le=65535)
@@ -66,7 +67,8 @@ class StackSettings(BaseSettings):
     train_schedule: str = "*/30 * * * *"
     """Cron schedule of the local safety-net trainer loop (new data trains at once through the watcher)."""
     stack_restart_limit: int = Field(5, ge=1)
-    """A child that exits this many times within STACK_RESTART_WINDOW is given up on (the rest keeps running)."""
+    """A child that exits this many times within STACK_RESTART_WINDOW is reported (exit code, last lines of its log)
+    and left down; the rest keeps running."""
     stack_restart_window: float = Field(300.0, gt=0)
     """Seconds over which a child's exits are counted against STACK_RESTART_LIMIT."""
 

@@ -16,28 +16,33 @@ class PredictorSettings(TrustSettings):
     """One predictor pod: HTTP server, model loading, event subscription and admin access."""
 
     port: int = Field(8080, ge=1, le=65535)
-    """TCP port gunicorn binds on BIND_HOST."""
+    """TCP port gunicorn binds on BIND_HOST (`8000` on loopback in the pod, behind nginx)."""
     bind_host: str = "0.0.0.0"
-    """Address gunicorn listens on: all interfaces in a pod; the local stack sets 127.0.0.1."""
+    """Address gunicorn listens on; the pod and the local stack set 127.0.0.1 (only nginx reaches it)."""
     grpc_port: int = Field(8081, ge=1, le=65535)
     """TCP port of the gRPC server (`python -m predictor.grpc`, Open Inference Protocol V2) on BIND_HOST."""
     grpc_threads: int = Field(8, ge=1)
     """Threads of the gRPC server's handler pool."""
     admin_port: int | None = Field(None, ge=1, le=65535)
-    """Second gunicorn listener, the only one serving /admin/* and /metrics; unset, they share PORT."""
+    """Second gunicorn listener, the only one serving /admin/* and /metrics; unset, they share PORT. In the pod
+    (9091) and `make run` it is on loopback behind nginx's PROXY_ADMIN_PORT."""
     admin_bind_host: str = "0.0.0.0"
-    """Address of the ADMIN_PORT listener: the pod's IP for probes and scraping; the local stack sets 127.0.0.1."""
+    """Address of the ADMIN_PORT listener; the pod and the local stack set 127.0.0.1 (nginx fronts it)."""
     web_concurrency: int = Field(2, ge=1)
     """gunicorn worker processes (gunicorn's own WEB_CONCURRENCY variable)."""
     worker_class: Literal["sync", "gthread"] = "gthread"
-    """gunicorn worker class: sync (one request at a time, no keep-alive) or gthread (WORKER_THREADS, keep-alive)."""
+    """gunicorn worker class: sync (one request at a time, no keep-alive) or gthread (WORKER_THREADS, keep-alive;
+    gunicorn's, fair on the shared socket: `predictor.workers.ThreadWorker`)."""
     worker_threads: int = Field(4, ge=1)
     """Threads per gunicorn worker (gthread worker class)."""
     reuse_port: bool = False
-    """Each worker listens on its own SO_REUSEPORT socket (the kernel hashes connections over them); off: one socket."""
+    """Each worker listens on its own SO_REUSEPORT socket (the kernel hashes connections over them); off: one socket.
+    Measured in bench/: no consistent gain on 2 cores, and a frozen worker keeps its share of connections until
+    WORKER_TIMEOUT restarts it."""
     worker_sockets_dir: str | None = None
     """Folder where each worker also listens on its own Unix socket, `worker-<slot>.sock`, for nginx to balance over
-    (`least_conn`); unset: only the shared PORT (its accept race can leave one worker with every connection)."""
+    (`least_conn`); unset: only the shared PORT (its accept race can leave one worker with every connection). The
+    pod sets `/run/sockets` (an emptyDir shared with the proxy), the local stack `.stack/sockets`."""
     graceful_timeout: int = Field(20, ge=1)
     """Seconds a stopping worker gets to finish in-flight requests (the agent takes at most half to unsubscribe)."""
     worker_timeout: int = Field(30, ge=1)
@@ -53,19 +58,23 @@ class PredictorSettings(TrustSettings):
     model_events_enabled: bool = True
     """The model agent subscribes to MODEL_EVENTS_TOPIC; when false, the reconcile poll is the only trigger."""
     subscription_prefix: str = "predictor"
-    """Prefix of the pod's subscription name (the rest is pod name, agent pid and a random suffix)."""
+    """Prefix of the pod's subscription name (one per pod, the agent's; the rest is pod name, agent pid and a random
+    suffix)."""
     subscription_ttl_days: int = Field(1, ge=1)
     """Expiration TTL of a pod's subscription: a crashed pod's subscription disappears after this."""
     handover_dir: str | None = None
-    """Directory the model agent hands verified artifacts over in (a shared emptyDir); unset: a temporary one."""
+    """Directory the model agent hands verified artifacts over in (a shared emptyDir in a pod); unset,
+    `python -m predictor` makes a temporary one."""
     handover_poll_interval: float = Field(0.05, gt=0, le=1)
     """Seconds between a serving process's checks (one stat) of the handover pointer."""
     start_agent: bool = True
     """python -m predictor starts the model agent as a child process; false where a sidecar container runs it."""
     agent_health_port: int | None = Field(None, ge=1, le=65535)
-    """Port of the model agent's own /healthz (liveness: its heartbeat) and /metrics listener; unset, none."""
+    """Port of the model agent's own /healthz (liveness: its heartbeat) and /metrics listener on ADMIN_BIND_HOST;
+    unset, none (9092 on the sidecar)."""
     agent_stale_after: float = Field(30.0, gt=0)
-    """Seconds after which the agent's heartbeat counts as stale: its liveness fails and /v1/model shows it down."""
+    """Seconds after which the agent's heartbeat counts as stale: its liveness fails and /v1/model and /metrics show
+    it down."""
     reconcile_interval: float = Field(60.0, gt=0)
     """Seconds between listings of models/ that catch anything the subscriber missed."""
     reconcile_interval_without_events: float = Field(5.0, gt=0)
@@ -75,9 +84,11 @@ class PredictorSettings(TrustSettings):
     swap_history_size: int = Field(50, ge=1)
     """How many swaps /v1/model remembers."""
     refused_cache_size: int = Field(1024, ge=1)
-    """(object, generation) pairs remembered as refused, and as missing, each; the least recent is forgotten first."""
+    """(object, generation) pairs remembered as refused (never downloaded again), and apart from them as missing;
+    the least recent is forgotten first."""
     notification_lookup_rate: float = Field(10.0, gt=0)
-    """Bucket lookups per second (burst as many) that notifications may cause; beyond, the reconcile poll decides."""
+    """Bucket lookups per second (burst as many) that notifications may cause in the model agent; beyond, an offer
+    is `rate_limited` and the reconcile poll decides."""
     pod_name: str = "local"
     """Pod name from the downward API; part of the subscription name."""
     pod_uid: str = ""

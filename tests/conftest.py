@@ -24,6 +24,15 @@ pytest_plugins = ["tests.emulator_fixtures"]
 
 PROJECT = "test-project"
 TOPIC = "gcs-events"
+EMULATORS = frozenset({"gcs_emulator", "pubsub_emulator"})
+"""Session fixtures that start a real emulator: a test that uses one, directly or through its fixtures, is
+`integration` whatever its module declares, so `make test-fast` (`-m "not integration ..."`) never starts one."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if EMULATORS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

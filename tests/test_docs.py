@@ -1,43 +1,62 @@
-"""The README documents every setting and starts with the two commands CI and newcomers rely on."""
+"""The docs follow the code: the generated reference is current, it names every setting, route and rpc, every
+setting has a docstring, the README starts with the two commands and its links into docs/ resolve."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import itertools
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from pydantic_settings import BaseSettings
 
-from devstack.run import StackSettings
-from functions.settings import FunctionSettings
-from predictor.proxy import ProxySettings
+from devstack import reference
 from predictor.settings import PredictorSettings
-from trainer.settings import TrainerSettings
+from tests import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-SETTINGS: list[type[BaseSettings]] = [
-    TrainerSettings,
-    PredictorSettings,
-    ProxySettings,
-    FunctionSettings,
-    StackSettings,
-]
+DOCS = ROOT / "docs"
+SETTINGS_CLASSES = reference.settings_classes()
+KNOWN = {"CommonSettings", "TrainerSettings", "PredictorSettings", "ProxySettings", "FunctionSettings", "StackSettings"}
+RENDERED = reference.render()
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
-@pytest.mark.parametrize("cls", SETTINGS, ids=lambda c: c.__name__)
-def test_every_setting_is_in_the_readme_table(cls: type[BaseSettings]) -> None:
-    missing = [name.upper() for name in cls.model_fields if f"`{name.upper()}`" not in README]
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_the_checked_in_reference_is_current(name: str) -> None:
+    path = DOCS / "reference" / name
+    checked_in = path.read_text() if path.exists() else ""
+    assert checked_in == RENDERED[name], f"docs/reference/{name} is out of date: run `make docs` and commit it"
+
+
+def test_discovery_finds_every_deployables_settings_class() -> None:
+    assert {cls.__name__ for cls in SETTINGS_CLASSES} >= KNOWN
+    for cls in SETTINGS_CLASSES:
+        bases = [b for b in cls.__mro__[1:] if b in SETTINGS_CLASSES]
+        assert all(SETTINGS_CLASSES.index(b) < SETTINGS_CLASSES.index(cls) for b in bases), cls
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda c: c.__name__)
+def test_every_setting_is_in_the_settings_reference(cls: type[BaseSettings]) -> None:
+    text = RENDERED["settings.md"]
+    section = text.split(f"\n## {cls.__name__}\n", 1)[1].split("\n## ", 1)[0]
+    own = {field.env for field in reference.describe(cls).fields}
+    missing = [name.upper() for name in cls.model_fields if f"| `{name.upper()}` |" not in text]
     assert missing == []
+    assert {name for name in own if f"| `{name}` |" not in section} == set()
 
 
 def documented_fields(cls: type) -> set[str]:
     """Fields declared with a docstring line right after them, in `cls` and its project base classes."""
     names: set[str] = set()
     for klass in cls.__mro__:
-        if not klass.__module__.startswith(("core", "trainer", "predictor", "functions", "devstack")):
+        if klass.__module__.split(".")[0] not in reference.packages():
             continue
         body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
         for node, after in itertools.pairwise(body):
@@ -47,9 +66,58 @@ def documented_fields(cls: type) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("cls", SETTINGS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda c: c.__name__)
 def test_every_setting_has_a_docstring(cls: type[BaseSettings]) -> None:
     assert set(cls.model_fields) - documented_fields(cls) == set()
+
+
+def _create_app() -> Callable[[PredictorSettings], Flask]:
+    """The predictor's app factory, wherever the HTTP package keeps it."""
+    for name in ("predictor.http", "predictor.app"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "create_app"):
+            return module.create_app  # type: ignore[no-any-return]
+    raise AssertionError("no create_app in predictor.http or predictor.app")
+
+
+def test_every_route_of_the_app_is_in_the_http_reference() -> None:
+    settings = PredictorSettings.model_validate({
+        **keys.settings(), "storage_emulator_host": "127.0.0.1:9", "admin_token": reference.ADMIN_TOKEN_EXAMPLE,
+    })  # fmt: skip
+    app = _create_app()(settings)
+    text = RENDERED["http.md"]
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.endswith("static") or rule.rule == "/":
+            continue  # the web page and its files: not part of the API document (docs/api.md names the page)
+        path = re.sub(r"<(?:\w+:)?(\w+)>", settings.model_name, rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            if f"| `{method}` | `{path}` |" not in text:
+                missing.append(f"{method} {path}")
+    assert missing == []
+
+
+def test_every_rpc_and_message_of_the_proto_is_in_the_grpc_reference() -> None:
+    from predictor.protos import grpc_predict_v2_pb2 as pb
+
+    text = RENDERED["grpc.md"]
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert [m.name for m in service.methods if f"| `{m.name}` |" not in text] == []
+    names = [m.full_name.removeprefix("inference.") for m in _messages(pb.DESCRIPTOR.message_types_by_name.values())]
+    assert [name for name in names if f"### `{name}`" not in text] == []
+
+
+def _messages(found: object) -> list:  # type: ignore[type-arg]
+    result = []
+    for message in found:  # type: ignore[attr-defined]
+        if message.GetOptions().map_entry:
+            continue
+        result.append(message)
+        result.extend(_messages(message.nested_types))
+    return result
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -60,3 +128,42 @@ def test_readme_starts_with_the_two_commands() -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\nmake test\n" in ci
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    found = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(page: Path) -> None:
+    broken = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"^[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        resolved = (page.parent / file).resolve() if file else page
+        if not resolved.exists() or (anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved)):
+            broken.append(target)
+    assert broken == []
+
+
+def test_the_readme_links_every_page_under_docs() -> None:
+    linked = {(ROOT / target.partition("#")[0]).resolve() for target in LINK.findall(README)}
+    assert [p.relative_to(ROOT).as_posix() for p in sorted(DOCS.rglob("*.md")) if p.resolve() not in linked] == []
+
+
+def test_the_readme_stays_short_and_keeps_benchmark_tables_out() -> None:
+    words = len(README.split())
+    assert words <= 800, f"README.md has {words} words: move detail into docs/"
+    assert "| measure | target | measured |" not in README
+    assert "| variable | default |" not in README

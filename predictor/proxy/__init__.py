@@ -35,14 +35,15 @@ class ProxySettings(BaseSettings):
     proxy_listen_host: str = "0.0.0.0"
     """Address nginx listens on for public traffic: all interfaces in a pod; the local stack sets 127.0.0.1."""
     proxy_port: int = Field(8080, ge=1, le=65535)
-    """Public port nginx listens on (the pod's `http` port)."""
+    """Public port nginx listens on (the pod's `http` port; the local stack uses PORT)."""
     proxy_health_port: int = Field(8079, ge=1, le=65535)
     """Port of nginx's own liveness answer (`/healthz`), which never waits for the predictor."""
     proxy_admin_port: int = Field(9090, ge=1, le=65535)
-    """Port nginx listens on in front of the predictor's ADMIN_PORT (probes, Prometheus, `/admin/*`), same limits."""
+    """Port nginx listens on in front of the predictor's ADMIN_PORT (probes, Prometheus, `/admin/*`), same limits; the
+    local stack uses STACK_ADMIN_PORT."""
     proxy_runtime_dir: AbsolutePath = Path("/tmp")  # noqa: S108 - the pod's own emptyDir
     """Writable folder for nginx's pid file and the temporary files of large bodies (made absolute: nginx would read a
-    relative one against its prefix)."""
+    relative one against its prefix); the local stack uses `.stack/proxy`."""
     proxy_header_timeout: int = Field(10, ge=1)
     """Seconds a client gets to send a whole request header; slower ones are dropped (408)."""
     proxy_body_timeout: int = Field(10, ge=1)
@@ -52,7 +53,7 @@ class ProxySettings(BaseSettings):
     proxy_keepalive_timeout: int = Field(620, ge=1)
     """Seconds an idle client connection stays open (above the Google load balancer's 600 s, so it closes first)."""
     proxy_read_timeout: int = Field(60, ge=1)
-    """Seconds nginx waits for the predictor's answer before a 504."""
+    """Seconds nginx waits for the predictor's answer; then it answers 503."""
     proxy_workers: int = Field(1, ge=1)
     """nginx worker processes (one event loop each)."""
     proxy_worker_connections: int = Field(4096, ge=64)
