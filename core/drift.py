@@ -196,7 +196,10 @@ class Window:
         """Served rows (columns in FEATURES order) and the class index each was predicted as; the oldest rows leave
         once the window is full. ValueError (nothing added) for a bad shape, a value that is not finite or an
         unknown class."""
-        rows = np.asarray(features, dtype=np.float64).reshape(-1, len(FEATURES))
+        rows = np.asarray(features, dtype=np.float64)
+        rows = rows[np.newaxis] if rows.ndim == 1 else rows
+        if rows.ndim != 2 or rows.shape[1] != len(FEATURES):
+            raise ValueError(f"rows of {len(FEATURES)} features expected, got shape {np.shape(features)}")
         ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         if len(ids) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(ids)} predicted classes")
@@ -204,19 +207,20 @@ class Window:
         bins = bin_indices(rows, self.bin_width, self.bin_count)
         if len(rows) > self.size:
             bins, ids = bins[-self.size :], ids[-self.size :]
-        columns = np.arange(len(FEATURES))
+        flat = (bins + np.arange(len(FEATURES)) * self.bin_count).ravel()  # (feature, bin) as one index
+        cells = len(FEATURES) * self.bin_count
         with self._lock:
-            for row_bins, class_id in zip(bins, ids, strict=True):
-                slot = self._next
-                if self._rows == self.size:
-                    np.subtract.at(self._counts, (columns, self._bins[slot]), 1)
-                    self._class_counts[self._classes[slot]] -= 1
-                else:
-                    self._rows += 1
-                self._bins[slot], self._classes[slot] = row_bins, class_id
-                np.add.at(self._counts, (columns, row_bins), 1)
-                self._class_counts[class_id] += 1
-                self._next = (slot + 1) % self.size
+            slots = (self._next + np.arange(len(ids))) % self.size  # distinct: at most `size` rows
+            evicted = slots[slots < self._rows]  # the slots still holding an older row
+            gone = (self._bins[evicted] + np.arange(len(FEATURES)) * self.bin_count).ravel()
+            self._counts += (np.bincount(flat, minlength=cells) - np.bincount(gone, minlength=cells)).reshape(
+                len(FEATURES), self.bin_count
+            )
+            self._class_counts += np.bincount(ids, minlength=len(CLASSES))
+            self._class_counts -= np.bincount(self._classes[evicted], minlength=len(CLASSES))
+            self._bins[slots], self._classes[slots] = bins, ids
+            self._rows = min(self.size, self._rows + len(ids))
+            self._next = int((self._next + len(ids)) % self.size)
 
     def counts(self) -> tuple[np.ndarray, np.ndarray, int]:
         """A consistent copy of the per-feature bin counts, the class counts and the row count."""

@@ -162,9 +162,25 @@ def test_the_window_keeps_the_newest_rows_and_their_counts() -> None:
     assert window.counts()[1].tolist() == [4, 0, 0]
 
 
+def test_the_window_counts_equal_a_recount_of_its_newest_rows_for_any_batch_sizes() -> None:
+    rng = np.random.default_rng(7)
+    window, rows, classes = Window(37), np.empty((0, 4)), np.empty(0, dtype=np.int64)
+    for size in [*rng.integers(1, 20, 30), 37, 50, 1, 36]:
+        batch, ids = rng.uniform(-1, 12, (size, 4)), rng.integers(0, 3, size)
+        window.add(batch, ids)
+        rows, classes = np.vstack([rows, batch])[-37:], np.concatenate([classes, ids])[-37:]
+        counts, class_totals, n = window.counts()
+        assert n == len(rows)
+        assert class_totals.tolist() == drift.class_counts(classes).tolist()
+        assert counts.tolist() == [drift.histogram(rows[:, i]).tolist() for i in range(4)]
+    window.add(np.array([5.1, 3.5, 1.4, 0.2]), [0])  # one row, unnested
+    assert window.counts()[1].sum() == 37
+
+
 @pytest.mark.parametrize(
     ("rows", "classes", "match"),
     [
+        (np.ones((4, 2)), [0, 0], "4 features"),
         (np.ones((2, 4)), [0], "predicted classes"),
         (np.ones((1, 4)), [3], "class ids"),
         (np.array([[1.0, math.nan, 1.0, 1.0]]), [0], "finite"),
