@@ -6,20 +6,31 @@ promtool is Debian's (`apt-get install prometheus`, which .ci/run installs); wit
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
+from sklearn.datasets import load_iris
 
-from devstack import prometheus
+from core import observe
+from core.drift import DriftGauges, DriftMonitor, Reference
+from core.schema import CLASSES
+from core.settings import DriftSettings
+from devstack import emulators, prometheus
 from tests.deploy.conftest import BASE, K8S, find, kubectl, kustomize_build
+from tests.polling import wait_for
 
 PROMTOOL = prometheus.binary("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
 WARNING, CRITICAL = {"severity": "warning"}, {"severity": "critical"}
+IRIS = load_iris()
 
 
 def case(name: str, minutes: int, series: dict[str, str], fires: list[dict[str, str]]) -> dict[str, Any]:
@@ -212,3 +223,37 @@ def test_the_prometheus_operator_component_renders_the_same_groups(tmp_path: Pat
     managed = find(kustomize_build(BASE), "Rules", "iris-alerts")
     assert operator["apiVersion"] == "monitoring.coreos.com/v1"
     assert operator["spec"]["groups"] == managed["spec"]["groups"] == prometheus.rule_groups()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(prometheus.binary() is None, reason="prometheus not installed (apt-get install prometheus)")
+def test_the_drift_gauges_on_shifted_traffic_trip_the_drift_alert_in_a_real_prometheus(tmp_path: Path) -> None:
+    """core.drift's own export, scraped by Debian's Prometheus with the manifest's rules: IrisDriftDetected goes
+    pending for petal length alone (it fires 5 minutes later, which the promtool cases check)."""
+    registry = CollectorRegistry()
+    monitor = DriftMonitor(DriftSettings(), Reference.of(IRIS.data, [CLASSES[t] for t in IRIS.target]))
+    rng = np.random.default_rng(0)
+    rows = IRIS.data[rng.integers(0, 150, 500)] + rng.normal(0, 0.1, (500, 4))
+    rows[rng.random(500) < 1 / 3, 2] += 1.5
+    monitor.observe(rows, rng.integers(0, 3, 500))
+    DriftGauges(registry).publish(monitor.evaluate())
+    server = observe.serve("127.0.0.1", 0, lambda: (True, {}), registry, "drift")
+    port = emulators.free_port()
+    service = prometheus.start(
+        port, [prometheus.Target("predictor", server.server_address[1])], tmp_path, tmp_path / "log"
+    )
+    assert service is not None
+    try:
+
+        def drift_alerts() -> list[dict[str, Any]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=2) as response:
+                alerts = json.loads(response.read())["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "IrisDriftDetected"]
+
+        alerts = wait_for(drift_alerts, 120, "IrisDriftDetected pending in Prometheus", interval=1.0)
+        assert [(a["labels"]["feature"], a["state"]) for a in alerts] == [("petal_length", "pending")]
+    finally:
+        service.stop()
+        server.shutdown()
+        server.server_close()
