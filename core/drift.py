@@ -104,12 +104,14 @@ class Reference:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != len(FEATURES) or len(features) == 0:
             raise ValueError(f"need rows of {len(FEATURES)} features, got shape {features.shape}")
-        unknown = sorted({str(label) for label in labels} - set(CLASSES))
-        if unknown:
-            raise ValueError(f"unknown classes {unknown[:5]}")
-        ids = np.array([CLASSES.index(str(label)) for label in labels], dtype=np.int64)
-        if len(ids) != len(features):
+        names = np.asarray(labels).astype(str)
+        if names.shape != (len(features),):
             raise ValueError("one label per row")
+        ids = np.full(len(names), -1, dtype=np.int64)
+        for index, name in enumerate(CLASSES):
+            ids[names == name] = index
+        if (ids < 0).any():
+            raise ValueError(f"unknown classes {sorted(set(names[ids < 0].tolist()))[:5]}")
         histograms = {name: tuple(int(c) for c in histogram(features[:, i])) for i, name in enumerate(FEATURES)}
         return cls(histograms, tuple(int(c) for c in class_counts(ids)))
 
