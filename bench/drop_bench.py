@@ -97,6 +97,7 @@ class LocalStack:
         `workers` predictor workers."""
         ports = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT"]
         ports += ["STACK_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT"]
+        ports += ["AGENT_HEALTH_PORT", "WATCH_HEALTH_PORT", "STACK_PROMETHEUS_PORT"]
         env = {name: str(free_port()) for name in ports}
         env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": "drop-bench", "WEB_CONCURRENCY": str(workers)}
         return cls(env, workdir / "run.log", workers)

@@ -14,7 +14,7 @@ from core.states import Trigger
 
 _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_publish_s")
 _INT_FIELDS = ("row_count", "data_objects_total")
-_OPTIONAL_JSON_FIELDS = ("evaluation",)
+_OPTIONAL_JSON_FIELDS = ("evaluation", "reference")
 """Written only when set, so artifacts signed before the field existed keep verifying."""
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 """ASCII digits only, no sign but minus, no leading zeros or spaces: the only spelling str(int) produces."""
@@ -96,6 +96,9 @@ class Lineage:
     """Which trusted key signed it (`ed25519:<16 hex>`); signed along with everything else."""
     evaluation: dict[str, Any] = field(default_factory=dict)
     """Its figures on the trusted evaluation set: `set` (its version), `accuracy` and per-class `recall`."""
+    reference: dict[str, Any] = field(default_factory=dict)
+    """Statistics of its training data that served traffic is compared with (core.drift.Reference.to_lineage):
+    per-feature bin counts on fixed bins and class counts, about 600 bytes."""
 
     def to_metadata(self) -> dict[str, str]:
         """Custom metadata for the object: JSON for structured fields, text for the rest (empty optional ones left

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core import hosts, signing
+from core import hosts, schema, signing
 
 if TYPE_CHECKING:
     from core.unpickle import Limits
@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound=BaseSettings)
 AbsolutePath = Annotated[Path, AfterValidator(Path.absolute)]
 """A path setting, made absolute against the folder the process started in (children and nginx may not share it)."""
+
+
+DRIFT_CLASS_FEATURE = "predicted_class"
+"""The `feature` label of the predicted-class mix in the drift figures."""
+DRIFT_WINDOW_ROWS = 500
+DRIFT_MIN_ROWS = 200
+DRIFT_THRESHOLD = 0.25
+DRIFT_CLASS_THRESHOLD = 0.15
 
 
 class CommonSettings(BaseSettings):
@@ -59,6 +67,52 @@ class CommonSettings(BaseSettings):
     def host_entries(self) -> frozenset[str]:
         """ALLOWED_HOSTS parsed."""
         return hosts.parse(self.allowed_hosts)
+
+
+class DriftSettings(BaseSettings):
+    """How served traffic is compared with a model's training data (core.drift): window and thresholds.
+
+    The defaults come from bench/drift_bench.py (bench/README.md, "Drift"): on replayed iris-like traffic they give
+    no false alarm in 100 windows, and petal length shifted by +1.5 cm on a third of the traffic alarms in the
+    first full window.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    drift_window_rows: int = Field(DRIFT_WINDOW_ROWS, ge=10, le=1_000_000)
+    """Served rows compared with the reference: the newest ones (a sliding window)."""
+    drift_min_rows: int = Field(DRIFT_MIN_ROWS, ge=1)
+    """Fewer rows in the window give no verdict yet: no score (NaN) and drifted 0 for every feature."""
+    drift_threshold: float = Field(DRIFT_THRESHOLD, gt=0, le=1)
+    """Jensen-Shannon distance (base 2, 0..1) above which a feature has drifted."""
+    drift_class_threshold: float = Field(DRIFT_CLASS_THRESHOLD, gt=0, le=1)
+    """L-infinity distance (largest difference of class shares, 0..1) of the predicted-class mix from the training
+    data's class priors above which the mix has drifted."""
+    drift_thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per-feature overrides of the two thresholds, JSON: `{"petal_length": 0.3, "predicted_class": 0.2}`."""
+
+    @field_validator("drift_thresholds")
+    @classmethod
+    def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
+        known = (*schema.FEATURES, DRIFT_CLASS_FEATURE)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; known: {', '.join(known)}")
+        bad = sorted(k for k, v in value.items() if not 0 < v <= 1)
+        if bad:
+            raise ValueError(f"thresholds must be in (0, 1]: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _min_within_window(self) -> DriftSettings:
+        if self.drift_min_rows > self.drift_window_rows:
+            raise ValueError("DRIFT_MIN_ROWS must not exceed DRIFT_WINDOW_ROWS")
+        return self
+
+    def threshold(self, feature: str) -> float:
+        """The threshold of `feature` (a schema feature or DRIFT_CLASS_FEATURE)."""
+        default = self.drift_class_threshold if feature == DRIFT_CLASS_FEATURE else self.drift_threshold
+        return self.drift_thresholds.get(feature, default)
 
 
 class TrustSettings(CommonSettings):

@@ -113,6 +113,7 @@ class ModelStore:
         metrics: dict[str, float],
         provenance: Provenance = DIRECT,
         evaluation: dict[str, Any] | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> Lineage:
         """Pickle `model`, load it back the way a predictor will, then sign and upload it (publish_bytes).
 
@@ -130,6 +131,7 @@ class ModelStore:
             metrics=metrics,
             provenance=provenance,
             evaluation=evaluation,
+            reference=reference,
         )
 
     def publish_bytes(
@@ -142,6 +144,7 @@ class ModelStore:
         metrics: dict[str, float],
         provenance: Provenance = DIRECT,
         evaluation: dict[str, Any] | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> Lineage:
         """Sign and upload pickled bytes as a new artifact; never overwrites (if_generation_match=0)."""
         now = datetime.now(UTC)
@@ -164,6 +167,7 @@ class ModelStore:
             data_objects_total=len(provenance.objects),
             data_to_publish_s=provenance.delay_to(now),
             evaluation=evaluation or {},
+            reference=reference or {},
         ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()  # sent with the content: no reader sees the object without it

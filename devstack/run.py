@@ -28,7 +28,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import AbsolutePath, load
-from devstack import emulators, keys, proxy
+from devstack import emulators, keys, prometheus, proxy
 from devstack.emulators import PubsubTarget, Service
 from predictor.proxy import ProxySettings
 from predictor.settings import PredictorSettings
@@ -66,6 +66,13 @@ class StackSettings(BaseSettings):
     """Topic fake-gcs-server publishes notifications to."""
     train_schedule: str = "*/30 * * * *"
     """Cron schedule of the local safety-net trainer loop (new data trains at once through the watcher)."""
+    stack_prometheus_port: int = Field(9099, ge=1, le=65535)
+    """Port of the stack's Prometheus (Debian's, when installed): it scrapes the predictor, the model agent and the data
+    watcher and evaluates the manifests' alert rules (k8s/base/alert-rules.yaml)."""
+    agent_health_port: int = Field(9093, ge=1, le=65535)
+    """The model agent's /healthz and /metrics listener (its AGENT_HEALTH_PORT), which Prometheus scrapes."""
+    watch_health_port: int = Field(9094, ge=1, le=65535)
+    """The data watcher's /healthz and /metrics listener (its WATCH_HEALTH_PORT), which Prometheus scrapes."""
     stack_restart_limit: int = Field(5, ge=1)
     """A child that exits this many times within STACK_RESTART_WINDOW is reported (exit code, last lines of its log)
     and left down; the rest keeps running."""
@@ -102,6 +109,9 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "ADMIN_BIND_HOST": "127.0.0.1",
         "ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",  # the predictor and the function refuse DNS-rebound names
         "WORKER_SOCKETS_DIR": str((config.stack_dir / "sockets").resolve()),  # nginx balances over the workers
+        "AGENT_HEALTH_PORT": str(config.agent_health_port),  # the agent listens on ADMIN_BIND_HOST
+        "WATCH_HEALTH_PORT": str(config.watch_health_port),
+        "WATCH_HEALTH_HOST": "127.0.0.1",
     }
     if pubsub is not None:
         env["PUBSUB_EMULATOR_HOST"] = pubsub.host
@@ -277,6 +287,30 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
         url = f"http://127.0.0.1:{cfg.stack_function_port}/"
         bridge = [py, "-m", "devstack.bridge", "--function-url", url, "--subscription", "ingest-bridge"]
         stack.spawn("bridge", bridge, env)  # a named subscription: a restarted bridge gets what came meanwhile
+    start_prometheus(stack, events)
+
+
+def start_prometheus(stack: Stack, events: bool) -> None:
+    """Prometheus scraping the predictor's admin port, the model agent and the data watcher, with the alert rules of
+    the manifests; without it installed one line says so."""
+    cfg = stack.config
+    if prometheus.binary() is None:
+        print("prometheus not installed (apt-get install prometheus): no local Prometheus", file=sys.stderr)
+        return
+    targets = [prometheus.Target("predictor", cfg.stack_admin_port), prometheus.Target("model-agent",
+               cfg.agent_health_port)]  # fmt: skip
+    if events:
+        targets.append(prometheus.Target("trainer-watch", cfg.watch_health_port))
+
+    def start() -> Service:
+        service = prometheus.start(
+            cfg.stack_prometheus_port, targets, cfg.stack_dir / "prometheus", stack.logs / "prometheus.log"
+        )
+        if service is None:
+            raise RuntimeError("prometheus is no longer installed")
+        return service
+
+    stack.add(start)
 
 
 def start_front(stack: Stack, env: dict[str, str]) -> None:
@@ -303,13 +337,16 @@ def start_front(stack: Stack, env: dict[str, str]) -> None:
     stack.add(start)
 
 
-def banner(cfg: StackSettings, env_file: Path) -> str:
+def banner(cfg: StackSettings, env_file: Path, with_prometheus: bool) -> str:
+    url = f"http://127.0.0.1:{cfg.stack_prometheus_port}/"
+    alerts = f"\n  Prometheus         {url}   (/targets, /alerts: k8s/base/alert-rules.yaml)" if with_prometheus else ""
     return f"""
 Local stack is up (logs in {cfg.stack_dir}/logs, bucket files in {cfg.stack_dir}/gcs):
   web page and API   http://127.0.0.1:{cfg.port}/   (curl -d '[5.1,3.5,1.4,0.2]' -H 'Content-Type: application/json' \
 http://127.0.0.1:{cfg.port}/api)
   V2 over gRPC       127.0.0.1:{cfg.stack_grpc_port}   (Open Inference Protocol: tritonclient.grpc, kserve)
-  admin, metrics     http://127.0.0.1:{cfg.stack_admin_port}/metrics   (/admin/*: token in {cfg.stack_dir}/admin.token)
+  admin, metrics     http://127.0.0.1:{cfg.stack_admin_port}/metrics   (/admin/*: token in \
+{cfg.stack_dir}/admin.token){alerts}
   drop training CSV  make drop CSV=path/to/file.csv      (validated into data/ or quarantine/)
   retrain now        make train    (new data in data/ trains at once; the safety net runs on '{cfg.train_schedule}')
   environment        source {env_file}
@@ -329,7 +366,8 @@ def main() -> int:
         gcs, pubsub = stack.start_emulators()
         env = child_env(config, gcs, pubsub)
         start_project(stack, env, events=pubsub is not None)
-        print(banner(config, write_env_file(config, env)), flush=True)
+        with_prometheus = any(child.name == "prometheus" for child in stack.children)
+        print(banner(config, write_env_file(config, env), with_prometheus), flush=True)
         return stack.watch()
     except KeyboardInterrupt:
         return 0

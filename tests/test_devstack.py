@@ -79,6 +79,7 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
     ports["STACK_FUNCTION_PORT"], ports["STACK_GRPC_PORT"] = free_port(), free_port()
     ports |= {"STACK_PREDICTOR_PORT": free_port(), "STACK_ADMIN_PORT": free_port(), "PROXY_HEALTH_PORT": free_port()}
     ports["STACK_PREDICTOR_ADMIN_PORT"] = free_port()
+    ports |= {"AGENT_HEALTH_PORT": free_port(), "WATCH_HEALTH_PORT": free_port(), "STACK_PROMETHEUS_PORT": free_port()}
     env = os.environ | {k: str(v) for k, v in ports.items()} | {"STACK_DIR": str(tmp_path / "stack")}
     env |= {"GCS_BUCKET": "stack-test", "WEB_CONCURRENCY": "1"}
     with (tmp_path / "run.log").open("wb") as log:
@@ -138,6 +139,9 @@ def stack_ports() -> dict[str, int]:
             "STACK_ADMIN_PORT",
             "PROXY_HEALTH_PORT",
             "STACK_PREDICTOR_ADMIN_PORT",
+            "AGENT_HEALTH_PORT",
+            "WATCH_HEALTH_PORT",
+            "STACK_PROMETHEUS_PORT",
         ]
     }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from google.cloud import storage
 
-from core import gcs, layout, schema
+from core import drift, gcs, layout, schema
 from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
 from core.states import RunOutcome as Outcome
@@ -108,6 +108,7 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
             metrics=evaluated.metrics,
             provenance=dataset.provenance(trigger),
             evaluation=verdict.evaluation,
+            reference=drift.Reference.of(dataset.features, dataset.labels).to_lineage(),
         )
     except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
         reason = f"{e.reason}: {e.message}"

@@ -23,7 +23,13 @@ APPLY = {"get", "create", "patch"}
 NAMESPACE = kustomization(K8S / "base")["namespace"]
 
 
+IRREGULAR = {"Rules": "rules"}
+"""Kinds whose resource name is not the rule below (Managed Prometheus' Rules kind is plural already)."""
+
+
 def plural(kind: str) -> str:
+    if kind in IRREGULAR:
+        return IRREGULAR[kind]
     lower = kind.lower()
     if lower.endswith("y") and lower[-2:-1] not in "aeiou":
         return lower[:-1] + "ies"

@@ -32,7 +32,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "trainer": TrainerSettings,
 }
 RESOURCES = base_resources()
-CUSTOM_GROUPS = {"gateway.networking.k8s.io", "networking.gke.io"}
+CUSTOM_GROUPS = {"gateway.networking.k8s.io", "networking.gke.io", "monitoring.googleapis.com"}
 PREDICTOR, WATCHER = "iris-predictor", "iris-trainer-watch"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from google.cloud import storage
 
-from core import layout
+from core import drift, layout
 from core.store import ModelStore
 from tests.keys import KEYRING, OTHER
 from tests.trainer.conftest import configured, csv_text, gate_only, iris_rows, model_names, put
@@ -53,6 +53,11 @@ def test_first_run_seeds_iris_and_publishes_a_signed_artifact(
     )
     assert lineage.data_to_publish_s == summary["data_to_publish_s"]
     assert 0 <= lineage.data_to_publish_s < 60  # type: ignore[operator]
+    reference = drift.Reference.from_lineage(lineage.reference)  # signed along with the rest
+    rows = np.array([v for v, _ in iris_rows()])
+    assert reference is not None
+    assert reference.classes == (50, 50, 50)
+    assert reference.histograms["petal_length"] == tuple(drift.histogram(rows[:, 2]))
 
 
 def test_second_run_skips_without_new_data(trainer_settings: TrainerSettings, bucket: storage.Bucket) -> None:

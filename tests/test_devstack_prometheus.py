@@ -1,0 +1,67 @@
+"""`make run`'s Prometheus: it scrapes the predictor, the model agent and the data watcher, and evaluates exactly the
+manifests' alert rules."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devstack import emulators, prometheus
+from tests.polling import wait_for
+from tests.test_devstack import get, stack_ports, start_stack, stop_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def api(base: str, path: str) -> Any:
+    status, body = get(f"{base}{path}")
+    return json.loads(body)["data"] if status == 200 else None
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.skipif(prometheus.binary() is None, reason="prometheus not installed (apt-get install prometheus)")
+@pytest.mark.skipif(
+    emulators.pubsub_emulator_command(0) is None, reason="no Pub/Sub emulator: the stack has no watcher"
+)
+def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tmp_path: Path) -> None:
+    ports = stack_ports()
+    env = {k: v for k, v in os.environ.items() if k not in {"STACK_DIR", "PUBSUB_EMULATOR_HOST"}}
+    env |= {k: str(v) for k, v in ports.items()}
+    env |= {"STACK_DIR": str(tmp_path / "stack"), "GCS_BUCKET": "prometheus-stack", "WEB_CONCURRENCY": "1"}
+    log = tmp_path / "run.log"
+    stack = start_stack(env, log)
+    base = f"http://127.0.0.1:{ports['STACK_PROMETHEUS_PORT']}"
+    expected = {
+        "predictor": f"http://127.0.0.1:{ports['STACK_ADMIN_PORT']}/metrics",
+        "model-agent": f"http://127.0.0.1:{ports['AGENT_HEALTH_PORT']}/metrics",
+        "trainer-watch": f"http://127.0.0.1:{ports['WATCH_HEALTH_PORT']}/metrics",
+    }
+    try:
+        ready = f"http://127.0.0.1:{ports['PORT']}/v2/health/ready"
+        wait_for(lambda: get(ready)[0] == 200, 240, f"the stack to be ready (log {log})")
+
+        def all_up() -> dict[str, str] | None:
+            targets = (api(base, "/api/v1/targets") or {}).get("activeTargets", [])
+            found = {t["labels"]["job"]: t["scrapeUrl"] for t in targets if t["health"] == "up"}
+            return found if found == expected else None
+
+        wait_for(all_up, 60, f"Prometheus to scrape {sorted(expected)} as up (log {log})", interval=1.0)
+        assert f"Prometheus         {base}/" in log.read_text()
+        groups = api(base, "/api/v1/rules")["groups"]
+        loaded = {g["name"]: [(r["name"], r["type"], r["health"]) for r in g["rules"]] for g in groups}
+        manifest = {g["name"]: [(r["alert"], "alerting", "ok") for r in g["rules"]] for g in prometheus.rule_groups()}
+        assert loaded == manifest
+        written = yaml.safe_load((tmp_path / "stack" / "prometheus" / "alert-rules.yml").read_text())
+        assert written == {"groups": prometheus.rule_groups()}
+        for job, metric in (("model-agent", "predictor_agent_subscription_connected"),
+                            ("trainer-watch", "trainer_watch_subscription_connected")):  # fmt: skip
+            query = f"/api/v1/query?query={metric}%7Bjob%3D%22{job}%22%7D"
+            result = wait_for(lambda q=query: api(base, q)["result"], 30, f"{metric} from {job}", interval=1.0)  # type: ignore[misc]
+            assert result[0]["value"][1] == "1"
+    finally:
+        stop_stack(stack)
