@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from devstack import images
 from functions.settings import FunctionSettings
 from tests.deploy.conftest import BASE, K8S, OVERLAYS, ROOT, base_resources, kustomization, overlay_literals
+from tests.images import build as images
 
 IMAGES = {"iris-predictor", "iris-trainer"}
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from packaging.utils import canonicalize_name
 
-from devstack import images
+from tests.images import build as images
 from tests.images.conftest import NAMES, ROOT, Pulled
 from tests.images.pods import podman, run_args
 
