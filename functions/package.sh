@@ -2,7 +2,7 @@
 # Stage the ingest function's deployable source folder:
 #   OUT/main.py            the entry point (a copy of functions/main.py: on_upload)
 #   OUT/functions/*.py     the function's modules
-#   OUT/core/*.py          the shared core package (settings, schema, logs, gcs, ...)
+#   OUT/core/*.py          the shared core package (settings, iris, csvscan, logs, gcs, ...)
 #   OUT/requirements.txt   requirements-function.lock (the `function` extra of pyproject.toml, every version pinned)
 # Usage: bash functions/package.sh [OUT]   (OUT defaults to build/function; only the paths above are replaced)
 # Then:  gcloud functions deploy iris-ingest --gen2 --runtime=python311 --source=OUT --entry-point=on_upload ...

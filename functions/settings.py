@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from core.schema import Limits
+from core.csvscan import Limits
 from core.settings import CommonSettings
 
 Policy = Literal["reject", "split"]

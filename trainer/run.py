@@ -8,7 +8,7 @@ from typing import Any
 
 from google.cloud import storage
 
-from core import gcs, layout, schema
+from core import csvscan, gcs, layout
 from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
 from core.states import RunOutcome as Outcome
@@ -72,7 +72,7 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     from trainer import model  # scikit-learn is imported only when there is work
 
     trusted = evalset.load_trusted(store.bucket, store.keyring, store.retry)  # none: the run fails, untrained
-    limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
+    limits = csvscan.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
     current = store.newest_valid(on_reject=_log_reject)
     reading = data.read_files(blobs, limits, store.retry, settings.max_run_bytes, settings.max_training_rows)
     selection = influence.select(reading.files, current.model if current else None, settings)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from google.cloud import storage
 
-from core import schema
+from core import iris
 from functions.main import on_upload
 from functions.outputs import POLICY, ROLE, SOURCE_GENERATION, SOURCE_OBJECT
 from tests.functions.helpers import CANONICAL_CSV, MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
@@ -128,7 +128,7 @@ def test_split_policy_promotes_valid_rows_and_quarantines_the_rest(
     assert names(bucket) == ["data/mixed.csv", "quarantine/mixed.csv", "quarantine/mixed.csv.error.json"]
     valid = bucket.blob("data/mixed.csv").download_as_bytes()
     assert _rows(valid) == [
-        [*schema.FEATURES, schema.LABEL],
+        [*iris.FEATURES, iris.LABEL],
         ["5.1", "3.5", "1.4", "0.2", "setosa"],
         ["5.9", "2.8", "4.3", "1.3", "versicolor"],
     ]
@@ -145,7 +145,7 @@ def test_split_keeps_the_header_when_blank_lines_precede_it(bucket: storage.Buck
     on_upload(event_for(upload(bucket, "incoming/mixed.csv", b"\r\n \n" + MIXED_CSV)))
 
     invalid = bucket.blob("quarantine/mixed.csv").download_as_bytes()
-    assert _rows(invalid)[0] == [*schema.FEATURES, schema.LABEL]
+    assert _rows(invalid)[0] == [*iris.FEATURES, iris.LABEL]
 
 
 def test_split_policy_with_no_valid_row_quarantines_the_original_file(

@@ -21,7 +21,7 @@ def test_package_stages_an_importable_function_source(tmp_path: Path) -> None:
     assert (out / "requirements.txt").read_bytes() == (REPO / "requirements-function.lock").read_bytes()
     assert sorted(p.name for p in (out / "core").glob("*.py")) == sorted(p.name for p in (REPO / "core").glob("*.py"))
     assert (out / "keep.txt").exists()
-    probe = "import main, core.schema, functions.ingest; print(main.on_upload.__module__, core.schema.__file__)"
+    probe = "import main, core.csvscan, functions.ingest; print(main.on_upload.__module__, core.csvscan.__file__)"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=out,
@@ -30,4 +30,4 @@ def test_package_stages_an_importable_function_source(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert result.stdout.split() == ["main", str(out / "core" / "schema.py")]
+    assert result.stdout.split() == ["main", str(out / "core" / "csvscan.py")]

@@ -10,7 +10,7 @@ from google.cloud import storage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import schema
+from core import csvscan, iris
 from functions import ingest
 from functions.ingest import Outcome
 from functions.settings import FunctionSettings
@@ -48,9 +48,9 @@ def _read(bucket: storage.Bucket, name: str | None) -> bytes:
 
 def _is_canonical_form_of(data: bytes, content: bytes) -> bool:
     """`data` is the canonical CSV (schema header, five columns) of every row of `content`, values and labels kept."""
-    source, _ = schema.validate_bytes(content)
-    stored, report = schema.validate_bytes(data)
-    header = b",".join(name.encode() for name in (*schema.FEATURES, schema.LABEL))
+    source, _ = csvscan.validate_bytes(content)
+    stored, report = csvscan.validate_bytes(data)
+    header = b",".join(name.encode() for name in (*iris.FEATURES, iris.LABEL))
     same = [(r.values, r.label) for r in stored] == [(r.values, r.label) for r in source]
     return report.ok and data.split(b"\n", 1)[0] == header and same and all(len(r.raw) == 5 for r in stored)
 
@@ -96,8 +96,8 @@ def test_split_policy_loses_no_row(bucket: storage.Bucket, settings: FunctionSet
     if sample.fatal or sample.valid == 0:
         assert (outcome.status, data, quarantine) == ("quarantined", b"", sample.content)
         return
-    promoted, promoted_report = schema.validate_bytes(data)
-    rejected, rejected_report = schema.validate_bytes(quarantine)
+    promoted, promoted_report = csvscan.validate_bytes(data)
+    rejected, rejected_report = csvscan.validate_bytes(quarantine)
     assert outcome.status == "split"
     assert promoted_report.ok
     assert len(promoted) == sample.valid

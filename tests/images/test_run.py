@@ -22,7 +22,7 @@ from google.cloud import storage
 from sklearn.pipeline import Pipeline
 
 from core import gcs
-from core.schema import EXAMPLES
+from core.iris import EXAMPLES
 from core.store import ModelStore
 from devstack.emulators import Service, spawn
 from tests import keys
