@@ -23,7 +23,7 @@ $(STUBS): $(PROTO) $(STAMP)  ## gRPC stubs, generated (git-ignored): predictor/p
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
 
 lock:  ## regenerate each deployable's lock from pyproject.toml's extras (versions already pinned stay unless an extra needs another)
-	for extra in trainer predictor function dev; do \
+	for extra in trainer predictor ingest dev; do \
 		uv pip compile pyproject.toml --extra $$extra -o requirements-$$extra.lock --python-version 3.11 >/dev/null; \
 	done
 

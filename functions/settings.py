@@ -12,7 +12,7 @@ from core.settings import CommonSettings
 Policy = Literal["reject", "split"]
 
 
-class FunctionSettings(CommonSettings):
+class IngestSettings(CommonSettings):
     """The ingest function: what to do with invalid rows and how large a file it reads."""
 
     invalid_rows_policy: Policy = "reject"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from devstack.bridge import BridgeSettings
 from devstack.run import StackSettings
-from functions.settings import FunctionSettings
+from functions.settings import IngestSettings
 from predictor.proxy import ProxySettings
 from predictor.settings import PredictorSettings
 from trainer.settings import TrainerSettings
@@ -22,8 +23,9 @@ SETTINGS: list[type[BaseSettings]] = [
     TrainerSettings,
     PredictorSettings,
     ProxySettings,
-    FunctionSettings,
+    IngestSettings,
     StackSettings,
+    BridgeSettings,
 ]
 
 

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from tests.deploy.conftest import ROOT
 
 FIRST_PARTY = ("core", "trainer", "predictor", "functions", "devstack", "tests")
-DEPLOYABLES = {"trainer": ("trainer",), "predictor": ("predictor",), "function": ("functions",)}
+DEPLOYABLES = {"trainer": ("trainer",), "predictor": ("predictor",), "ingest": ("functions",)}
 """Lock name -> the packages its deployable runs (each also carries core/)."""
 WEB_STACK = {"flask", "werkzeug", "gunicorn", "functions-framework", "cloudevents", "grpcio-health-checking"}
 MODEL_STACK = {"numpy", "scipy", "scikit-learn", "joblib"}
@@ -115,8 +115,8 @@ def test_the_trainer_image_carries_no_web_stack() -> None:
     assert not WEB_STACK & set(pins("trainer"))
 
 
-def test_the_function_carries_no_model_or_serving_stack() -> None:
-    assert not (MODEL_STACK | {"grpcio", "google-cloud-pubsub", "prometheus-client"}) & set(pins("function"))
+def test_the_ingest_function_carries_no_model_or_serving_stack() -> None:
+    assert not (MODEL_STACK | {"grpcio", "google-cloud-pubsub", "prometheus-client"}) & set(pins("ingest"))
 
 
 def test_the_predictor_image_carries_no_function_framework() -> None:

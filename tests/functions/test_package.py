@@ -18,10 +18,10 @@ def test_package_stages_an_importable_function_source(tmp_path: Path) -> None:
     subprocess.run(["bash", str(REPO / "functions" / "package.sh"), str(out)], check=True, capture_output=True)
 
     assert (out / "main.py").read_bytes() == (REPO / "functions" / "main.py").read_bytes()
-    assert (out / "requirements.txt").read_bytes() == (REPO / "requirements-function.lock").read_bytes()
+    assert (out / "requirements.txt").read_bytes() == (REPO / "requirements-ingest.lock").read_bytes()
     assert sorted(p.name for p in (out / "core").glob("*.py")) == sorted(p.name for p in (REPO / "core").glob("*.py"))
     assert (out / "keep.txt").exists()
-    probe = "import main, core.csvscan, functions.ingest; print(main.on_upload.__module__, core.csvscan.__file__)"
+    probe = "import main, core.csvscan, functions.ingest; print(main.ingest_upload.__module__, core.csvscan.__file__)"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=out,
