@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
 PACKAGES := core trainer predictor functions devstack
 
-.PHONY: venv run test test-fast docs lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak clean
+.PHONY: venv lock run test test-fast docs lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak clean
 
 PROTO := predictor/protos/grpc_predict_v2.proto
 STUBS := $(PROTO:.proto=_pb2.py)
@@ -21,6 +21,11 @@ $(STAMP): requirements-dev.lock pyproject.toml
 
 $(STUBS): $(PROTO) $(STAMP)  ## gRPC stubs, generated (git-ignored): predictor/protos/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
+lock:  ## regenerate each deployable's lock from pyproject.toml's extras (versions already pinned stay unless an extra needs another)
+	for extra in trainer predictor ingest dev; do \
+		uv pip compile pyproject.toml --extra $$extra -o requirements-$$extra.lock --python-version 3.11 >/dev/null; \
+	done
 
 run: venv  ## the local stack: emulators, trainer, predictor, function (Ctrl-C stops all)
 	$(PY) -m devstack.run

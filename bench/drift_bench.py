@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.drift import SCORED, Reference, Window  # noqa: E402
-from core.schema import CLASSES, FEATURES  # noqa: E402
+from core.iris import CLASSES, FEATURES  # noqa: E402
 from core.settings import DriftSettings  # noqa: E402
 from trainer import model  # noqa: E402
 

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import layout  # noqa: E402
-from core.schema import CLASSES, FEATURES, LABEL  # noqa: E402
+from core.iris import CLASSES, FEATURES, LABEL  # noqa: E402
 from devstack.emulators import free_port, storage_client  # noqa: E402
 
 T = TypeVar("T")

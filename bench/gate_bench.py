@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.errors import ArtifactRejected  # noqa: E402
-from core.schema import CLASSES  # noqa: E402
+from core.iris import CLASSES  # noqa: E402
 from core.store import check_model  # noqa: E402
 from trainer import model  # noqa: E402
 from trainer.data import Dataset  # noqa: E402

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.gate_bench import decide  # noqa: E402
-from core.schema import CLASSES  # noqa: E402
+from core.iris import CLASSES  # noqa: E402
 from trainer import data, evalset, influence, model  # noqa: E402
 from trainer.settings import TrainerSettings  # noqa: E402
 

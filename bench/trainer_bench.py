@@ -26,7 +26,7 @@ from sklearn.datasets import load_iris
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.schema import CLASSES, FEATURES, LABEL, MAX_CM  # noqa: E402
+from core.iris import CLASSES, FEATURES, LABEL, MAX_CM  # noqa: E402
 from devstack import emulators, keys  # noqa: E402
 from trainer import evalset  # noqa: E402
 

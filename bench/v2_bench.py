@@ -38,7 +38,7 @@ from peers import loadgen, servers, venvs
 from sklearn.datasets import load_iris
 
 from core import gcs
-from core.schema import CLASSES
+from core.iris import CLASSES
 from core.settings import CommonSettings
 from core.store import ModelStore
 from devstack import emulators, keys

@@ -1,1 +1,2 @@
-"""Shared by trainer, predictor and the ingest function: settings, schema, logging and the model store."""
+"""Shared by trainer, predictor and the ingest function: settings, the iris domain, CSV scanning, logging and the model
+store."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.schema import CLASSES, FEATURES
+from core.iris import CLASSES, FEATURES
 from core.settings import DRIFT_CLASS_FEATURE, DriftSettings
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 BIN_WIDTH_CM = 0.25
 """Width of every histogram bin: iris measurements differ by tenths of a centimetre, species by centimetres."""
 BIN_COUNT = 40
-"""Bins from 0 to 10 cm (no iris is larger); the last one also holds everything from 10 cm up to core.schema.MAX_CM."""
+"""Bins from 0 to 10 cm (no iris is larger); the last one also holds everything from 10 cm up to core.iris.MAX_CM."""
 SCORED = (*FEATURES, DRIFT_CLASS_FEATURE)
 """Everything that gets a drift score, in export order."""
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core import hosts, schema, signing
+from core import hosts, iris, signing
 
 if TYPE_CHECKING:
     from core.unpickle import Limits
@@ -94,7 +94,7 @@ class DriftSettings(BaseSettings):
     @field_validator("drift_thresholds")
     @classmethod
     def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
-        known = (*schema.FEATURES, DRIFT_CLASS_FEATURE)
+        known = (*iris.FEATURES, DRIFT_CLASS_FEATURE)
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise ValueError(f"unknown features {unknown}; known: {', '.join(known)}")
@@ -110,7 +110,7 @@ class DriftSettings(BaseSettings):
         return self
 
     def threshold(self, feature: str) -> float:
-        """The threshold of `feature` (a schema feature or DRIFT_CLASS_FEATURE)."""
+        """The threshold of `feature` (a feature of core.iris or DRIFT_CLASS_FEATURE)."""
         default = self.drift_class_threshold if feature == DRIFT_CLASS_FEATURE else self.drift_threshold
         return self.drift_thresholds.get(feature, default)
 

@@ -23,7 +23,6 @@ PURPOSE = "iris-model-artifact-lineage/v1"
 """Bound into every signature, so a signature made for anything else never verifies as an artifact's."""
 ED25519 = "ed25519"
 HMAC_SHA256 = "hmac-sha256"
-ALGORITHMS = (ED25519, HMAC_SHA256)
 KEY_ID_LABEL = b"iris-model-key-id\x00"
 """Prefixed to an HMAC secret before hashing it into a key id."""
 ED25519_HEX_LENGTH = 128

@@ -23,8 +23,8 @@ from google.cloud import storage
 from core import gcs, layout, signing, unpickle
 from core.errors import ArtifactRejected, StoreRefused
 from core.gcs import REQUEST_TIMEOUT
+from core.iris import CLASSES, EXAMPLES, FEATURES
 from core.lineage import DIRECT, Lineage, Provenance
-from core.schema import CLASSES, EXAMPLES, FEATURES
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Local event delivery for the ingest function: Pub/Sub OBJECT_FINALIZE messages -> CloudEvents over HTTP.
 
-In GCP, Eventarc calls the function. Locally fake-gcs-server publishes every object's OBJECT_FINALIZE
-to one Pub/Sub topic; this bridge subscribes to it, keeps the `incoming/` uploads of our bucket and
-POSTs each as a structured-mode `google.cloud.storage.object.v1.finalized` CloudEvent (a JSON body, so object
+In GCP, Eventarc calls the function. Locally fake-gcs-server sends every object's OBJECT_FINALIZE notification
+to one Pub/Sub topic (INCOMING_EVENTS_TOPIC); this bridge subscribes to it, keeps the `incoming/` uploads of our
+bucket and POSTs each as a structured-mode `google.cloud.storage.object.v1.finalized` CloudEvent (a JSON body, so object
 names in any script travel as UTF-8, never in an HTTP header) to the functions-framework server. A message is acked
 only on a 2xx answer; otherwise it comes back after `retry_delay` seconds (the platform's redelivery).
 
@@ -10,12 +10,13 @@ With `--subscription NAME` the subscription outlives the bridge: a bridge restar
 made while it was down. Without it, each bridge has its own subscription, deleted on the way out.
 
 Notifications can still be lost: the emulator forgets everything when it restarts, and fake-gcs-server does not retry
-a publish that failed while it was down. So the bridge also sweeps `incoming/` (the function moves every file it
-ingested out of it): at start, after its subscription was created again, and every SWEEP_INTERVAL seconds for files
-older than SWEEP_AGE. The function is idempotent, so a file delivered twice is ingested once.
+a notification it failed to send while the emulator was down. So the bridge also sweeps `incoming/` (the function
+moves every file it ingested out of it): at start, after its subscription was created again, and every
+SWEEP_INTERVAL seconds for files older than SWEEP_AGE. The function is idempotent, so a file delivered twice is
+ingested once.
 
     python -m devstack.bridge --function-url http://127.0.0.1:8081/ [--subscription ingest-bridge]
-    (env: PUBSUB_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT, MODEL_EVENTS_TOPIC, GCS_BUCKET)
+    (env: PUBSUB_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT, INCOMING_EVENTS_TOPIC, GCS_BUCKET)
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ SWEEP_INTERVAL = 60.0
 """Seconds between sweeps of incoming/ for files whose notification was lost."""
 SWEEP_AGE = 30.0
 """A periodic sweep delivers only files older than this: younger ones are still on their way through Pub/Sub."""
+
+
+class BridgeSettings(CommonSettings):
+    """The bridge's settings (environment): the shared ones and the topic it reads."""
+
+    incoming_events_topic: str = "incoming-events"
+    """Topic that receives the bucket's OBJECT_FINALIZE notifications for incoming/ (the stack's one topic locally)."""
 
 
 def to_cloud_event(attributes: Mapping[str, str], data: bytes, bucket: str) -> CloudEvent | None:
@@ -101,7 +109,7 @@ class Bridge:
     """One subscription on the topic, pulled in a loop; every wanted message is delivered before it is acked."""
 
     def __init__(
-        self, settings: CommonSettings, function_url: str, retry_delay: int = 2, subscription: str | None = None
+        self, settings: BridgeSettings, function_url: str, retry_delay: int = 2, subscription: str | None = None
     ) -> None:
         if not settings.pubsub_emulator_host:
             raise ValueError("PUBSUB_EMULATOR_HOST must be set: the bridge is for the local emulators only")
@@ -114,10 +122,10 @@ class Bridge:
         self.swept_at = 0.0
 
     def open(self) -> str:
-        """Create the topic and this bridge's subscription if missing (new: sees messages published from now on)."""
+        """Create the topic and this bridge's subscription if missing (new: sees messages sent from now on)."""
         settings = self.settings
         topic = emulators.ensure_topic(
-            str(settings.pubsub_emulator_host), settings.google_cloud_project, settings.model_events_topic
+            str(settings.pubsub_emulator_host), settings.google_cloud_project, settings.incoming_events_topic
         )
         try:
             self.subscriber.create_subscription(name=self.subscription, topic=topic, ack_deadline_seconds=60)
@@ -199,7 +207,7 @@ class Bridge:
 
 
 def run(
-    settings: CommonSettings,
+    settings: BridgeSettings,
     function_url: str,
     stop: threading.Event,
     retry_delay: int = 2,
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-delay", type=int, default=2, help="seconds before a failed delivery is retried")
     parser.add_argument("--subscription", help="a named subscription that outlives the bridge (default: its own)")
     args = parser.parse_args(argv)
-    settings = load(CommonSettings)
+    settings = load(BridgeSettings)
     logs.setup(settings.log_level)
     if not settings.pubsub_emulator_host:
         print(

@@ -104,7 +104,7 @@ def _group_members(pgid: int) -> list[int]:
 
 @dataclass(frozen=True)
 class PubsubTarget:
-    """Where fake-gcs-server publishes its GCS-format notifications."""
+    """The topic fake-gcs-server sends its GCS-format notifications to."""
 
     emulator_host: str
     project: str
@@ -175,9 +175,9 @@ def fake_gcs_command(
     else:
         cmd += ["-backend", "filesystem", "-filesystem-root", str(root)]
     if pubsub is not None:
-        # Measured: the topic need NOT exist at startup, but an event published while it is missing is
+        # Measured: the topic need NOT exist at startup, but a notification sent while it is missing is
         # dropped for good (log: "error publishing event: ... Topic not found"), so create it first.
-        # Publishing is asynchronous: "sent event" order can differ from upload order.
+        # Sending is asynchronous: "sent event" order can differ from upload order.
         cmd += ["-event.pubsub-project-id", pubsub.project, "-event.pubsub-topic", pubsub.topic]
         cmd += ["-event.list", ",".join(events)]
     return cmd
@@ -196,8 +196,8 @@ def start_fake_gcs(
     With a filesystem ``root`` on a machine with a browser, use start_guarded_fake_gcs instead.
 
     ``events`` is any of finalize, delete, metadataUpdate (fake-gcs-server's default is finalize only).
-    Measured: uploads (incl. ``if_generation_match=0``, resumable) and ``copy_blob`` publish
-    OBJECT_FINALIZE (an overwrite adds an ``overwroteGeneration`` attribute; a 412 publishes nothing);
+    Measured: uploads (incl. ``if_generation_match=0``, resumable) and ``copy_blob`` send
+    OBJECT_FINALIZE (an overwrite adds an ``overwroteGeneration`` attribute; a 412 sends nothing);
     ``patch()`` gives OBJECT_METADATA_UPDATE and ``delete()`` OBJECT_DELETE, only if enabled here.
     Attributes: bucketId, objectId, objectGeneration, eventType, eventTime, payloadFormat=JSON_API_V1
     (no notificationConfig); data is the object resource JSON, with ``metadata`` when it has any.

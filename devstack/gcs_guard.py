@@ -1,7 +1,7 @@
 """A refusing front for fake-gcs-server, so that the local stack is safe on a laptop with a browser open.
 
 fake-gcs-server answers every origin with CORS `*`, and its filesystem backend writes an object named `../x` outside
-its folder: any web page could read the bucket, or write files anywhere the user can. The local stack publishes only
+its folder: any web page could read the bucket, or write files anywhere the user can. The local stack exposes only
 this front (`python -m devstack.gcs_guard`), which refuses
 - browser requests: an `Origin` or `Sec-Fetch-*` header (every current browser sends one), or a `Host` other than the
   loopback address it serves (what DNS rebinding sends);

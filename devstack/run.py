@@ -1,6 +1,6 @@
 """`make run`: the whole system on loopback with the real wire protocols.
 
-fake-gcs-server (filesystem backend, publishing OBJECT_FINALIZE to the Pub/Sub emulator), the Pub/Sub emulator,
+fake-gcs-server (filesystem backend, sending OBJECT_FINALIZE to the Pub/Sub emulator), the Pub/Sub emulator,
 the trainer (once, then on every data/ notification, and on TRAIN_SCHEDULE as the safety net), the predictor behind
 nginx as in the pod (nginx on PORT, gunicorn on STACK_PREDICTOR_PORT, admin and metrics on STACK_ADMIN_PORT, all on
 loopback), the ingest function under functions-framework and the bridge that delivers `incoming/` events to it.
@@ -62,8 +62,9 @@ class StackSettings(BaseSettings):
     """Project id used by the emulators."""
     gcs_bucket: str = "iris-models"
     """The bucket created in fake-gcs-server."""
-    model_events_topic: str = "model-events"
-    """Topic fake-gcs-server publishes notifications to."""
+    stack_notifications_topic: str = "model-events"
+    """The one topic fake-gcs-server sends every object's notification to: the stack's MODEL_EVENTS_TOPIC,
+    DATA_EVENTS_TOPIC and INCOMING_EVENTS_TOPIC (each reader filters its own prefix)."""
     train_schedule: str = "*/30 * * * *"
     """Cron schedule of the local safety-net trainer loop (new data trains at once through the watcher)."""
     stack_prometheus_port: int = Field(9099, ge=1, le=65535)
@@ -96,8 +97,9 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         "GOOGLE_CLOUD_PROJECT": config.google_cloud_project,
         "GCS_BUCKET": config.gcs_bucket,
         "STORAGE_EMULATOR_HOST": gcs.host,
-        "MODEL_EVENTS_TOPIC": config.model_events_topic,
-        "DATA_EVENTS_TOPIC": config.model_events_topic,  # fake-gcs-server publishes every object to one topic
+        "MODEL_EVENTS_TOPIC": config.stack_notifications_topic,  # fake-gcs-server sends every object to one topic
+        "DATA_EVENTS_TOPIC": config.stack_notifications_topic,
+        "INCOMING_EVENTS_TOPIC": config.stack_notifications_topic,
         **keys.env(config.stack_dir / "keys"),  # the trainer reads the private key, the predictor the public one
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
@@ -172,7 +174,7 @@ class Stack:
             pubsub, target = None, None
         else:
             pubsub = self.add(self.start_pubsub)
-            target = PubsubTarget(pubsub.host, cfg.google_cloud_project, cfg.model_events_topic)
+            target = PubsubTarget(pubsub.host, cfg.google_cloud_project, cfg.stack_notifications_topic)
         root = (cfg.stack_dir / "gcs").resolve()
         root.mkdir(parents=True, exist_ok=True)
         gcs, upstream = emulators.start_guarded_fake_gcs(cfg.stack_gcs_port, root, self.logs, target)
@@ -194,7 +196,7 @@ class Stack:
         if pubsub is None:
             raise RuntimeError("the Pub/Sub emulator is no longer installed")
         try:
-            emulators.ensure_topic(pubsub.host, cfg.google_cloud_project, cfg.model_events_topic)
+            emulators.ensure_topic(pubsub.host, cfg.google_cloud_project, cfg.stack_notifications_topic)
         except BaseException:
             pubsub.stop()
             raise
@@ -279,7 +281,7 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
     stack.spawn("predictor", [py, "-m", "predictor"], env, int(env["PORT"]))
     stack.spawn("predictor-grpc", [py, "-m", "predictor.grpc"], env, cfg.stack_grpc_port)
     start_front(stack, env)
-    function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "on_upload",
+    function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "ingest_upload",
                     "--signature-type", "cloudevent", "--host", "127.0.0.1",
                     "--port", str(cfg.stack_function_port)]  # fmt: skip
     stack.spawn("function", function_cmd, env | {"PYTHONPATH": str(Path.cwd())}, cfg.stack_function_port)

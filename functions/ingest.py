@@ -19,14 +19,14 @@ from google.cloud import storage
 from core import gcs, layout
 from functions import verdict as verdicts
 from functions.outputs import REPORT_SUFFIX, Folder, Source, SourceGone, Writer
-from functions.settings import FunctionSettings, Policy
+from functions.settings import IngestSettings, Policy
 
 log = logging.getLogger(__name__)
 _LEVELS = {"promoted": logging.INFO, "stale": logging.INFO, "ignored": logging.DEBUG}
 
 
 @dataclass
-class Outcome:
+class IngestResult:
     """What happened to one event: status promoted, split, quarantined, stale or ignored, and where things went."""
 
     status: str
@@ -46,63 +46,65 @@ def wanted(name: str) -> bool:
     return name.startswith(layout.INCOMING) and not name.endswith("/")
 
 
-def handle(client: storage.Client, event: Mapping[str, Any], settings: FunctionSettings) -> Outcome:
-    """Ingest the object of one `object.finalized` event (its data: the object resource) and log the outcome."""
+def handle(client: storage.Client, event: Mapping[str, Any], settings: IngestSettings) -> IngestResult:
+    """Ingest the object of one `object.finalized` event (its data: the object resource) and log the result."""
     bucket, name = str(event.get("bucket", "")), str(event.get("name", ""))
     generation = int(event["generation"]) if str(event.get("generation", "")).isdigit() else None
     if bucket != settings.gcs_bucket:
-        outcome = Outcome("ignored", name, generation, f"bucket {bucket!r} is not GCS_BUCKET")
+        result = IngestResult("ignored", name, generation, f"bucket {bucket!r} is not GCS_BUCKET")
     elif generation is None:
-        outcome = Outcome("ignored", name, generation, "event without an object generation")
+        result = IngestResult("ignored", name, generation, "event without an object generation")
     else:
-        outcome = ingest(client.bucket(bucket), name, generation, settings)
-    level = _LEVELS.get(outcome.status, logging.WARNING)
-    log.log(level, "ingest %s: %s", outcome.status, name, extra={"ingest": asdict(outcome)})
-    return outcome
+        result = ingest(client.bucket(bucket), name, generation, settings)
+    level = _LEVELS.get(result.status, logging.WARNING)
+    log.log(level, "ingest %s: %s", result.status, name, extra={"ingest": asdict(result)})
+    return result
 
 
-def ingest(bucket: storage.Bucket, name: str, generation: int, settings: FunctionSettings) -> Outcome:
+def ingest(bucket: storage.Bucket, name: str, generation: int, settings: IngestSettings) -> IngestResult:
     """Validate `name` at `generation`, promote it to data/ or quarantine/; a no-op unless that generation is live."""
     if not wanted(name):
-        return Outcome("ignored", name, generation, "not under incoming/")
+        return IngestResult("ignored", name, generation, "not under incoming/")
     retry = gcs.retry(settings)
     blob = gcs.call(retry, bucket.get_blob, name)
     if blob is None or blob.generation != generation:
-        return Outcome("stale", name, generation, "this generation no longer exists (already ingested or replaced)")
+        return IngestResult(
+            "stale", name, generation, "this generation no longer exists (already ingested or replaced)"
+        )
     source = Source(bucket, name, generation, retry)
     try:
-        outcome = _write_outputs(source, blob, settings)
+        result = _write_outputs(source, blob, settings)
     except SourceGone:
-        return Outcome("stale", name, generation, "this generation disappeared while it was being ingested")
+        return IngestResult("stale", name, generation, "this generation disappeared while it was being ingested")
     # NotFound: a concurrent delivery deleted it; PreconditionFailed: replaced by a new upload with its own event.
     with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
         gcs.call(retry, bucket.delete_blob, name, if_generation_match=generation)
-    return outcome
+    return result
 
 
-def _write_outputs(source: Source, blob: storage.Blob, settings: FunctionSettings) -> Outcome:
+def _write_outputs(source: Source, blob: storage.Blob, settings: IngestSettings) -> IngestResult:
     data_dir = Folder(source, layout.DATA, _csv_name(source.relative))
     quarantine = Folder(source, layout.QUARANTINE, source.relative)
     policy, verdict = _decide(source, blob, settings, data_dir, quarantine)
     rows = verdict.report
-    outcome = Outcome(verdict.status, source.name, source.generation, verdict.reason)
-    outcome.rows_total, outcome.rows_valid, outcome.rows_invalid = rows.rows_total, rows.rows_valid, rows.rows_invalid
+    result = IngestResult(verdict.status, source.name, source.generation, verdict.reason)
+    result.rows_total, result.rows_valid, result.rows_invalid = rows.rows_total, rows.rows_valid, rows.rows_invalid
     if verdict.data is not None:
         write = Writer(source, verdict.data, "text/csv", source.tags("data", policy))
-        outcome.data = data_dir.place("data", data_dir.names(), write)
+        result.data = data_dir.place("data", data_dir.names(), write)
     if verdict.quarantines:
         kind = "text/csv" if verdict.status == "split" else blob.content_type or "application/octet-stream"
         write = Writer(source, verdict.quarantine, kind, source.tags("quarantine", policy))
-        outcome.quarantine = quarantine.place("quarantine", quarantine.names(("", REPORT_SUFFIX)), write)
-        places = {"data": outcome.data, "quarantine": outcome.quarantine}
+        result.quarantine = quarantine.place("quarantine", quarantine.names(("", REPORT_SUFFIX)), write)
+        places = {"data": result.data, "quarantine": result.quarantine}
         report = verdicts.report_json(verdict, _describe(blob), policy, places)
         write = Writer(source, report, "application/json", source.tags("report", policy))
-        outcome.report = quarantine.place("report", [outcome.quarantine + REPORT_SUFFIX], write)
-    return outcome
+        result.report = quarantine.place("report", [result.quarantine + REPORT_SUFFIX], write)
+    return result
 
 
 def _decide(
-    source: Source, blob: storage.Blob, settings: FunctionSettings, *folders: Folder
+    source: Source, blob: storage.Blob, settings: IngestSettings, *folders: Folder
 ) -> tuple[Policy, verdicts.Verdict]:
     """The verdict on the pinned generation. An earlier delivery's policy wins (a settings change cannot split
     one file two ways); the folders are listed for it only when the policy matters."""

@@ -1,6 +1,6 @@
-"""Cloud Function entry point: `on_upload` receives the bucket's `google.cloud.storage.object.v1.finalized` events.
+"""Cloud Function entry point: `ingest_upload` receives the bucket's `google.cloud.storage.object.v1.finalized` events.
 
-Deployed with `--entry-point=on_upload`; see functions/README.md for packaging with the shared `core` package.
+Deployed with `--entry-point=ingest_upload`; see functions/README.md for packaging with the shared `core` package.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from google.cloud import storage
 from core import gcs, hosts, logs
 from core.settings import load
 from functions import ingest
-from functions.settings import FunctionSettings
+from functions.settings import IngestSettings
 
 
 @functools.cache
-def _client(settings: FunctionSettings) -> storage.Client:
+def _client(settings: IngestSettings) -> storage.Client:
     """One storage client per process and configuration, reused across invocations."""
     return gcs.client(settings)
 
@@ -43,14 +43,14 @@ def _refuse_unknown_hosts(app: flask.Flask, entries: frozenset[str]) -> None:
 
 
 if flask.has_app_context():  # functions-framework imports this module inside its app's context
-    _entries = load(FunctionSettings).host_entries
+    _entries = load(IngestSettings).host_entries
     if hosts.ANY not in _entries:
         _refuse_unknown_hosts(flask.current_app, _entries)
 
 
 @functions_framework.cloud_event
-def on_upload(cloud_event: CloudEvent) -> None:
+def ingest_upload(cloud_event: CloudEvent) -> None:
     """Ingest the uploaded object; GCS errors outlasting the client's retries propagate, so the event is redelivered."""
-    settings = load(FunctionSettings)
+    settings = load(IngestSettings)
     _setup_logging(settings.log_level)
     ingest.handle(_client(settings), cloud_event.data or {}, settings)

@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from core.schema import Limits
+from core.csvscan import Limits
 from core.settings import CommonSettings
 
 Policy = Literal["reject", "split"]
 
 
-class FunctionSettings(CommonSettings):
+class IngestSettings(CommonSettings):
     """The ingest function: what to do with invalid rows and how large a file it reads."""
 
     invalid_rows_policy: Policy = "reject"

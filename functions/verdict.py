@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from core import schema
-from core.schema import CsvReport, Limits, Row
+from core import csvscan
+from core.csvscan import CsvReport, Limits, Row
 from functions.settings import Policy
 
 Status = Literal["promoted", "split", "quarantined"]
@@ -48,7 +48,7 @@ def fatal_reason(report: CsvReport) -> str | None:
 def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
     """Validate `content` with the shared schema and apply the invalid-rows policy (no row is kept in memory)."""
     report = CsvReport()
-    for _ in schema.scan(io.BytesIO(content), report, limits):
+    for _ in csvscan.scan(io.BytesIO(content), report, limits):
         pass
     fatal = fatal_reason(report)
     if fatal is not None:
@@ -64,17 +64,17 @@ def judge(content: bytes, policy: Policy, limits: Limits) -> Verdict:
 
 def _rows(content: bytes, limits: Limits, valid: bool) -> Iterator[Row]:
     """The valid (or the invalid) rows of `content`, streamed from a scan of their own."""
-    return (row for row in schema.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
+    return (row for row in csvscan.scan(io.BytesIO(content), CsvReport(), limits) if row.valid == valid)
 
 
 def canonical(content: bytes, limits: Limits) -> bytes:
     """The valid rows of `content` as data/ stores them: the schema's header, its five columns, normalised values."""
-    return schema.to_csv(_rows(content, limits, valid=True))
+    return csvscan.to_csv(_rows(content, limits, valid=True))
 
 
 def split(content: bytes, limits: Limits) -> tuple[bytes, bytes]:
     """Valid rows as canonical CSV and invalid rows as they arrived (under the original header)."""
-    invalid = schema.raw_csv(schema.read_header(content, limits), _rows(content, limits, valid=False))
+    invalid = csvscan.raw_csv(csvscan.read_header(content, limits), _rows(content, limits, valid=False))
     return canonical(content, limits), invalid
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app
 
-from core.schema import CLASSES
+from core.iris import CLASSES
 from predictor import extensions, inputs
 from predictor.contract import Contract
 from predictor.errors import ModelNotReady

@@ -31,7 +31,7 @@ from pydantic import with_config as _with_config
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from core.schema import FEATURES, MAX_CM
+from core.iris import FEATURES, MAX_CM
 
 OUTPUTS = ("predict", "predict_proba")
 """The V2 outputs of the model, in answer order."""

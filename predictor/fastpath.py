@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.schema import EXAMPLES, FEATURES, MAX_CM
+from core.iris import EXAMPLES, FEATURES, MAX_CM
 
 ProbaFn = Callable[[np.ndarray], np.ndarray]
 CHECK_ROWS = 256

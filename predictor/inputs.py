@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import TypeAdapter, ValidationError
 
-from core.schema import FEATURES
+from core.iris import FEATURES
 from predictor import refusals
 from predictor.errors import UnsupportedMediaType
 from predictor.refusals import Site

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from core.schema import CLASSES
+from core.iris import CLASSES
 
 bp = Blueprint("metrics", __name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pydantic_core
 from pydantic import ValidationError
 
-from core.schema import FEATURES, MAX_CM
+from core.iris import FEATURES, MAX_CM
 from predictor.contract import BATCH, CUSTOM_ERRORS, NAMED, ROW, SINGLE, TAGS, VALUE
 from predictor.errors import BadRequest, bad_field
 

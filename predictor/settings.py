@@ -91,8 +91,6 @@ class PredictorSettings(TrustSettings):
     is `rate_limited` and the reconcile poll decides."""
     pod_name: str = "local"
     """Pod name from the downward API; part of the subscription name."""
-    pod_uid: str = ""
-    """Pod UID from the downward API; part of the subscription name."""
 
     @model_validator(mode="after")
     def _worker_sockets_fit(self) -> PredictorSettings:

@@ -13,7 +13,7 @@ from typing import Any
 import pydantic_core
 from flask import Blueprint, Response, current_app, request
 
-from core.schema import CLASSES, FEATURES, check_measurement
+from core.iris import CLASSES, FEATURES, check_measurement
 from predictor import extensions, inputs, tensors
 from predictor.api import json_response, run_model, serving
 from predictor.contract import OUTPUTS, Contract, InferRequest, InputTensor

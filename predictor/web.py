@@ -1,6 +1,6 @@
 """The page for people at GET /: a measurement form and a live model panel (static assets served by the app).
 
-Features, their range and the example flowers come from core.schema and are rendered into the page server-side, so
+Features, their range and the example flowers come from core.iris and are rendered into the page server-side, so
 the form and the API share one source of truth. The page talks to the JSON API (`POST /predict`, `GET /v1/model`)
 with fetch from `static/app.js`.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, render_template
 
-from core.schema import CLASSES, EXAMPLES, FEATURES, MAX_CM
+from core.iris import CLASSES, EXAMPLES, FEATURES, MAX_CM
 
 bp = Blueprint("web", __name__, static_folder="static", static_url_path="/assets", template_folder="templates")
 

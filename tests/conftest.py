@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.pipeline import Pipeline
 
 from core import gcs
-from core.schema import CLASSES
+from core.iris import CLASSES
 from core.store import ModelStore
 from devstack.emulators import Service
 from tests import keys

@@ -17,7 +17,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from core import schema
+from core import csvscan
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
 from tests import keys
@@ -41,7 +41,7 @@ def bucket_env(storage_client: storage.Client, gcs: Service, pubsub: Service, pr
 
 
 @functools.cache
-def _iris() -> tuple[schema.Row, ...]:
+def _iris() -> tuple[csvscan.Row, ...]:
     return tuple(evalset.iris_rows())
 
 

@@ -23,7 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 DOCS = ROOT / "docs"
 SETTINGS_CLASSES = reference.settings_classes()
-KNOWN = {"CommonSettings", "TrainerSettings", "PredictorSettings", "ProxySettings", "FunctionSettings", "StackSettings"}
+KNOWN = {
+    "CommonSettings",
+    "TrainerSettings",
+    "PredictorSettings",
+    "ProxySettings",
+    "IngestSettings",
+    "BridgeSettings",
+    "StackSettings",
+}
 RENDERED = reference.render()
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 

@@ -16,25 +16,26 @@ import threading
 from core import logs, settings
 from core.errors import ServiceError
 from core.lineage import Trigger
-from trainer.run import Outcome, train_once
+from core.states import RunOutcome
+from trainer.run import train_once
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger("trainer")
 
 
-def run_and_report(config: TrainerSettings, trigger: Trigger) -> Outcome:
+def run_and_report(config: TrainerSettings, trigger: Trigger) -> RunOutcome:
     """One run; prints a JSON summary line on stdout and returns its outcome (failures included, never raised)."""
     try:
         summary = train_once(config, force=trigger is Trigger.FORCE, trigger=trigger)
     except ServiceError as e:  # StoreUnavailable once the retries are exhausted, StoreRefused, ...
-        summary = {"status": Outcome.FAILED, "error": e.message}
+        summary = {"status": RunOutcome.FAILED, "error": e.message}
     except Exception as e:
         log.exception("trainer run failed")
-        summary = {"status": Outcome.FAILED, "error": f"{type(e).__name__}: {e}"}
+        summary = {"status": RunOutcome.FAILED, "error": f"{type(e).__name__}: {e}"}
     print(json.dumps(summary, default=str), flush=True)
-    if summary["status"] is Outcome.FAILED:
+    if summary["status"] is RunOutcome.FAILED:
         print(f"trainer failed: {summary['error']}", file=sys.stderr)
-    return Outcome(summary["status"])
+    return RunOutcome(summary["status"])
 
 
 def watch(config: TrainerSettings) -> int:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.schedule import run_forever
 
         return run_forever(config, lambda: run_and_report(config, trigger))
-    return 1 if run_and_report(config, trigger) is Outcome.FAILED else 0
+    return 1 if run_and_report(config, trigger) is RunOutcome.FAILED else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from core import gcs, layout, schema
+from core import csvscan, gcs, iris, layout
 from core.gcs import REQUEST_TIMEOUT
 from core.lineage import Provenance, Trigger
 from trainer import influence
@@ -61,14 +61,14 @@ def seed_iris_csv(bucket: storage.Bucket, retry: Any) -> bool:
     """Write data/iris.csv from the iris data scikit-learn ships; False if it already exists."""
     from sklearn.datasets import load_iris  # imported here: keeps the no-new-data path fast
 
-    iris = load_iris()
+    bundled = load_iris()
     rows = [
-        schema.Row(i + 2, [], tuple(float(v) for v in x), schema.CLASSES[t])
-        for i, (x, t) in enumerate(zip(iris.data, iris.target, strict=True))
+        csvscan.Row(i + 2, [], tuple(float(v) for v in x), iris.CLASSES[t])
+        for i, (x, t) in enumerate(zip(bundled.data, bundled.target, strict=True))
     ]
     blob = bucket.blob(layout.DATA + "iris.csv")
     try:
-        gcs.call(retry, blob.upload_from_string, schema.to_csv(rows), "text/csv", if_generation_match=0)
+        gcs.call(retry, blob.upload_from_string, csvscan.to_csv(rows), "text/csv", if_generation_match=0)
     except gexc.PreconditionFailed:
         return False
     return True
@@ -111,27 +111,27 @@ class _Budget(io.RawIOBase):
 
 
 def _read_one(
-    blob: storage.Blob, limits: schema.Limits, retry: Any, budget: int, max_rows: int
-) -> tuple[FileRows, schema.CsvReport, _Budget, bool]:
+    blob: storage.Blob, limits: csvscan.Limits, retry: Any, budget: int, max_rows: int
+) -> tuple[FileRows, csvscan.CsvReport, _Budget, bool]:
     """Stream one CSV up to `budget` bytes (whole lines) and `max_rows` rows; valid rows as arrays.
 
     The last value says whether rows were left unread because of `max_rows`.
     """
-    values, codes, report = array("d"), array("B"), schema.CsvReport()
-    code = {name: i for i, name in enumerate(schema.CLASSES)}
+    values, codes, report = array("d"), array("B"), csvscan.CsvReport()
+    code = {name: i for i, name in enumerate(iris.CLASSES)}
     pinned = blob.bucket.blob(blob.name, generation=blob.generation)
     row_capped = False
     chunk = min(_CHUNK, (budget // _QUANTUM + 1) * _QUANTUM)  # no download far past a small budget
     with gcs.errors(), pinned.open("rb", chunk_size=chunk, retry=retry, timeout=REQUEST_TIMEOUT) as stream:
         budgeted = _Budget(stream, budget)
-        for row in schema.scan(cast(IO[bytes], budgeted), report, limits):
+        for row in csvscan.scan(cast(IO[bytes], budgeted), report, limits):
             if row.values is not None and row.label is not None:
                 values.extend(row.values)
                 codes.append(code[row.label])
             if report.rows_total >= max_rows:
                 row_capped = True
                 break
-    features = np.frombuffer(values, dtype=np.float64).reshape(-1, len(schema.FEATURES))
+    features = np.frombuffer(values, dtype=np.float64).reshape(-1, len(iris.FEATURES))
     rows = FileRows(blob.name, features, np.frombuffer(codes, dtype=np.uint8), blob.generation or 0, blob)
     return rows, report, budgeted, row_capped
 
@@ -156,7 +156,7 @@ class Reading:
 
 
 def read_files(
-    blobs: list[storage.Blob], limits: schema.Limits, retry: Any, byte_budget: int, max_rows: int
+    blobs: list[storage.Blob], limits: csvscan.Limits, retry: Any, byte_budget: int, max_rows: int
 ) -> Reading:
     """Validate and load every CSV, within `byte_budget` bytes and `max_rows` rows, both shared fairly across files.
 
@@ -169,7 +169,7 @@ def read_files(
     reading = Reading([], {}, byte_budget=byte_budget)
     for blob in blobs:
         if (blob.size or 0) > limits.max_bytes:
-            too_large = schema.CsvReport(fatal=f"file exceeds {limits.max_bytes} bytes")
+            too_large = csvscan.CsvReport(fatal=f"file exceeds {limits.max_bytes} bytes")
             reading.reports[blob.name] = _summarize(blob.name, too_large)
     left = max_rows
     for k, blob in enumerate(sorted(readable, key=lambda b: (b.size or 0, b.name))):
@@ -192,7 +192,7 @@ def read_files(
 def assemble(reading: Reading, selection: influence.Selection) -> Dataset:
     """The training rows the selection keeps, with each file's report saying how many it contributed."""
     kept = [(f, selection.used[f.name]) for f in reading.files if f.name in selection.used]
-    features = np.concatenate([f.features[i] for f, i in kept] or [np.empty((0, len(schema.FEATURES)))])
+    features = np.concatenate([f.features[i] for f, i in kept] or [np.empty((0, len(iris.FEATURES)))])
     codes = np.concatenate([f.codes[i] for f, i in kept] or [np.empty(0, dtype=np.uint8)])
     for f in reading.files:
         used = len(selection.used.get(f.name, ()))
@@ -201,11 +201,11 @@ def assemble(reading: Reading, selection: influence.Selection) -> Dataset:
             reading.reports[f.name]["excluded"] = selection.excluded[f.name].reasons
     used_blobs = [f.blob for f, i in kept if len(i) and f.blob is not None]
     used_blobs.sort(key=lambda b: b.generation or 0, reverse=True)
-    labels = np.asarray(schema.CLASSES)[codes]
+    labels = np.asarray(iris.CLASSES)[codes]
     return Dataset(features, labels, reading.reports, used_blobs)
 
 
-def _summarize(name: str, report: schema.CsvReport) -> dict[str, Any]:
+def _summarize(name: str, report: csvscan.CsvReport) -> dict[str, Any]:
     summary = {"rows_valid": report.rows_valid, "rows_invalid": report.rows_invalid, "fatal": report.fatal}
     if report.fatal or report.errors_total:
         log.warning(

@@ -27,7 +27,7 @@ import numpy as np
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from core import gcs, layout, schema, signing
+from core import csvscan, gcs, iris, layout, signing
 from core.errors import ArtifactRejected, ServiceError
 from core.gcs import REQUEST_TIMEOUT
 from core.states import GateReason, RejectReason
@@ -65,9 +65,9 @@ class TrustedSet:
     def rows(self) -> int:
         return len(self.labels)
 
-    def as_rows(self) -> list[schema.Row]:
+    def as_rows(self) -> list[csvscan.Row]:
         return [
-            schema.Row(i + 2, [], tuple(float(v) for v in x), str(label))
+            csvscan.Row(i + 2, [], tuple(float(v) for v in x), str(label))
             for i, (x, label) in enumerate(zip(self.features, self.labels, strict=True))
         ]
 
@@ -105,15 +105,15 @@ def verify_metadata(name: str, metadata: Mapping[str, str] | None, keyring: sign
 
 def parse(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of a set's CSV: every row valid, every class present; ArtifactRejected otherwise."""
-    rows, report = schema.validate_bytes(data, schema.Limits(max_bytes=MAX_SET_BYTES, max_rows=MAX_SET_BYTES // 16))
+    rows, report = csvscan.validate_bytes(data, csvscan.Limits(max_bytes=MAX_SET_BYTES, max_rows=MAX_SET_BYTES // 16))
     problem = report.fatal or (f"{report.rows_invalid} invalid rows" if report.rows_invalid else None)
     labels = np.asarray([row.label for row in rows], dtype=object)
-    missing = [c for c in schema.CLASSES if not np.any(labels == c)]
+    missing = [c for c in iris.CLASSES if not np.any(labels == c)]
     if problem is None and missing:
         problem = f"no flowers of {', '.join(missing)}"
     if problem:
         raise ArtifactRejected(RejectReason.SCHEMA_MISMATCH, f"not a usable evaluation set: {problem}", name)
-    features = np.asarray([row.values for row in rows], dtype=np.float64).reshape(-1, len(schema.FEATURES))
+    features = np.asarray([row.values for row in rows], dtype=np.float64).reshape(-1, len(iris.FEATURES))
     return features, labels.astype(str)
 
 
@@ -157,12 +157,12 @@ def bucket_blob(blob: storage.Blob) -> storage.Blob:
     return blob.bucket.blob(blob.name, generation=blob.generation)
 
 
-def publish(bucket: storage.Bucket, keyring: signing.Keyring, retry: Any, rows: Sequence[schema.Row]) -> str:
+def publish(bucket: storage.Bucket, keyring: signing.Keyring, retry: Any, rows: Sequence[csvscan.Row]) -> str:
     """Sign and upload `rows` as a new set (create-only); returns its version. The operator's step, never the
     trainer's."""
     if keyring.signer is None:
         raise ValueError("publishing an evaluation set needs the signing key")
-    data = schema.to_csv(rows)
+    data = csvscan.to_csv(rows)
     parse(data, "new evaluation set")
     now = datetime.now(UTC)
     version = layout.format_version(now)
@@ -179,14 +179,14 @@ def publish(bucket: storage.Bucket, keyring: signing.Keyring, retry: Any, rows: 
     return version
 
 
-def iris_rows() -> list[schema.Row]:
+def iris_rows() -> list[csvscan.Row]:
     """The 150 flowers of scikit-learn's bundled iris data, the seed of the first set."""
     from sklearn.datasets import load_iris
 
-    iris = load_iris()
+    bundled = load_iris()
     return [
-        schema.Row(i + 2, [], tuple(float(v) for v in x), schema.CLASSES[t])
-        for i, (x, t) in enumerate(zip(iris.data, iris.target, strict=True))
+        csvscan.Row(i + 2, [], tuple(float(v) for v in x), iris.CLASSES[t])
+        for i, (x, t) in enumerate(zip(bundled.data, bundled.target, strict=True))
     ]
 
 
@@ -207,7 +207,7 @@ def score(model: Any, trusted: TrustedSet) -> Figures:
     """Accuracy and the recall of each class of `model` on the trusted set."""
     predicted = np.asarray(model.predict(trusted.features)).astype(str)
     right = predicted == trusted.labels
-    recall = {c: float(np.mean(right[trusted.labels == c])) for c in schema.CLASSES}
+    recall = {c: float(np.mean(right[trusted.labels == c])) for c in iris.CLASSES}
     return Figures(float(np.mean(right)), recall)
 
 
@@ -236,7 +236,7 @@ def gate(candidate: Any, current: Any | None, trusted: TrustedSet, settings: Tra
         return _refuse(verdict, GateReason.EVAL_ACCURACY_FLOOR, text)
     if theirs is None:
         return verdict
-    worst = min(schema.CLASSES, key=lambda c: mine.recall[c] - theirs.recall[c])
+    worst = min(iris.CLASSES, key=lambda c: mine.recall[c] - theirs.recall[c])
     if mine.recall[worst] < theirs.recall[worst] - settings.eval_recall_tolerance:
         text = (
             f"{worst} recall {mine.recall[worst]:.4f} {on} regresses from the serving model's"
@@ -256,11 +256,11 @@ def _refuse(verdict: Verdict, reason: GateReason, text: str) -> Verdict:
     return Verdict(verdict.evaluation, verdict.baseline, reason, f"{reason}: {text}")
 
 
-def _read_file(path: Path) -> list[schema.Row]:
+def _read_file(path: Path) -> list[csvscan.Row]:
     """Every row of an operator's CSV, or SystemExit(2) naming the first problems (a set has no invalid rows)."""
     if path.stat().st_size > MAX_SET_BYTES:
         raise SystemExit(f"{path}: larger than {MAX_SET_BYTES} bytes")
-    rows, report = schema.validate_bytes(path.read_bytes(), schema.Limits(max_bytes=MAX_SET_BYTES))
+    rows, report = csvscan.validate_bytes(path.read_bytes(), csvscan.Limits(max_bytes=MAX_SET_BYTES))
     if report.fatal or report.rows_invalid:
         errors = [e.as_dict() for e in report.errors[:5]]
         print(f"{path}: {report.fatal or f'{report.rows_invalid} invalid rows'} {errors}", file=sys.stderr)
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         current = None
     if args.command == "show" or (args.command == "seed" and current is not None):
         assert current is not None
-        counts = {c: int(np.sum(current.labels == c)) for c in schema.CLASSES}
+        counts = {c: int(np.sum(current.labels == c)) for c in iris.CLASSES}
         status = "exists" if args.command == "seed" else "trusted"
         print(json.dumps({"status": status, "version": current.version, "rows": current.rows,
                           "key_id": current.key_id, "classes": counts}))  # fmt: skip

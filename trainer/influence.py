@@ -21,7 +21,7 @@ from google.cloud import storage
 
 from core import gcs, layout
 from core.errors import ServiceError
-from core.schema import CLASSES
+from core.iris import CLASSES
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)

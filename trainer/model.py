@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from core.schema import CLASSES
+from core.iris import CLASSES
 from trainer.data import Dataset
 from trainer.settings import TrainerSettings
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from google.cloud import storage
 
-from core import drift, gcs, layout, schema
+from core import csvscan, drift, gcs, layout
 from core.errors import ArtifactRejected, PublishUnverified, ServiceError
 from core.lineage import Lineage, Trigger
-from core.states import RunOutcome as Outcome
+from core.states import RunOutcome
 from core.store import ArtifactRef, ModelStore
 from trainer import claims, data, evalset, influence
 from trainer.settings import TrainerSettings
@@ -31,7 +31,7 @@ def newest_signed(store: ModelStore) -> ArtifactRef | None:
 
 
 def train_once(settings: TrainerSettings, force: bool = False, trigger: Trigger | None = None) -> dict[str, Any]:
-    """Run the trainer once; the summary's `status` is an Outcome (never `failed`: that is an exception)."""
+    """Run the trainer once; the summary's `status` is a RunOutcome (never `failed`: that is an exception)."""
     client = gcs.client(settings)
     try:
         return _run(client, settings, force, trigger or (Trigger.FORCE if force else Trigger.MANUAL))
@@ -51,10 +51,10 @@ def _run(client: storage.Client, settings: TrainerSettings, force: bool, trigger
     summary: dict[str, Any] = {"data_fingerprint": fp, "files": len(blobs), "trigger": trigger.value}
     newest = newest_signed(store)
     if not force and newest is not None and newest.metadata.get("data_fingerprint") == fp:
-        return summary | {"status": Outcome.SKIPPED, "reason": "no new data", "model_version": newest.version}
+        return summary | {"status": RunOutcome.SKIPPED, "reason": "no new data", "model_version": newest.version}
     claim = None if force else claims.acquire(bucket, fp, settings.claim_stale_after, retry)
     if isinstance(claim, claims.Refused):
-        return summary | {"status": Outcome.BUSY if claim.busy else Outcome.SKIPPED, "reason": claim.reason}
+        return summary | {"status": RunOutcome.BUSY if claim.busy else RunOutcome.SKIPPED, "reason": claim.reason}
     renewal = claim.kept_alive(settings.claim_stale_after / 4, retry) if claim else contextlib.nullcontext()
     try:
         with renewal:
@@ -72,7 +72,7 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     from trainer import model  # scikit-learn is imported only when there is work
 
     trusted = evalset.load_trusted(store.bucket, store.keyring, store.retry)  # none: the run fails, untrained
-    limits = schema.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
+    limits = csvscan.Limits(max_bytes=settings.max_csv_bytes, max_rows=settings.max_training_rows)
     current = store.newest_valid(on_reject=_log_reject)
     reading = data.read_files(blobs, limits, store.retry, settings.max_run_bytes, settings.max_training_rows)
     selection = influence.select(reading.files, current.model if current else None, settings)
@@ -88,18 +88,18 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     }
     if current is not None and selection.excluded and _learned_already(current.lineage, dataset, trigger):
         nothing_new = "nothing new to learn: the new data files were excluded"
-        return stats | {"status": Outcome.SKIPPED, "reason": nothing_new, "model_version": current.version}
+        return stats | {"status": RunOutcome.SKIPPED, "reason": nothing_new, "model_version": current.version}
     try:
         evaluated = model.fit_and_evaluate(dataset, settings)
     except model.InsufficientData as e:
-        return stats | {"status": Outcome.REJECTED, "reason": str(e)}
+        return stats | {"status": RunOutcome.REJECTED, "reason": str(e)}
     reason = model.gate(evaluated, current.model if current else None, settings)
     if reason:
-        return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
+        return stats | {"status": RunOutcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
     verdict = evalset.gate(evaluated.model, current.model if current else None, trusted, settings)
     stats |= verdict.summary()
     if verdict.message:
-        return stats | {"status": Outcome.REJECTED, "reason": verdict.message, "metrics": evaluated.metrics}
+        return stats | {"status": RunOutcome.REJECTED, "reason": verdict.message, "metrics": evaluated.metrics}
     try:
         lineage = store.publish(
             evaluated.model,
@@ -112,11 +112,11 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
         )
     except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
         reason = f"{e.reason}: {e.message}"
-        return stats | {"status": Outcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
+        return stats | {"status": RunOutcome.REJECTED, "reason": reason, "metrics": evaluated.metrics}
     _verify_published(store, lineage)
     _retire(store, lineage.version, keep=[v for v in (settings.pinned_model_version,) if v])
     return stats | {
-        "status": Outcome.PUBLISHED,
+        "status": RunOutcome.PUBLISHED,
         "model_version": lineage.version,
         "data_to_publish_s": lineage.data_to_publish_s,
         "object": layout.model_object(lineage.version),

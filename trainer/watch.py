@@ -34,7 +34,7 @@ from core.errors import ServiceError
 from core.lineage import Trigger
 from core.notifications import Finalized
 from core.observe import Heartbeat, StreamHealth
-from trainer.run import Outcome
+from core.states import RunOutcome
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ UNAVAILABLE_BACKOFF = (0.5, 10.0)
 PREFIX = "trainer_watch"
 """Prefix of the watcher's stream-health metrics (core.observe)."""
 
-Run = Callable[[Trigger], Outcome]
+Run = Callable[[Trigger], RunOutcome]
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Watcher:
         self.batch = Batch()
         self.reconcile_at: float | None = None
         """When the next reconcile run is due (monotonic seconds), None when none is."""
-        self.runs: list[tuple[Trigger, Outcome, int]] = []
+        self.runs: list[tuple[Trigger, RunOutcome, int]] = []
         """(trigger, outcome, data objects in the batch) of every run so far."""
         self.heartbeat = Heartbeat(settings.watch_stale_after)
         self.health = StreamHealth(PREFIX, settings.missed_event_after, on_missed=self.recycle)
@@ -226,7 +226,7 @@ class Watcher:
         outcome = self._train(Trigger.EVENT, batch.objects)
         self._settle(batch.ack_ids, ack=outcome.settled)
 
-    def _train(self, trigger: Trigger, objects: list[str]) -> Outcome:
+    def _train(self, trigger: Trigger, objects: list[str]) -> RunOutcome:
         log.info("training run", extra={"trigger": trigger.value, "objects": objects[:20], "count": len(objects)})
         outcome = self.run(trigger)
         self.runs.append((trigger, outcome, len(objects)))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core.schema import CLASSES, FEATURES
+from core.iris import CLASSES, FEATURES
 from predictor import tensors
 from predictor.errors import bad_field
 from predictor.protos import grpc_predict_v2_pb2 as pb

@@ -15,8 +15,8 @@ from sklearn.datasets import load_iris
 
 from core import drift
 from core.drift import BIN_COUNT, BIN_WIDTH_CM, DriftGauges, DriftMonitor, Reference, Window
+from core.iris import CLASSES, FEATURES, MAX_CM
 from core.lineage import METADATA_TOTAL_BYTES, METADATA_VALUE_BYTES, Lineage, metadata_bytes, sent_bytes
-from core.schema import CLASSES, FEATURES, MAX_CM
 from core.settings import DRIFT_CLASS_FEATURE, DriftSettings
 from tests import keys
 

@@ -17,7 +17,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
 from core import unpickle
-from core.schema import CLASSES
+from core.iris import CLASSES
 from trainer.model import build
 
 

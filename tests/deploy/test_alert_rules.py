@@ -21,7 +21,7 @@ from sklearn.datasets import load_iris
 
 from core import observe
 from core.drift import DriftGauges, DriftMonitor, Reference
-from core.schema import CLASSES
+from core.iris import CLASSES
 from core.settings import DriftSettings
 from devstack import emulators, prometheus
 from tests.deploy.conftest import BASE, K8S, find, kubectl, kustomize_build

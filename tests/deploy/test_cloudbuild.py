@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from devstack import images
-from functions.settings import FunctionSettings
+from functions.settings import IngestSettings
 from tests.deploy.conftest import BASE, K8S, OVERLAYS, ROOT, base_resources, kustomization, overlay_literals
+from tests.images import build as images
 
 IMAGES = {"iris-predictor", "iris-trainer"}
 
@@ -125,7 +125,7 @@ def test_function_deploy_matches_the_bucket_trigger(cloudbuild: dict[str, Any]) 
     for flag in (
         "--gen2",
         "--runtime=python311",
-        "--entry-point=on_upload",
+        "--entry-point=ingest_upload",
         "--trigger-event-filters=type=google.cloud.storage.object.v1.finalized",
         "--trigger-event-filters=bucket=${_BUCKET}",
     ):
@@ -133,7 +133,7 @@ def test_function_deploy_matches_the_bucket_trigger(cloudbuild: dict[str, Any]) 
     env_vars = re.search(r"--set-env-vars=(\S+)", script)
     assert env_vars
     names = {pair.split("=")[0] for pair in env_vars.group(1).split(",")}
-    assert names <= {f.upper() for f in FunctionSettings.model_fields}
+    assert names <= {f.upper() for f in IngestSettings.model_fields}
     assert {"GCS_BUCKET", "GOOGLE_CLOUD_PROJECT", "INVALID_ROWS_POLICY"} <= names
 
 

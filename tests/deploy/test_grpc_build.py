@@ -47,7 +47,9 @@ def test_the_image_generates_them_with_the_locked_grpcio_tools() -> None:
     assert f"grpcio-tools=={locked('grpcio-tools')}" in build
     assert "grpc_tools.protoc" in build
     assert f"COPY --from=build /build/{PROTOS}/ ./{PROTOS}/" in runtime
-    assert "grpcio-tools" not in (ROOT / "requirements.lock").read_text(), "a build tool, not a runtime dependency"
+    assert "grpcio-tools" not in (ROOT / "requirements-predictor.lock").read_text(), (
+        "a build tool, not a runtime dependency"
+    )
 
 
 def test_the_grpc_container_serves_grpc_port_with_health_probes() -> None:

@@ -60,7 +60,9 @@ def test_runtime_stage_is_clean_and_non_root(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(IMAGES))
 def test_dependencies_are_the_pinned_lock(name: str) -> None:
     build = " ".join(args for op, args in instructions(name) if op == "RUN")
-    assert "-r requirements.lock" in build
+    assert f"COPY requirements-{name}.lock ./" in {f"{op} {args}" for op, args in instructions(name)}
+    assert build.count(f"-r requirements-{name}.lock") == 2, "wheels and the venv both from the image's own lock"
+    assert "requirements-dev.lock" not in build
     assert "--no-index" in build
     assert all(op != "ADD" for op, _ in instructions(name))
 
@@ -69,7 +71,8 @@ def test_dockerignore_admits_only_what_the_images_copy() -> None:
     lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*"
     assert {line[1:].rstrip("/") for line in lines if line.startswith("!")} == {
-        "requirements.lock",
+        "requirements-trainer.lock",
+        "requirements-predictor.lock",
         "core",
         "trainer",
         "predictor",

@@ -220,13 +220,13 @@ def test_predictor_rollout_and_shutdown_budget() -> None:
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     container = spec["containers"][0]
     env = env_names(container, RESOURCES)
-    assert {"POD_NAME", "POD_UID", "PROMETHEUS_MULTIPROC_DIR"} <= env
+    assert {"POD_NAME", "PROMETHEUS_MULTIPROC_DIR"} <= env
     fields = {
         e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
         for e in container["env"]
         if "valueFrom" in e and "fieldRef" in e["valueFrom"]
     }
-    assert fields == {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid"}
+    assert fields == {"POD_NAME": "metadata.name"}
     multiproc = next(e["value"] for e in container["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR")
     assert multiproc in {m["mountPath"] for m in container["volumeMounts"]}
     graceful = int(find(RESOURCES, "ConfigMap", "iris-predictor")["data"]["GRACEFUL_TIMEOUT"])

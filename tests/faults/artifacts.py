@@ -15,8 +15,8 @@ from sklearn.datasets import load_iris
 from sklearn.pipeline import Pipeline
 
 from core import layout, signing
+from core.iris import CLASSES, FEATURES
 from core.lineage import Lineage
-from core.schema import CLASSES, FEATURES
 from core.signing import Keyring
 from tests.keys import OTHER
 from trainer.model import build

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from core.schema import CLASSES, FEATURES
+from core.iris import CLASSES, FEATURES
 
 COLUMNS = (*FEATURES, "species")
 HEADER_SPELLINGS = {

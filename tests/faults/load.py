@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from core.schema import EXAMPLES, FEATURES
+from core.iris import EXAMPLES, FEATURES
 
 PREDICT_BODY = {"instances": [dict(zip(FEATURES, v, strict=True)) for v in EXAMPLES.values()]}
 API_BODY = list(EXAMPLES["setosa"])

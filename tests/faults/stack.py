@@ -250,6 +250,7 @@ class Stack:
             "STORAGE_EMULATOR_HOST": self.emu.gcs.host,
             "PUBSUB_EMULATOR_HOST": self.emu.pubsub.host,
             "MODEL_EVENTS_TOPIC": self.emu.topic,
+            "INCOMING_EVENTS_TOPIC": self.emu.topic,
             **keys.env(),
             "GCS_RETRY_DEADLINE": "5",
             "LOG_LEVEL": "INFO",

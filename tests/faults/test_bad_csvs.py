@@ -1,6 +1,6 @@
 """Check 6: hundreds of generated bad CSVs dropped into incoming/ go the real path and nothing is lost.
 
-upload -> fake-gcs-server notification -> Pub/Sub emulator -> devstack.bridge -> functions-framework (on_upload,
+upload -> fake-gcs-server notification -> Pub/Sub emulator -> devstack.bridge -> functions-framework (ingest_upload,
 INVALID_ROWS_POLICY=split). Every file is quarantined with a report, every good row ends in data/, every upload
 is consumed, and the predictor pods (hearing all of these notifications too) keep serving.
 """
@@ -59,7 +59,7 @@ def ingest_stack(main_stack: Stack) -> Iterator[Stack]:
     env = stack.env(INVALID_ROWS_POLICY="split", LOG_LEVEL="WARNING")
     port = emulators.free_port()
     function_cmd = [sys.executable, "-m", "functions_framework", "--source", "functions/main.py", "--target",
-                    "on_upload", "--signature-type", "cloudevent", "--port", str(port)]  # fmt: skip
+                    "ingest_upload", "--signature-type", "cloudevent", "--port", str(port)]  # fmt: skip
     function = spawn("function", function_cmd, env, stack.workdir / "function.log", port)
     stack.others.append(function)
     url = f"http://127.0.0.1:{port}/"

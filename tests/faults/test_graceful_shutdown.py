@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from core.schema import EXAMPLES, FEATURES
+from core.iris import EXAMPLES, FEATURES
 from tests.faults.load import Answer, call
 from tests.faults.report import Row
 from tests.faults.stack import Pod, Stack

@@ -10,12 +10,12 @@ import pytest
 from google.cloud import storage
 
 from core import layout
-from functions.settings import FunctionSettings
+from functions.settings import IngestSettings
 
 
 @pytest.fixture(autouse=True)
 def _restore_root_logging() -> Iterator[None]:
-    """on_upload installs the JSON log handler once per process; give other tests their root logger back."""
+    """ingest_upload installs the JSON log handler once per process; give other tests their root logger back."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -24,10 +24,10 @@ def _restore_root_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(common_env: dict[str, str]) -> FunctionSettings:
+def settings(common_env: dict[str, str]) -> IngestSettings:
     """Explicit settings on this test's bucket (reject policy, the default limits)."""
     env: dict[str, Any] = {k.lower(): v for k, v in common_env.items()}
-    return FunctionSettings(**env)
+    return IngestSettings(**env)
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def bucket(storage_client: storage.Client, bucket_name: str) -> storage.Bucket:
 
 @pytest.fixture
 def function_env(monkeypatch: pytest.MonkeyPatch, common_env: dict[str, str]) -> Callable[..., None]:
-    """Set the environment on_upload reads; keyword arguments add or override variables."""
+    """Set the environment ingest_upload reads; keyword arguments add or override variables."""
 
     def apply(**extra: str) -> None:
         for key, value in {**common_env, **{k.upper(): v for k, v in extra.items()}}.items():

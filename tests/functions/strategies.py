@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from core.schema import FEATURES, LABEL
+from core.iris import FEATURES, LABEL
 
 ALIASES = {
     "sepal_length": ["sepal_length", "Sepal Length (cm)", "SepalLengthCm", "sepal.length"],

@@ -15,9 +15,8 @@ from cloudevents.http import from_http
 from google.cloud import storage
 
 from core.notifications import Malformed
-from core.settings import CommonSettings
 from devstack import emulators
-from devstack.bridge import EVENT_TYPE, Bridge, main, to_cloud_event
+from devstack.bridge import EVENT_TYPE, Bridge, BridgeSettings, main, to_cloud_event
 from devstack.emulators import Service
 from tests.emulator_fixtures import PROJECT
 
@@ -96,7 +95,7 @@ def function_stub() -> Iterator[str]:
 def test_a_failed_delivery_is_retried_and_acked_only_after_a_2xx(pubsub_emulator: Service, function_stub: str) -> None:
     topic = f"bridge-{uuid.uuid4().hex[:8]}"
     env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
-    settings = CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET)
+    settings = BridgeSettings(**env, incoming_events_topic=topic, gcs_bucket=BUCKET)
     bridge = Bridge(settings, function_stub, retry_delay=1)
     bridge.open()
     try:
@@ -124,7 +123,7 @@ def test_a_lost_subscription_is_created_again(
     topic = f"bridge-{uuid.uuid4().hex[:8]}"
     env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
     env["storage_emulator_host"] = gcs_emulator.host  # the subscription created again is followed by a sweep
-    bridge = Bridge(CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET), function_stub)
+    bridge = Bridge(BridgeSettings(**env, incoming_events_topic=topic, gcs_bucket=BUCKET), function_stub)
     path = bridge.open()
     try:
         with emulators.subscriber_client(pubsub_emulator.host) as subscriber:
@@ -154,7 +153,7 @@ def test_a_non_ascii_object_name_reaches_the_function_unchanged(pubsub_emulator:
     topic = f"bridge-{uuid.uuid4().hex[:8]}"
     name = "incoming/irysy-Łódź 🌸.csv"
     env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
-    bridge = Bridge(CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET), function_stub, retry_delay=1)
+    bridge = Bridge(BridgeSettings(**env, incoming_events_topic=topic, gcs_bucket=BUCKET), function_stub, retry_delay=1)
     bridge.open()
     try:
         with emulators.publisher_client(pubsub_emulator.host) as publisher:
@@ -176,7 +175,7 @@ def test_a_named_subscription_keeps_what_arrived_while_the_bridge_was_down(
 ) -> None:
     topic, name = f"bridge-{uuid.uuid4().hex[:8]}", f"durable-{uuid.uuid4().hex[:8]}"
     env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
-    settings = CommonSettings(**env, model_events_topic=topic, gcs_bucket=BUCKET)
+    settings = BridgeSettings(**env, incoming_events_topic=topic, gcs_bucket=BUCKET)
     first = Bridge(settings, function_stub, subscription=name)
     first.open()
     first.close()  # a bridge that stopped (or died): its subscription stays
@@ -203,8 +202,8 @@ def test_uploads_whose_notification_was_lost_are_swept_from_incoming(
 ) -> None:  # fmt: skip
     env: dict[str, Any] = {"pubsub_emulator_host": pubsub_emulator.host, "google_cloud_project": PROJECT}
     topic = f"bridge-{uuid.uuid4().hex[:8]}"  # nothing publishes here: every notification is lost
-    settings = CommonSettings(
-        **env, storage_emulator_host=gcs_emulator.host, model_events_topic=topic, gcs_bucket=bucket_name
+    settings = BridgeSettings(
+        **env, storage_emulator_host=gcs_emulator.host, incoming_events_topic=topic, gcs_bucket=bucket_name
     )
     bucket = storage_client.bucket(bucket_name)
     bucket.blob("incoming/lost Łódź.csv").upload_from_string("a,b\n")

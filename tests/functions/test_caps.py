@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from functions.main import on_upload
+from functions.main import ingest_upload
 from tests.functions.helpers import VALID_CSV, event_for, names
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,8 @@ from google.cloud import storage
 from core import gcs
 from core.settings import load
 from functions import ingest
-from functions.settings import FunctionSettings
-settings = load(FunctionSettings)
+from functions.settings import IngestSettings
+settings = load(IngestSettings)
 bucket = gcs.client(settings).bucket(settings.gcs_bucket)
 blob = bucket.get_blob(sys.argv[1])
 outcome = ingest.ingest(bucket, blob.name, blob.generation, settings)
@@ -93,8 +93,8 @@ def test_the_bomb_event_is_acknowledged_and_a_redelivery_is_a_no_op(
     source = gzip_upload(bucket, "incoming/bomb.csv", ONE_LINE)
     event = event_for(source)
 
-    on_upload(event)  # returns: the platform acknowledges the event instead of redelivering it for a day
+    ingest_upload(event)  # returns: the platform acknowledges the event instead of redelivering it for a day
     after = names(bucket)
-    on_upload(event)
+    ingest_upload(event)
 
     assert after == names(bucket) == ["quarantine/bomb.csv", "quarantine/bomb.csv.error.json"]

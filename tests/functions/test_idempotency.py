@@ -14,9 +14,9 @@ from core import gcs
 from core.errors import StoreUnavailable
 from devstack.emulators import free_port
 from functions import ingest
-from functions.main import on_upload
+from functions.main import ingest_upload
 from functions.outputs import MAX_NAME_BYTES, REPORT_SUFFIX, Folder, NameTaken, Source, Writer, candidates
-from functions.settings import FunctionSettings
+from functions.settings import IngestSettings
 from tests.functions.helpers import CANONICAL_CSV, MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
 
 pytestmark = pytest.mark.integration
@@ -33,16 +33,16 @@ def test_the_same_event_twice_leaves_the_same_end_state(
     function_env(invalid_rows_policy=policy)
     event = event_for(upload(bucket, "incoming/iris.csv", content))
 
-    on_upload(event)
+    ingest_upload(event)
     once = snapshot(bucket)
-    on_upload(event)
+    ingest_upload(event)
 
     assert snapshot(bucket) == once
     assert not [n for n in once if n.startswith("incoming/")]
 
 
 def test_halfway_failure_after_the_copy_is_completed_by_the_next_delivery(
-    bucket: storage.Bucket, settings: FunctionSettings
+    bucket: storage.Bucket, settings: IngestSettings
 ) -> None:
     source = upload(bucket, "incoming/iris.csv", VALID_CSV)
     upload(bucket, "data/other.csv", b"unrelated")
@@ -56,7 +56,7 @@ def test_halfway_failure_after_the_copy_is_completed_by_the_next_delivery(
     assert bucket.get_blob("data/iris.csv").generation == copied
 
 
-def test_copy_under_a_suffixed_name_is_found_again(bucket: storage.Bucket, settings: FunctionSettings) -> None:
+def test_copy_under_a_suffixed_name_is_found_again(bucket: storage.Bucket, settings: IngestSettings) -> None:
     source = upload(bucket, "incoming/iris.csv", VALID_CSV)
     upload(bucket, "data/iris.csv", b"someone else's file")
     _write_as_ingest(bucket, source, f"data/iris-{source.generation}.csv", VALID_CSV, "data", "reject")
@@ -67,7 +67,7 @@ def test_copy_under_a_suffixed_name_is_found_again(bucket: storage.Bucket, setti
 
 
 def test_quarantine_written_but_report_missing_gets_its_report(
-    bucket: storage.Bucket, settings: FunctionSettings
+    bucket: storage.Bucket, settings: IngestSettings
 ) -> None:
     source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
     _write_as_ingest(bucket, source, "quarantine/mixed.csv", MIXED_CSV, "quarantine", "reject")
@@ -78,7 +78,7 @@ def test_quarantine_written_but_report_missing_gets_its_report(
     assert json.loads(bucket.blob("quarantine/mixed.csv.error.json").download_as_bytes())["rows_invalid"] == 2
 
 
-def test_an_earlier_delivery_pins_the_policy(bucket: storage.Bucket, settings: FunctionSettings) -> None:
+def test_an_earlier_delivery_pins_the_policy(bucket: storage.Bucket, settings: IngestSettings) -> None:
     source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
     _write_as_ingest(bucket, source, "quarantine/mixed.csv", MIXED_CSV, "quarantine", "reject")
     split = settings.model_copy(update={"invalid_rows_policy": "split"})
@@ -94,16 +94,16 @@ def test_event_for_a_replaced_generation_is_a_no_op(bucket: storage.Bucket, func
     old = upload(bucket, "incoming/iris.csv", MIXED_CSV)
     new = upload(bucket, "incoming/iris.csv", VALID_CSV)
 
-    on_upload(event_for(old))
+    ingest_upload(event_for(old))
     assert names(bucket) == ["incoming/iris.csv"]
     assert bucket.get_blob("incoming/iris.csv").generation == new.generation
 
-    on_upload(event_for(new))
+    ingest_upload(event_for(new))
     assert names(bucket) == ["data/iris.csv"]
     assert bucket.blob("data/iris.csv").download_as_bytes() == CANONICAL_CSV
 
 
-def test_event_for_an_already_ingested_object_is_a_no_op(bucket: storage.Bucket, settings: FunctionSettings) -> None:
+def test_event_for_an_already_ingested_object_is_a_no_op(bucket: storage.Bucket, settings: IngestSettings) -> None:
     source = upload(bucket, "incoming/iris.csv", VALID_CSV)
     assert ingest.ingest(bucket, source.name, source.generation, settings).status == "promoted"
     after = snapshot(bucket)
@@ -114,9 +114,7 @@ def test_event_for_an_already_ingested_object_is_a_no_op(bucket: storage.Bucket,
     assert snapshot(bucket) == after
 
 
-def test_a_concurrent_delivery_that_wrote_first_is_recognised(
-    bucket: storage.Bucket, settings: FunctionSettings
-) -> None:
+def test_a_concurrent_delivery_that_wrote_first_is_recognised(bucket: storage.Bucket, settings: IngestSettings) -> None:
     source_blob = upload(bucket, "incoming/iris.csv", VALID_CSV)
     source = Source(bucket, source_blob.name, source_blob.generation, gcs.retry(settings))
     folder = Folder(source, "data/", "iris.csv")  # listed before the other delivery wrote
@@ -128,7 +126,7 @@ def test_a_concurrent_delivery_that_wrote_first_is_recognised(
     assert names(bucket, "data/") == ["data/iris.csv"]
 
 
-def test_a_name_held_by_another_source_is_never_overwritten(bucket: storage.Bucket, settings: FunctionSettings) -> None:
+def test_a_name_held_by_another_source_is_never_overwritten(bucket: storage.Bucket, settings: IngestSettings) -> None:
     source_blob = upload(bucket, "incoming/x.csv", MIXED_CSV)
     source = Source(bucket, source_blob.name, source_blob.generation, gcs.retry(settings))
     folder = Folder(source, "quarantine/", "x.csv")
@@ -156,12 +154,12 @@ def test_transient_gcs_errors_propagate_after_the_bounded_retries(
     event = event_for(upload(bucket, "incoming/iris.csv", VALID_CSV))
 
     with pytest.raises(StoreUnavailable) as caught:
-        on_upload(event)
+        ingest_upload(event)
     assert isinstance(caught.value.__cause__, gexc.RetryError)
 
 
 def test_one_structured_log_line_per_file(
-    bucket: storage.Bucket, settings: FunctionSettings, caplog: pytest.LogCaptureFixture
+    bucket: storage.Bucket, settings: IngestSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
     caplog.set_level(logging.DEBUG, logger="functions.ingest")

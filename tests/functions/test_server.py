@@ -39,7 +39,7 @@ def server_env(gcs_emulator: Service, pubsub_emulator: Service, server_bucket: s
         "GCS_BUCKET": server_bucket.name,
         "STORAGE_EMULATOR_HOST": gcs_emulator.host,
         "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
-        "MODEL_EVENTS_TOPIC": TOPIC,
+        "INCOMING_EVENTS_TOPIC": TOPIC,
         "GCS_RETRY_DEADLINE": "5",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
@@ -52,9 +52,9 @@ def function_url(function_server: Service) -> str:
 
 @pytest.fixture(scope="module")
 def function_server(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """functions-framework serving functions/main.py:on_upload on a free loopback port."""
+    """functions-framework serving functions/main.py:ingest_upload on a free loopback port."""
     port, log_path = emulators.free_port(), tmp_path_factory.mktemp("function") / "function.log"
-    command = [str(BIN / "functions-framework"), "--source", "functions/main.py", "--target", "on_upload"]
+    command = [str(BIN / "functions-framework"), "--source", "functions/main.py", "--target", "ingest_upload"]
     command += ["--signature-type", "cloudevent", "--host", emulators.LOOPBACK, "--port", str(port)]
     service = emulators.spawn("function", command, port, log_path, server_env, cwd=REPO)
     try:

@@ -1,6 +1,6 @@
 """Session fixtures: the stand-in base, both images built once, pushed to a loopback registry and pulled back by digest.
 
-Builds use the cached store (devstack.images.cached_storage); everything after the push uses a fresh store of this
+Builds use the cached store (build.cached_storage); everything after the push uses a fresh store of this
 session, so what the tests inspect and run is what came out of the registry.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack import images
 from devstack.emulators import Service
+from tests.images import build as images
 from tests.images.pods import podman
 from tests.images.registry import manifest_digest, start_registry
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.emulators import free_port
-from devstack.images import Storage
 from tests.deploy.conftest import base_resources
+from tests.images.build import Storage
 
 # This machine mounts cgroup v1 and v2 side by side, which crun refuses: runc with cgroupfs works.
 RUNTIME = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]

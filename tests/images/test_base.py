@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from devstack import images
+from tests.images import build as images
 from tests.images.pods import podman, run_args
 
 pytestmark = [pytest.mark.images, pytest.mark.timeout(1800)]  # the first test may debootstrap the base

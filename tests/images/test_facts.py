@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from packaging.utils import canonicalize_name
 
-from devstack import images
+from tests.images import build as images
 from tests.images.conftest import NAMES, ROOT, Pulled
 from tests.images.pods import podman, run_args
 
@@ -134,7 +134,7 @@ def test_installed_packages_are_the_lock_exactly(
     flags = ["--read-only", "--tmpfs", "/tmp", "--env", "HOME=/tmp"]
     done = podman(run_storage, *run_args(f"iris-freeze-{uuid.uuid4().hex[:8]}", flags, {}), pulled[name].ref, *freeze)
     assert done.returncode == 0, done.stderr
-    assert pins(done.stdout) == pins((ROOT / "requirements.lock").read_text())
+    assert pins(done.stdout) == pins((ROOT / f"requirements-{name}.lock").read_text())
 
 
 def pins(text: str) -> dict[str, str]:

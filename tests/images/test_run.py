@@ -22,12 +22,12 @@ from google.cloud import storage
 from sklearn.pipeline import Pipeline
 
 from core import gcs
-from core.schema import EXAMPLES
+from core.iris import EXAMPLES
 from core.store import ModelStore
-from devstack import images
 from devstack.emulators import Service, spawn
 from tests import keys
 from tests.emulator_fixtures import bucket_env
+from tests.images import build as images
 from tests.images.conftest import Pulled
 from tests.images.pods import Workload, free_ports, podman, run_command, sidecars, with_ports, workload
 from tests.polling import wait_for

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.schema import CLASSES, EXAMPLES, FEATURES, MAX_CM
+from core.iris import CLASSES, EXAMPLES, FEATURES, MAX_CM
 from tests.predictor.conftest import MAX_BATCH, VERSION
 
 SETOSA, VIRGINICA = list(EXAMPLES["setosa"]), list(EXAMPLES["virginica"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from core.schema import EXAMPLES
+from core.iris import EXAMPLES
 from predictor.tensors import HEADER
 
 ROWS = np.array([EXAMPLES["setosa"], EXAMPLES["virginica"]], dtype=np.float64)

@@ -8,7 +8,7 @@ from typing import Any, get_args
 import pytest
 from flask.testing import FlaskClient
 
-from core.schema import CLASSES, FEATURES
+from core.iris import CLASSES, FEATURES
 from predictor import answers, inputs, v2
 from predictor.api import PREDICT
 from predictor.contract import Contract, InstanceObject

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from core.schema import CLASSES, MAX_CM
+from core.iris import CLASSES, MAX_CM
 from predictor import fastpath
 
 IRIS = load_iris()

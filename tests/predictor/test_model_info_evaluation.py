@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from core import layout
-from core.schema import CLASSES
+from core.iris import CLASSES
 from core.store import ModelStore
 from predictor.registry import Registry
 from tests import keys

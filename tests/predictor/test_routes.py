@@ -7,7 +7,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 
-from core.schema import EXAMPLES
+from core.iris import EXAMPLES
 from predictor.app import create_app
 from predictor.settings import PredictorSettings
 from tests.predictor.conftest import ADMIN_TOKEN, MAX_BATCH, VERSION, installed, publish

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from core.iris import EXAMPLES
 from core.lineage import Lineage
-from core.schema import EXAMPLES
 from devstack.emulators import Service, free_port
 from tests.predictor.conftest import publish
 

@@ -22,7 +22,7 @@ import requests
 from google.cloud import storage
 from sklearn.pipeline import Pipeline
 
-from core.schema import EXAMPLES
+from core.iris import EXAMPLES
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
 from tests import keys

@@ -18,7 +18,7 @@ from google.cloud import storage
 from sklearn.datasets import load_iris
 
 from core import layout
-from core.schema import CLASSES, FEATURES, LABEL
+from core.iris import CLASSES, FEATURES, LABEL
 from trainer.settings import TrainerSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from google.cloud import storage
 from sklearn.datasets import load_iris
 
 from core import layout, signing
-from core.schema import CLASSES, EXAMPLES, FEATURES
+from core.iris import CLASSES, EXAMPLES, FEATURES
 from core.states import GateReason
 from core.store import ModelStore
 from tests import keys

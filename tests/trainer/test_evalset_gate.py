@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
+from core.iris import CLASSES
 from core.lineage import Lineage
-from core.schema import CLASSES
 from core.states import GateReason
 from tests import keys
 from tests.core.test_signing_layout_lineage import lineage

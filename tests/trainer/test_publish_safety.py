@@ -12,12 +12,13 @@ from google.cloud import storage
 from core import layout
 from core.errors import PublishUnverified
 from core.lineage import Trigger
+from core.states import RunOutcome
 from core.store import ModelStore
 from tests.keys import OTHER
 from tests.trainer.conftest import csv_text, iris_rows, put
 from trainer import data, evalset
 from trainer.__main__ import run_and_report
-from trainer.run import Outcome, train_once
+from trainer.run import train_once
 from trainer.settings import TrainerSettings
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_an_unverified_publish_is_a_failed_run_for_the_job(
     (tmp_path / "other.pem").write_bytes(OTHER.signer.public_pem())  # type: ignore[union-attr]
     misconfigured = trainer_settings.model_copy(update={"model_public_keys_dir": tmp_path})
     trusted_by_both(bucket)
-    assert run_and_report(misconfigured, Trigger.MANUAL) is Outcome.FAILED
+    assert run_and_report(misconfigured, Trigger.MANUAL) is RunOutcome.FAILED
     assert "does not verify" in capsys.readouterr().err
 
 

@@ -14,6 +14,7 @@ from google.cloud import storage
 
 from core import gcs, layout
 from core.lineage import Trigger
+from core.states import RunOutcome
 from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import Service
@@ -24,7 +25,6 @@ from tests.faults.stack import start_emulators
 from tests.polling import wait_for
 from tests.trainer.conftest import csv_text, iris_rows, put
 from trainer.__main__ import run_and_report
-from trainer.run import Outcome
 from trainer.settings import TrainerSettings
 from trainer.watch import Batch, Watcher
 
@@ -54,7 +54,7 @@ class Running:
         self.thread = threading.Thread(target=watcher.serve, args=(self.stop,), daemon=True)
         self.thread.start()
 
-    def runs(self, trigger: Trigger, since: int = 0) -> list[tuple[Trigger, Outcome, int]]:
+    def runs(self, trigger: Trigger, since: int = 0) -> list[tuple[Trigger, RunOutcome, int]]:
         """Runs with this trigger, from the `since`-th one on."""
         return [run for run in list(self.watcher.runs) if run[0] is trigger][since:]
 
@@ -82,7 +82,7 @@ def watcher_settings(trainer_settings: TrainerSettings, pubsub_host: str, topic:
 def start_watcher(trainer_settings: TrainerSettings, pubsub_emulator: Service) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def start(run: Callable[[Trigger], Outcome] | None = None) -> Running:
+    def start(run: Callable[[Trigger], RunOutcome] | None = None) -> Running:
         settings = watcher_settings(trainer_settings, pubsub_emulator.host, TOPIC)
         running = Running(Watcher(settings, run or (lambda trigger: run_and_report(settings, trigger))))
         started.append(running)
@@ -121,23 +121,23 @@ def test_a_burst_of_20_files_in_2_s_is_at_most_2_runs_and_the_model_learns_all_2
 def test_a_failed_run_hands_its_events_back_and_they_are_retried(
     start_watcher: Callable[..., Running], trainer_settings: TrainerSettings, bucket: storage.Bucket, store: ModelStore
 ) -> None:
-    failures: list[Outcome] = []
+    failures: list[RunOutcome] = []
 
-    def flaky(trigger: Trigger) -> Outcome:
+    def flaky(trigger: Trigger) -> RunOutcome:
         if trigger is Trigger.EVENT and failures:
             return failures.pop(0)
         return run_and_report(trainer_settings, trigger)
 
     running = start_watcher(flaky)
-    failures += [Outcome.FAILED, Outcome.BUSY]
+    failures += [RunOutcome.FAILED, RunOutcome.BUSY]
     blob = put(bucket, "data/late.csv", csv_text(iris_rows(noise=0.01, seed=99)))
     lineage = wait_for(lambda: newest_lineage_with(store, 2), 60, "the retried event's model")
     assert f"data/late.csv#{blob.generation}" in lineage.data_objects  # type: ignore[attr-defined]
     wait_for(lambda: len(running.runs(Trigger.EVENT, since=1)) >= 3, 30, "the publishing run's return")
     assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)][:3] == [
-        Outcome.FAILED,
-        Outcome.BUSY,
-        Outcome.PUBLISHED,
+        RunOutcome.FAILED,
+        RunOutcome.BUSY,
+        RunOutcome.PUBLISHED,
     ]
 
 
@@ -157,7 +157,10 @@ def test_other_objects_and_duplicate_events_never_publish_twice(
         attributes = finalize(blob.name, bucket.name) | {"objectGeneration": str(blob.generation)}
         publisher.publish(publisher.topic_path(PROJECT, TOPIC), b"{}", **attributes).result(timeout=10)
     wait_for(lambda: len(running.runs(Trigger.EVENT, since=1)) >= 2, 30, "the duplicate event's run")
-    assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)] == [Outcome.PUBLISHED, Outcome.SKIPPED]
+    assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)] == [
+        RunOutcome.PUBLISHED,
+        RunOutcome.SKIPPED,
+    ]
     assert len(store.list_versions()) == len(first) + 1
 
 
@@ -205,5 +208,5 @@ def test_an_event_for_a_vanished_object_is_one_skipped_run(
     put(bucket, "data/gone.csv", csv_text(iris_rows(noise=0.01, seed=5))).delete()  # gone before its run
     wait_for(lambda: running.runs(Trigger.EVENT, since=1), 30, "the run for the vanished object's event")
     time.sleep(2.0)  # a redelivered (unacked) event would have run again by now
-    assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)] == [Outcome.SKIPPED]
+    assert [outcome for _, outcome, _ in running.runs(Trigger.EVENT, since=1)] == [RunOutcome.SKIPPED]
     assert len(store.list_versions()) == versions

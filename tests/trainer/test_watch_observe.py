@@ -15,13 +15,13 @@ from google.cloud import storage
 
 from core import observe
 from core.lineage import Trigger
+from core.states import RunOutcome
 from devstack import emulators
 from devstack.emulators import Service
 from tests.conftest import PROJECT, TOPIC
 from tests.polling import wait_for
 from tests.trainer.conftest import csv_text, iris_rows, put
 from tests.trainer.test_watch import Running, watcher_settings
-from trainer.run import Outcome
 from trainer.settings import TrainerSettings
 from trainer.watch import Watcher
 
@@ -40,10 +40,10 @@ class Recorder:
         self.release = threading.Event()
         self.release.set()
 
-    def __call__(self, trigger: Trigger) -> Outcome:
+    def __call__(self, trigger: Trigger) -> RunOutcome:
         self.triggers.append(trigger)
         self.release.wait(60)
-        return Outcome.SKIPPED
+        return RunOutcome.SKIPPED
 
 
 @pytest.fixture

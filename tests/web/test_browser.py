@@ -11,8 +11,8 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sklearn.pipeline import Pipeline
 
 from core import layout
+from core.iris import EXAMPLES, FEATURES
 from core.lineage import Lineage, Provenance, Trigger
-from core.schema import EXAMPLES, FEATURES
 from core.store import ModelStore
 from devstack.emulators import Service
 from tests.web.conftest import Console, screenshot

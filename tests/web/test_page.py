@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.schema import CLASSES, EXAMPLES, FEATURES, MAX_CM
+from core.iris import CLASSES, EXAMPLES, FEATURES, MAX_CM
 from predictor import web
 
 

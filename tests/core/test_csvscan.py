@@ -1,15 +1,14 @@
-"""core.schema: header spellings, labels, row errors, fatal verdicts, limits and the canonical CSV."""
+"""core.csvscan: header spellings, labels, row errors, fatal verdicts, limits and the canonical CSV."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import schema
-from core.schema import CLASSES, FEATURES, LABEL, Limits, validate_bytes
+from core import csvscan, iris
+from core.csvscan import Limits, validate_bytes
+from core.iris import CLASSES, FEATURES, LABEL
 
 HEADER = "sepal_length,sepal_width,petal_length,petal_width,species\n"
 
@@ -48,12 +47,12 @@ def test_extra_columns_are_ignored_and_reported_and_order_does_not_matter() -> N
     [("Iris-setosa", "setosa"), (" SETOSA ", "setosa"), ("iris_versicolor", "versicolor"), ("Virginica", "virginica")],
 )
 def test_label_spellings(text: str, expected: str) -> None:
-    assert schema.canonical_label(text) == expected
+    assert csvscan.canonical_label(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "rose", "Iris-rose", "setosa2", "iris"])
 def test_unknown_labels(text: str) -> None:
-    assert schema.canonical_label(text) is None
+    assert csvscan.canonical_label(text) is None
 
 
 @pytest.mark.parametrize(
@@ -87,15 +86,15 @@ def test_several_errors_in_one_row_are_all_reported() -> None:
 
 
 def test_zero_is_a_valid_measurement_and_max_cm_is_inclusive() -> None:
-    _, report = validate_bytes(csv_bytes(f"0,0,{schema.MAX_CM},0.0,setosa"))
+    _, report = validate_bytes(csv_bytes(f"0,0,{iris.MAX_CM},0.0,setosa"))
     assert report.ok
 
 
 def test_reported_errors_are_capped_but_counted() -> None:
-    lines = ["bad,3.5,1.4,0.2,setosa"] * (schema.MAX_REPORTED_ERRORS + 5)
+    lines = ["bad,3.5,1.4,0.2,setosa"] * (csvscan.MAX_REPORTED_ERRORS + 5)
     _, report = validate_bytes(csv_bytes(*lines))
-    assert report.errors_total == schema.MAX_REPORTED_ERRORS + 5
-    assert len(report.errors) == schema.MAX_REPORTED_ERRORS
+    assert report.errors_total == csvscan.MAX_REPORTED_ERRORS + 5
+    assert len(report.errors) == csvscan.MAX_REPORTED_ERRORS
     assert report.as_dict()["errors_truncated"] is True
 
 
@@ -143,7 +142,7 @@ def test_to_csv_writes_the_canonical_header_and_round_trips() -> None:
     source = csv_bytes("5.1,3.5,1.4,0.2,Iris-setosa", "bad,1,1,1,setosa", "6.7,3.1,5.8,2.2,VIRGINICA",
                        header="SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm,Species\n")  # fmt: skip
     rows, _ = validate_bytes(source)
-    out = schema.to_csv(r for r in rows if r.valid)
+    out = csvscan.to_csv(r for r in rows if r.valid)
     assert out.splitlines()[0].decode() == ",".join((*FEATURES, LABEL))
     again, report = validate_bytes(out)
     assert report.ok
@@ -156,39 +155,26 @@ def test_to_csv_writes_the_canonical_header_and_round_trips() -> None:
 def test_raw_csv_keeps_rows_as_they_arrived() -> None:
     header = "SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm,Species"
     rows, _ = validate_bytes(csv_bytes("bad,1,1,1,Iris-setosa", header=header + "\n"))
-    raw = schema.raw_csv(schema.read_header((header + "\n").encode()), rows)
+    raw = csvscan.raw_csv(csvscan.read_header((header + "\n").encode()), rows)
     assert raw.decode() == f"{header}\nbad,1,1,1,Iris-setosa\n"
 
 
 def test_read_header() -> None:
-    assert schema.read_header(b"\xef\xbb\xbfa,b\n1,2\n") == ["a", "b"]
-    assert schema.read_header(b"") == []
-    assert schema.read_header(b"\xff\xfe,x\n") == []
-    assert schema.read_header(b"\n  ,\n\na,b\n1,2\n") == ["a", "b"]  # the row scan() takes as the header
+    assert csvscan.read_header(b"\xef\xbb\xbfa,b\n1,2\n") == ["a", "b"]
+    assert csvscan.read_header(b"") == []
+    assert csvscan.read_header(b"\xff\xfe,x\n") == []
+    assert csvscan.read_header(b"\n  ,\n\na,b\n1,2\n") == ["a", "b"]  # the row scan() takes as the header
 
 
-@pytest.mark.parametrize(
-    ("value", "problem"), [(1.0, None), (0.0, None), (-0.1, "negative"), (math.nan, "not a finite"), (101.0, "larger")]
-)
-def test_check_measurement(value: float, problem: str | None) -> None:
-    result = schema.check_measurement(value)
-    assert result == problem if problem is None else result is not None and result.startswith(problem)
-
-
-def test_examples_cover_every_class_with_valid_measurements() -> None:
-    assert tuple(schema.EXAMPLES) == CLASSES
-    assert all(schema.check_measurement(v) is None for values in schema.EXAMPLES.values() for v in values)
-
-
-measurement = st.floats(min_value=0, max_value=schema.MAX_CM, allow_nan=False, allow_infinity=False)
+measurement = st.floats(min_value=0, max_value=iris.MAX_CM, allow_nan=False, allow_infinity=False)
 valid_row = st.tuples(st.tuples(measurement, measurement, measurement, measurement), st.sampled_from(CLASSES))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(valid_row, min_size=1, max_size=20))
 def test_property_valid_rows_round_trip_through_to_csv(generated: list) -> None:
-    rows = [schema.Row(i + 2, [], values, label) for i, (values, label) in enumerate(generated)]
-    parsed, report = validate_bytes(schema.to_csv(rows))
+    rows = [csvscan.Row(i + 2, [], values, label) for i, (values, label) in enumerate(generated)]
+    parsed, report = validate_bytes(csvscan.to_csv(rows))
     assert report.ok, report.as_dict()
     assert [(r.values, r.label) for r in parsed] == [(tuple(v), label) for v, label in generated]
 
@@ -236,7 +222,7 @@ def test_records_at_the_caps_pass_and_each_record_starts_afresh() -> None:
 
 
 def test_read_header_is_bounded_too() -> None:
-    assert schema.read_header(b"5.1," * 100_000) == []
+    assert csvscan.read_header(b"5.1," * 100_000) == []
 
 
 @settings(max_examples=200, deadline=None)
@@ -247,7 +233,7 @@ def test_read_header_is_bounded_too() -> None:
 def test_property_no_canonical_cell_starts_like_a_formula(generated: list) -> None:
     lines = [f"{v},{v},{v},{v},{label},{extra}" for v, label, extra in generated]
     rows, report = validate_bytes(csv_bytes(*lines, header=HEADER.strip() + ",notes\n"))
-    out = schema.to_csv(r for r in rows if r.valid)
+    out = csvscan.to_csv(r for r in rows if r.valid)
     cells = [cell for line in out.decode().splitlines()[1:] for cell in line.split(",")]
     assert len(cells) == 5 * report.rows_valid
     assert not [c for c in cells if c[:1] in "=+-@"]

@@ -1,4 +1,4 @@
-"""on_upload with real CloudEvents on fake-gcs-server: promotion, clashes, policies, fatal files, ignored objects."""
+"""ingest_upload with real CloudEvents on fake-gcs-server: promotion, clashes, policies, fatal files, other objects."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from google.cloud import storage
 
-from core import schema
-from functions.main import on_upload
+from core import iris
+from functions.main import ingest_upload
 from functions.outputs import POLICY, ROLE, SOURCE_GENERATION, SOURCE_OBJECT
 from tests.functions.helpers import CANONICAL_CSV, MIXED_CSV, VALID_CSV, event_for, names, snapshot, upload
 
@@ -30,7 +30,7 @@ def _rows(data: bytes) -> list[list[str]]:
 def test_valid_file_is_promoted_and_the_upload_deleted(bucket: storage.Bucket, function_env: Callable) -> None:
     source = upload(bucket, "incoming/iris.csv", VALID_CSV)
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == ["data/iris.csv"]
     promoted = bucket.get_blob("data/iris.csv")
@@ -53,7 +53,7 @@ def test_data_gets_the_canonical_header_and_five_columns_never_a_formula(
         b"VIRGINICA,+2.2,6.70,3.1,5.8,@SUM(A1)\r\n"
         b"versicolor,-0,5.9,2.8,4.3,-1+1\r\n"
     )
-    on_upload(event_for(upload(bucket, "incoming/formula.csv", upload_csv)))
+    ingest_upload(event_for(upload(bucket, "incoming/formula.csv", upload_csv)))
 
     assert names(bucket) == ["data/formula.csv"]
     assert bucket.blob("data/formula.csv").download_as_bytes() == (
@@ -67,7 +67,7 @@ def test_data_gets_the_canonical_header_and_five_columns_never_a_formula(
 def test_nested_and_non_csv_names_keep_their_path_and_get_the_csv_extension(
     bucket: storage.Bucket, function_env: Callable
 ) -> None:
-    on_upload(event_for(upload(bucket, "incoming/team-a/2026/batch.txt", VALID_CSV)))
+    ingest_upload(event_for(upload(bucket, "incoming/team-a/2026/batch.txt", VALID_CSV)))
 
     assert names(bucket) == ["data/team-a/2026/batch.txt.csv"]
 
@@ -77,9 +77,9 @@ def test_name_clash_gets_a_generation_suffix_and_overwrites_nothing(
 ) -> None:
     existing = upload(bucket, "data/iris.csv", b"someone else's file")
     first = upload(bucket, "incoming/iris.csv", VALID_CSV)
-    on_upload(event_for(first))
+    ingest_upload(event_for(first))
     second = upload(bucket, "incoming/iris.csv", VALID_CSV.replace(b"5.1", b"5.2"))
-    on_upload(event_for(second))
+    ingest_upload(event_for(second))
 
     after = snapshot(bucket)
     assert sorted(after) == [
@@ -97,7 +97,7 @@ def test_reject_policy_quarantines_the_whole_file_with_a_row_level_report(
 ) -> None:
     source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == ["quarantine/mixed.csv", "quarantine/mixed.csv.error.json"]
     assert bucket.blob("quarantine/mixed.csv").download_as_bytes() == MIXED_CSV
@@ -123,12 +123,12 @@ def test_split_policy_promotes_valid_rows_and_quarantines_the_rest(
     function_env(invalid_rows_policy="split")
     source = upload(bucket, "incoming/mixed.csv", MIXED_CSV)
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == ["data/mixed.csv", "quarantine/mixed.csv", "quarantine/mixed.csv.error.json"]
     valid = bucket.blob("data/mixed.csv").download_as_bytes()
     assert _rows(valid) == [
-        [*schema.FEATURES, schema.LABEL],
+        [*iris.FEATURES, iris.LABEL],
         ["5.1", "3.5", "1.4", "0.2", "setosa"],
         ["5.9", "2.8", "4.3", "1.3", "versicolor"],
     ]
@@ -142,10 +142,10 @@ def test_split_policy_promotes_valid_rows_and_quarantines_the_rest(
 
 def test_split_keeps_the_header_when_blank_lines_precede_it(bucket: storage.Bucket, function_env: Callable) -> None:
     function_env(invalid_rows_policy="split")
-    on_upload(event_for(upload(bucket, "incoming/mixed.csv", b"\r\n \n" + MIXED_CSV)))
+    ingest_upload(event_for(upload(bucket, "incoming/mixed.csv", b"\r\n \n" + MIXED_CSV)))
 
     invalid = bucket.blob("quarantine/mixed.csv").download_as_bytes()
-    assert _rows(invalid)[0] == [*schema.FEATURES, schema.LABEL]
+    assert _rows(invalid)[0] == [*iris.FEATURES, iris.LABEL]
 
 
 def test_split_policy_with_no_valid_row_quarantines_the_original_file(
@@ -153,7 +153,7 @@ def test_split_policy_with_no_valid_row_quarantines_the_original_file(
 ) -> None:
     function_env(invalid_rows_policy="split")
     content = b"sepal_length,sepal_width,petal_length,petal_width,species\n-1,3,1,0.2,setosa\n"
-    on_upload(event_for(upload(bucket, "incoming/bad.csv", content)))
+    ingest_upload(event_for(upload(bucket, "incoming/bad.csv", content)))
 
     assert names(bucket) == ["quarantine/bad.csv", "quarantine/bad.csv.error.json"]
     assert bucket.blob("quarantine/bad.csv").download_as_bytes() == content
@@ -181,7 +181,7 @@ def test_unusable_files_are_quarantined_whole_with_a_report(
     content, reason = FATAL[kind]
     source = upload(bucket, f"incoming/{kind}.csv", content, content_type="application/octet-stream")
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == [f"quarantine/{kind}.csv", f"quarantine/{kind}.csv.error.json"]
     quarantined = bucket.get_blob(f"quarantine/{kind}.csv")
@@ -197,7 +197,7 @@ def test_file_over_max_upload_bytes_is_quarantined_unread(bucket: storage.Bucket
     function_env(max_upload_bytes="64")
     source = upload(bucket, "incoming/big.csv", VALID_CSV)
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == ["quarantine/big.csv", "quarantine/big.csv.error.json"]
     copy = bucket.get_blob("quarantine/big.csv")
@@ -223,7 +223,7 @@ def test_a_gzip_bomb_is_quarantined_as_stored_without_inflating_it(
     source = gzip_upload(bucket, "incoming/bomb.csv", bomb)
     assert source.size < 1048576
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == ["quarantine/bomb.csv", "quarantine/bomb.csv.error.json"]
     report = _report(bucket, "quarantine/bomb.csv.error.json")
@@ -239,7 +239,7 @@ def test_a_small_gzip_encoded_csv_is_promoted_inflated(bucket: storage.Bucket, f
     function_env(max_upload_bytes="65536")
     source = gzip_upload(bucket, "incoming/small.csv", gzip.compress(VALID_CSV))
 
-    on_upload(event_for(source))
+    ingest_upload(event_for(source))
 
     assert names(bucket) == ["data/small.csv"]
     promoted = bucket.get_blob("data/small.csv")
@@ -255,7 +255,7 @@ def test_objects_outside_incoming_are_ignored(bucket: storage.Bucket, function_e
     blob = upload(bucket, name, MIXED_CSV)
     before = snapshot(bucket)
 
-    on_upload(event_for(blob))
+    ingest_upload(event_for(blob))
 
     assert snapshot(bucket) == before
 
@@ -266,7 +266,7 @@ def test_event_from_another_bucket_is_ignored(
     other = storage_client.create_bucket(f"{bucket.name}-other")
     blob = upload(other, "incoming/iris.csv", VALID_CSV)
 
-    on_upload(event_for(blob))
+    ingest_upload(event_for(blob))
 
     assert names(other) == ["incoming/iris.csv"]
     assert names(bucket) == []

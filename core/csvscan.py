@@ -1,6 +1,7 @@
-"""The iris data schema and CSV validation: the one place that knows features, labels and their rules.
+"""CSV scanning: reads a training CSV (any common header spelling of the iris columns) row by row within size limits.
 
-Validation never raises on bad data: it returns row-level errors and a file-level verdict.
+Scanning never raises on bad data: it returns row-level errors and a file-level verdict. The columns, species and
+measurement rules are core.iris's.
 """
 
 from __future__ import annotations
@@ -8,17 +9,13 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-LABEL = "species"
-CLASSES = ("setosa", "versicolor", "virginica")
-MAX_CM = 100.0
-"""Upper bound of a plausible measurement in cm (a flower is not a metre wide)."""
+from core.iris import CLASSES, FEATURES, LABEL, MAX_CM, check_measurement
+
 MAX_REPORTED_ERRORS = 1000
 
 _HEADER_ALIASES = {
@@ -122,17 +119,6 @@ def canonical_label(text: str) -> str | None:
     key = text.strip().lower()
     key = re.sub(r"^iris[\s_-]*", "", key)
     return key if key in CLASSES else None
-
-
-def check_measurement(value: float) -> str | None:
-    """Why a measurement in cm is not acceptable, or None if it is."""
-    if not math.isfinite(value):
-        return "not a finite number"
-    if value < 0:
-        return "negative measurement"
-    if value > MAX_CM:
-        return f"larger than {MAX_CM:g} cm"
-    return None
 
 
 class FileTooLarge(Exception):
@@ -316,11 +302,3 @@ def read_header(data: bytes, limits: Limits = Limits()) -> list[str]:
         return next((row for row in _Lines(text, limits).records() if any(f.strip() for f in row)), [])
     except (UnicodeDecodeError, csv.Error, RecordTooLong):
         return []
-
-
-EXAMPLES: dict[str, tuple[float, float, float, float]] = {
-    "setosa": (5.1, 3.5, 1.4, 0.2),
-    "versicolor": (5.9, 2.8, 4.3, 1.3),
-    "virginica": (6.7, 3.1, 5.8, 2.2),
-}
-"""Typical flowers of each species: warm-up checks and the web form's examples."""

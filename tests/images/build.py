@@ -1,4 +1,4 @@
-"""The images on this machine: a local stand-in for python:3.11-slim, buildah builds, registry pushes and pulls.
+"""How the images tests build here: a local stand-in for python:3.11-slim, buildah builds, registry pushes and pulls.
 
 No registry holds ``python:3.11-slim-*`` here, so the base is a Debian bookworm root filesystem made with debootstrap
 (Python 3.11, venv, pip and the machine's CA bundle, with which pip reaches the package index as on the host),
