@@ -1,0 +1,28 @@
+"""The prediction log: every answered or refused prediction, recorded off the request path, shipped to the bucket.
+
+Path of a record (no Flask, no gRPC here: the data plane calls it, whatever the transport):
+
+1. request path (``PredictionLog.log_answer`` / ``log_refusal``, predictor.predlog.log): the sampling decision
+   (CRC-32 of the request id against PREDICTION_LOG_SAMPLE_RATE: deterministic, so feedback can tell a sampled-out
+   id from an unknown one), one small frozen object, one ``deque.append``. No lock, no I/O, no JSON; when the queue
+   holds PREDICTION_LOG_QUEUE_SIZE records the new one is dropped and counted (a request never waits for the log,
+   and a stalled disk cannot eat the worker's memory).
+2. the process's writer thread (predictor.predlog.spool) serialises to JSON lines and appends, one ``write`` per
+   drain, to its own spool file in PREDICTION_LOG_DIR, a local folder the pod's containers share. Files rotate by size,
+   age and UTC day and become ready by an atomic rename, so the shipper only sees complete files. Writers hold a
+   flock on their open file: the shipper recognises a dead writer's file by taking the lock, and ships it too.
+   ``close()`` (worker exit) writes everything queued: a clean shutdown loses nothing.
+3. the shipper (predictor.predlog.shipper), one per pod in the model agent's process, uploads each ready file as
+   gzip-compressed JSON lines under PREDICTION_LOG_PREFIX, partitioned ``date=YYYY-MM-DD/``, create-only
+   (``if_generation_match=0``) under a name derived from the file, and deletes the file only after the bucket has
+   it: a restarted agent re-ships what it had not deleted, never twice. While the bucket is down, files wait on disk
+   (at most PREDICTION_LOG_MAX_SPOOL_BYTES; beyond, the oldest is dropped and counted) and the shipper backs off.
+
+Why these choices: a per-process spool on local disk rather than a socket to the agent, because the agent is a
+separate container that restarts independently (a restart must not lose or block anything); files per process
+rather than one shared file, because appends from several processes would need a lock on the request path; the
+object name from the spool file rather than from the first request id, because client-supplied ids may repeat
+and a create-only upload under a repeated name would lose the second file. Outcomes are counted in
+``predictor_prediction_log_records_total{outcome}`` (predictor.predlog.metrics). Records (predictor.predlog.record)
+carry the request id (predictor.predlog.ids) that every answer returns, so feedback can name a prediction.
+"""
