@@ -1,0 +1,280 @@
+"""Prediction log benchmark: what logging every answer costs the request path, log off against log on (100%).
+
+``python bench/predlog_bench.py [--duration 5] [--warmup 1] [--rounds 3] [--threads 4] [--calls 200000]``
+
+1. **Request path** (in one process, like one gthread worker): the predictor's real Flask app (``create_app``) with
+   the fitted iris pipeline installed, ``--threads`` threads each in a closed loop of ``POST /v2/models/iris/infer``
+   (one row) through Flask's test client (no sockets: the log's share of a request is larger than behind gunicorn,
+   so this overstates the cost). An ``after_request`` hook does what the data plane will: resolve the request id
+   (``predictor.predlog.ids``), stamp ``X-Request-Id``, and with the log on call ``log_answer`` with NumPy arrays of
+   one row, its class and its probabilities (what the data plane holds after predicting: the size of a real
+   record). Off means PREDICTION_LOG_ENABLED=false (the id work stays). The log's writer thread runs in this
+   process (it competes for the GIL, as in a worker); a shipper in a second process (as the agent) ships every
+   second to fake-gcs-server (memory backend). Cells alternate off/on, then on/off, ...; the table shows medians
+   over the rounds, and the run checks afterwards that every record logged reached the bucket (exit 1 otherwise).
+2. **The call alone**: ``log_answer`` called ``--calls`` times in one thread (NumPy arrays as the data plane holds
+   them, a queue large enough to keep them all), off and on: calls per second and per-call p50/p99.
+
+Prints the table and ``uptime``; stops what it started, by PID. Loopback only.
+"""
+
+# ruff: noqa: E402 - the repository root goes on sys.path before the project's packages are imported
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO)]
+
+import argparse
+import gzip
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, request
+from sklearn.datasets import load_iris
+
+from core.lineage import Lineage
+from core.schema import CLASSES
+from core.store import ArtifactRef, LoadedModel
+from devstack import emulators, keys
+from predictor.app import create_app
+from predictor.predlog import ids
+from predictor.predlog.log import PredictionLog
+from predictor.predlog.metrics import PredictionLogCounters
+from predictor.predlog.settings import PredictionLogSettings
+from predictor.predlog.spool import Spool
+from predictor.settings import PredictorSettings
+from trainer.model import build
+
+PROJECT, BUCKET, PREFIX = "bench-project", "bench-predlog", "predictions/"
+BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]})
+PROBABILITIES = [[0.97, 0.02, 0.01]]
+
+
+class Switch:
+    """Which log the hook calls: the disabled one (off) or the enabled one (on)."""
+
+    def __init__(self, off: PredictionLog, on: PredictionLog) -> None:
+        self.off, self.on = off, on
+        self.current = off
+
+
+def build_app(workdir: Path, switch: Switch) -> Flask:
+    settings = PredictorSettings.model_validate(
+        {
+            "model_public_keys_dir": keys.ensure_pair(workdir / "keys")[1],
+            "storage_emulator_host": "127.0.0.1:9",
+            "gcs_retry_deadline": 0.5,
+        }
+    )
+    app = create_app(settings)
+    iris = load_iris()
+    model = build().fit(iris.data, np.asarray(CLASSES)[iris.target])
+    lineage = Lineage(
+        version="20260101T000000000000Z", created_at="2026-01-01T00:00:00+00:00", sha256="0" * 64,
+        signature="0" * 64, sklearn_version="bench", python_version="bench",
+        model_type="StandardScaler+LogisticRegression", data_fingerprint="bench", row_count=150,
+        metrics={"accuracy": 0.97}, feature_names=[], classes=[],
+    )  # fmt: skip
+    ref = ArtifactRef("models/model-20260101T000000000000Z.pkl", 1, lineage.version, {})
+    app.extensions["registry"].current = LoadedModel(ref, lineage, model)
+
+    rows, classes, probabilities = np.array([[5.1, 3.5, 1.4, 0.2]]), np.array(["setosa"]), np.array(PROBABILITIES)
+
+    @app.after_request
+    def log_prediction(response: Response) -> Response:
+        request_id = ids.resolve(None, request.headers.get(ids.HEADER))
+        response.headers[ids.HEADER] = request_id
+        if response.status_code == 200:  # the arrays the data plane holds after predicting (one row)
+            switch.current.log_answer(request_id, "v2", lineage.version, rows, classes, probabilities)
+        return response
+
+    return app
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(app: Flask, seconds: float, threads: int) -> tuple[float, list[float]]:
+    """(requests per second, latencies in seconds) of `threads` closed loops for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    stop = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/json"}
+
+    def loop(own: list[float]) -> None:
+        client = app.test_client()
+        while (started := time.perf_counter()) < stop:
+            answer = client.post("/v2/models/iris/infer", data=BODY, headers=headers)
+            own.append(time.perf_counter() - started)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{answer.status_code}: {answer.get_data(as_text=True)}")
+
+    failures: list[BaseException] = []
+
+    def guarded(own: list[float]) -> None:
+        try:
+            loop(own)
+        except BaseException as e:
+            failures.append(e)
+
+    workers = [threading.Thread(target=guarded, args=(own,)) for own in latencies]
+    began = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - began
+    if failures:
+        raise failures[0]
+    merged = [x for own in latencies for x in own]
+    return len(merged) / elapsed, merged
+
+
+def p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def ship(settings: PredictionLogSettings, spool: str, gcs_host: str, ready: Event, stop: Event) -> None:
+    """The agent's part: a shipper until `stop`, then its final pass."""
+    from core import gcs
+    from predictor.predlog.shipper import Shipper
+
+    bucket = gcs.client_for(PROJECT, gcs_host).bucket(BUCKET)
+    shipper = Shipper(settings, bucket, Path(spool), "bench-pod")
+    shipper.start()
+    ready.set()
+    stop.wait()
+    if not shipper.stop():
+        raise SystemExit(1)
+
+
+def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tuple[dict[str, list[Any]], int, int, int]:
+    spool = workdir / "spool"
+    settings = PredictionLogSettings(prediction_log_dir=spool, prediction_log_batch_interval=1.0)
+    counters = PredictionLogCounters()
+    on = PredictionLog(
+        Spool(spool, counters, settings.prediction_log_queue_size, settings.prediction_log_rotate_bytes,
+              settings.prediction_log_rotate_seconds, settings.prediction_log_max_spool_bytes),
+    )  # fmt: skip
+    switch = Switch(PredictionLog(None, 0.0), on)
+    app = build_app(workdir, switch)
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    shipper = context.Process(target=ship, args=(settings, str(spool), gcs_host, ready, stop))
+    shipper.start()
+    if not ready.wait(60):
+        raise RuntimeError("the shipper process did not start")
+    cells: dict[str, list[Any]] = {"off": [], "on": []}
+    logged = 0
+    try:
+        for round_ in range(args.rounds):
+            order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
+            for mode in order:
+                switch.current = switch.on if mode == "on" else switch.off
+                _, warm = load(app, args.warmup, args.threads)
+                cpu, agent_cpu = time.process_time(), process_cpu(shipper.pid)
+                rate, latencies = load(app, args.duration, args.threads)
+                cpu = (time.process_time() - cpu) / len(latencies)
+                agent_cpu = (process_cpu(shipper.pid) - agent_cpu) / len(latencies)
+                if mode == "on":
+                    logged += len(warm) + len(latencies)
+                cells[mode].append((rate, p(latencies, 50), p(latencies, 99), cpu, agent_cpu))
+                print(f"  round {round_ + 1} {mode:3}: {rate:8.0f} req/s  p50 {p(latencies, 50) * 1e3:.3f} ms  "
+                      f"p99 {p(latencies, 99) * 1e3:.3f} ms  CPU {cpu * 1e6:.0f} µs/req (+ shipper "
+                      f"{agent_cpu * 1e6:.1f})", flush=True)  # fmt: skip
+        on.close()
+    finally:
+        stop.set()
+        shipper.join(60)
+        if shipper.is_alive():
+            shipper.kill()
+    client = emulators.storage_client(gcs_host, PROJECT)
+    arrived = 0
+    for blob in client.list_blobs(BUCKET, prefix=PREFIX):
+        arrived += gzip.decompress(blob.download_as_bytes()).count(b"\n")
+    return cells, logged, arrived, int(counters.value("dropped"))
+
+
+def call_alone(calls: int) -> dict[str, tuple[float, float, float]]:
+    rows, classes, probabilities = np.array([[5.1, 3.5, 1.4, 0.2]]), np.array(["setosa"]), np.array(PROBABILITIES)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="predlog-bench-calls-") as folder:
+        for mode in ("off", "on", "off", "on"):
+            spool = Spool(Path(folder), PredictionLogCounters(), queue_size=calls + 1) if mode == "on" else None
+            log = PredictionLog(spool)
+            request_ids = [ids.new_id() for _ in range(calls)]
+            durations = np.empty(calls)
+            clock = time.perf_counter_ns
+            began = clock()
+            for i, request_id in enumerate(request_ids):
+                started = clock()
+                log.log_answer(request_id, "v2", "v1", rows, classes, probabilities)
+                durations[i] = clock() - started
+            elapsed = (clock() - began) / 1e9
+            log.close(60)
+            results[mode] = (calls / elapsed, float(np.percentile(durations, 50)), float(np.percentile(durations, 99)))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=200_000)
+    args = parser.parse_args()
+    print(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    with tempfile.TemporaryDirectory(prefix="predlog-bench-") as folder:
+        workdir = Path(folder)
+        gcs = emulators.start_fake_gcs(emulators.free_port(), None, workdir / "fake-gcs.log")
+        try:
+            emulators.ensure_bucket(gcs.host, PROJECT, BUCKET)
+            print(f"request path: {args.threads} threads, {args.rounds} rounds of {args.duration:g} s per mode")
+            cells, logged, arrived, dropped = request_path(args, workdir, gcs.host)
+        finally:
+            gcs.stop()
+    print(f"calls alone: {args.calls} calls per mode, twice")
+    alone = call_alone(args.calls)
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+    def median(mode: str, index: int) -> float:
+        return statistics.median(cell[index] for cell in cells[mode])
+
+    off_rate, on_rate = median("off", 0), median("on", 0)
+    off_p99, on_p99 = median("off", 2), median("on", 2)
+    print()
+    print("| measurement | log off | log on (100%) | on / off |")
+    print("|---|---|---|---|")
+    print(f"| request path: req/s (median of {args.rounds}) | {off_rate:,.0f} | {on_rate:,.0f} | "
+          f"{on_rate / off_rate:.3f} |")  # fmt: skip
+    print(f"| request path: p50 ms | {median('off', 1) * 1e3:.3f} | {median('on', 1) * 1e3:.3f} | "
+          f"{median('on', 1) / median('off', 1):.3f} |")  # fmt: skip
+    print(f"| request path: p99 ms | {off_p99 * 1e3:.3f} | {on_p99 * 1e3:.3f} | {on_p99 / off_p99:.3f} |")
+    print(f"| request path: CPU µs per request (this process, all threads) | {median('off', 3) * 1e6:.0f} | "
+          f"{median('on', 3) * 1e6:.0f} | {median('on', 3) / median('off', 3):.3f} |")  # fmt: skip
+    print(f"| shipper process: CPU µs per request | {median('off', 4) * 1e6:.1f} | {median('on', 4) * 1e6:.1f} | |")
+    print(f"| log_answer alone: calls/s | {alone['off'][0]:,.0f} | {alone['on'][0]:,.0f} | "
+          f"{alone['on'][0] / alone['off'][0]:.3f} |")  # fmt: skip
+    print(f"| log_answer alone: p50 / p99 µs | {alone['off'][1] / 1e3:.2f} / {alone['off'][2] / 1e3:.2f} | "
+          f"{alone['on'][1] / 1e3:.2f} / {alone['on'][2] / 1e3:.2f} | |")  # fmt: skip
+    print(f"\nrecords logged {logged:,}, in the bucket {arrived:,}, dropped {dropped}; load after: {uptime}")
+    return 0 if arrived == logged and not dropped else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
