@@ -1,6 +1,7 @@
 """Prediction log benchmark: what logging every answer costs the request path, log off against log on (100%).
 
-``python bench/predlog_bench.py [--duration 5] [--warmup 1] [--rounds 3] [--threads 4] [--calls 200000]``
+``python bench/predlog_bench.py [--duration 5] [--warmup 1] [--rounds 3] [--threads 4] [--gunicorn-rounds 3]
+[--calls 200000]``
 
 1. **Request path** (in one process, like one gthread worker): the predictor's real Flask app (``create_app``) with
    the fitted iris pipeline installed, ``--threads`` threads each in a closed loop of ``POST /v2/models/iris/infer``
@@ -12,7 +13,13 @@
    process (it competes for the GIL, as in a worker); a shipper in a second process (as the agent) ships every
    second to fake-gcs-server (memory backend). Cells alternate off/on, then on/off, ...; the table shows medians
    over the rounds, and the run checks afterwards that every record logged reached the bucket (exit 1 otherwise).
-2. **The call alone**: ``log_answer`` called ``--calls`` times in one thread (NumPy arrays as the data plane holds
+2. **Through gunicorn** (``--gunicorn-rounds``, 0 skips it): this module's ``gunicorn_app()`` (the same app and
+   hook) under gunicorn, 2 gthread workers x 4 threads, each worker with its own PredictionLog from the environment
+   (``PredictionLogSettings``), loaded by ``wrk`` at 8 keep-alive connections (``bench/peers/loadgen``) with one-row
+   ``POST /v2/models/iris/infer``; a server with the log off, then one with it on (the order alternates by round),
+   each started and stopped by PID. The server's CPU per request counts the master and both workers, writer threads
+   included. Stopping the server with SIGTERM closes every worker's log; the records must all reach the bucket.
+3. **The call alone**: ``log_answer`` called ``--calls`` times in one thread (NumPy arrays as the data plane holds
    them, a queue large enough to keep them all), off and on: calls per second and per-call p50/p99.
 
 Prints the table and ``uptime``; stops what it started, by PID. Loopback only.
@@ -42,6 +49,7 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, Response, request
+from peers import loadgen, servers
 from sklearn.datasets import load_iris
 
 from core.lineage import Lineage
@@ -70,10 +78,10 @@ class Switch:
         self.current = off
 
 
-def build_app(workdir: Path, switch: Switch) -> Flask:
+def build_app(keys_dir: Path, switch: Switch) -> Flask:
     settings = PredictorSettings.model_validate(
         {
-            "model_public_keys_dir": keys.ensure_pair(workdir / "keys")[1],
+            "model_public_keys_dir": keys.ensure_pair(keys_dir)[1],
             "storage_emulator_host": "127.0.0.1:9",
             "gcs_retry_deadline": 0.5,
         }
@@ -171,13 +179,15 @@ def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tupl
               settings.prediction_log_rotate_seconds, settings.prediction_log_max_spool_bytes),
     )  # fmt: skip
     switch = Switch(PredictionLog(None, 0.0), on)
-    app = build_app(workdir, switch)
+    app = build_app(workdir / "keys", switch)
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
     shipper = context.Process(target=ship, args=(settings, str(spool), gcs_host, ready, stop))
     shipper.start()
     if not ready.wait(60):
         raise RuntimeError("the shipper process did not start")
+    assert shipper.pid is not None
+    shipper_cpu = process_cpu(shipper.pid)
     cells: dict[str, list[Any]] = {"off": [], "on": []}
     logged = 0
     try:
@@ -186,27 +196,95 @@ def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tupl
             for mode in order:
                 switch.current = switch.on if mode == "on" else switch.off
                 _, warm = load(app, args.warmup, args.threads)
-                cpu, agent_cpu = time.process_time(), process_cpu(shipper.pid)
+                cpu = time.process_time()
                 rate, latencies = load(app, args.duration, args.threads)
                 cpu = (time.process_time() - cpu) / len(latencies)
-                agent_cpu = (process_cpu(shipper.pid) - agent_cpu) / len(latencies)
                 if mode == "on":
                     logged += len(warm) + len(latencies)
-                cells[mode].append((rate, p(latencies, 50), p(latencies, 99), cpu, agent_cpu))
+                cells[mode].append((rate, p(latencies, 50), p(latencies, 99), cpu))
                 print(f"  round {round_ + 1} {mode:3}: {rate:8.0f} req/s  p50 {p(latencies, 50) * 1e3:.3f} ms  "
-                      f"p99 {p(latencies, 99) * 1e3:.3f} ms  CPU {cpu * 1e6:.0f} µs/req (+ shipper "
-                      f"{agent_cpu * 1e6:.1f})", flush=True)  # fmt: skip
+                      f"p99 {p(latencies, 99) * 1e3:.3f} ms  CPU {cpu * 1e6:.0f} µs/req", flush=True)  # fmt: skip
         on.close()
+        time.sleep(settings.prediction_log_batch_interval * 1.5)  # its last regular pass
+        shipper_cpu = process_cpu(shipper.pid) - shipper_cpu
     finally:
         stop.set()
         shipper.join(60)
         if shipper.is_alive():
             shipper.kill()
+    print(
+        f"  shipper process: {shipper_cpu:.2f} CPU s for {logged:,} records ({shipper_cpu / logged * 1e6:.1f} µs each)"
+    )
+    return cells, logged, bucket_records(gcs_host), int(counters.value("dropped"))
+
+
+def bucket_records(gcs_host: str) -> int:
+    """Records under PREFIX in the bucket now."""
     client = emulators.storage_client(gcs_host, PROJECT)
-    arrived = 0
-    for blob in client.list_blobs(BUCKET, prefix=PREFIX):
-        arrived += gzip.decompress(blob.download_as_bytes()).count(b"\n")
-    return cells, logged, arrived, int(counters.value("dropped"))
+    return sum(
+        gzip.decompress(blob.download_as_bytes()).count(b"\n") for blob in client.list_blobs(BUCKET, prefix=PREFIX)
+    )
+
+
+def gunicorn_app() -> Flask:
+    """gunicorn's app factory (in each worker): the bench app with the log BENCH_PREDLOG names (on or off)."""
+    from core.settings import load as load_settings
+
+    settings = load_settings(PredictionLogSettings)
+    if os.environ["BENCH_PREDLOG"] == "on":
+        log = PredictionLog.from_settings(settings, Path(os.environ["BENCH_WORKDIR"]) / "handover")
+    else:
+        log = PredictionLog(None, 0.0)
+    switch = Switch(log, log)
+    return build_app(Path(os.environ["BENCH_WORKDIR"]) / "keys", switch)
+
+
+def through_gunicorn(rounds: int, args: argparse.Namespace, workdir: Path, gcs_host: str) -> dict[str, list[Any]]:
+    """Cells of (req/s, p50 ms, p99 ms, server CPU ms per request) by mode; checks every record reached the bucket."""
+    spool = workdir / "gunicorn-spool"
+    settings = PredictionLogSettings(prediction_log_dir=spool, prediction_log_batch_interval=1.0)
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    shipper = context.Process(target=ship, args=(settings, str(spool), gcs_host, ready, stop))
+    shipper.start()
+    if not ready.wait(60):
+        raise RuntimeError("the shipper process did not start")
+    cells: dict[str, list[Any]] = {"off": [], "on": []}
+    body = BODY.encode()
+    try:
+        for round_ in range(rounds):
+            for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+                port = emulators.free_port()
+                env = os.environ | {
+                    "PYTHONPATH": str(REPO), "BENCH_PREDLOG": mode, "BENCH_WORKDIR": str(workdir),
+                    "PREDICTION_LOG_DIR": str(spool), "PREDICTION_LOG_BATCH_INTERVAL": "1",
+                }  # fmt: skip
+                cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                       "--worker-class", "gthread", "--threads", "4", "--no-control-socket",
+                       "predlog_bench:gunicorn_app()"]  # fmt: skip
+                server = servers.spawn(
+                    f"gunicorn-{mode}", cmd, port, workdir / f"gunicorn-{mode}.log", env, REPO / "bench"
+                )
+                try:
+                    url = f"{server.url}/v2/models/iris/infer"
+                    servers.wait_ready(server, "/v2/models/iris/infer", body=body)
+                    loadgen.run(url, body, 8, args.warmup, 0)
+                    cpu = servers.cpu_seconds(server.process.pid)
+                    result = loadgen.run(url, body, 8, args.duration, 0)
+                    cpu = (servers.cpu_seconds(server.process.pid) - cpu) / max(1, result.requests)
+                finally:
+                    server.stop()
+                if result.errors:
+                    raise RuntimeError(f"{result.errors} failed requests\n{server.log_tail()}")
+                cells[mode].append((result.rps, result.p50_ms, result.p99_ms, cpu * 1e3, result.requests))
+                print(f"  round {round_ + 1} {mode:3}: {result.rps:8.0f} req/s  p50 {result.p50_ms:.3f} ms  "
+                      f"p99 {result.p99_ms:.3f} ms  server CPU {cpu * 1e6:.0f} µs/req", flush=True)  # fmt: skip
+    finally:
+        stop.set()
+        shipper.join(60)
+        if shipper.is_alive():
+            shipper.kill()
+    return cells
 
 
 def call_alone(calls: int) -> dict[str, tuple[float, float, float]]:
@@ -236,6 +314,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--gunicorn-rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=200_000)
     args = parser.parse_args()
     print(f"load before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
@@ -246,6 +325,12 @@ def main() -> int:
             emulators.ensure_bucket(gcs.host, PROJECT, BUCKET)
             print(f"request path: {args.threads} threads, {args.rounds} rounds of {args.duration:g} s per mode")
             cells, logged, arrived, dropped = request_path(args, workdir, gcs.host)
+            served: dict[str, list[Any]] = {}
+            if args.gunicorn_rounds:
+                print(f"through gunicorn: 2 gthread workers x 4 threads, wrk at 8 connections, {args.gunicorn_rounds} "
+                      f"rounds of {args.duration:g} s per mode")  # fmt: skip
+                served = through_gunicorn(args.gunicorn_rounds, args, workdir, gcs.host)
+                from_gunicorn = bucket_records(gcs.host) - arrived
         finally:
             gcs.stop()
     print(f"calls alone: {args.calls} calls per mode, twice")
@@ -267,13 +352,30 @@ def main() -> int:
     print(f"| request path: p99 ms | {off_p99 * 1e3:.3f} | {on_p99 * 1e3:.3f} | {on_p99 / off_p99:.3f} |")
     print(f"| request path: CPU µs per request (this process, all threads) | {median('off', 3) * 1e6:.0f} | "
           f"{median('on', 3) * 1e6:.0f} | {median('on', 3) / median('off', 3):.3f} |")  # fmt: skip
-    print(f"| shipper process: CPU µs per request | {median('off', 4) * 1e6:.1f} | {median('on', 4) * 1e6:.1f} | |")
+    if served:
+
+        def gmedian(mode: str, index: int) -> float:
+            return statistics.median(cell[index] for cell in served[mode])
+
+        for label, index, unit in (("req/s", 0, 1.0), ("p50 ms", 1, 1.0), ("p99 ms", 2, 1.0),
+                                   ("server CPU µs per request", 3, 1e3)):  # fmt: skip
+            off, on = gmedian("off", index) * unit, gmedian("on", index) * unit
+            digits = 0 if index in (0, 3) else 3
+            print(f"| gunicorn 2x4, wrk 8 conn: {label} (median of {args.gunicorn_rounds}) | {off:,.{digits}f} | "
+                  f"{on:,.{digits}f} | {on / off:.3f} |")  # fmt: skip
     print(f"| log_answer alone: calls/s | {alone['off'][0]:,.0f} | {alone['on'][0]:,.0f} | "
           f"{alone['on'][0] / alone['off'][0]:.3f} |")  # fmt: skip
     print(f"| log_answer alone: p50 / p99 µs | {alone['off'][1] / 1e3:.2f} / {alone['off'][2] / 1e3:.2f} | "
           f"{alone['on'][1] / 1e3:.2f} / {alone['on'][2] / 1e3:.2f} | |")  # fmt: skip
-    print(f"\nrecords logged {logged:,}, in the bucket {arrived:,}, dropped {dropped}; load after: {uptime}")
-    return 0 if arrived == logged and not dropped else 1
+    print(f"\nin process: records logged {logged:,}, in the bucket {arrived:,}, dropped {dropped}")
+    ok = arrived == logged and not dropped
+    if served:
+        measured = sum(cell[4] for cell in served["on"])
+        print(f"gunicorn: records in the bucket {from_gunicorn:,} for {measured:,} requests measured with the log on "
+              "(plus warm-ups and requests in flight at each window's end)")  # fmt: skip
+        ok = ok and from_gunicorn >= measured
+    print(f"load after: {uptime}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from predictor.predlog import record
 from predictor.predlog.log import PredictionLog, in_sample
 from predictor.predlog.metrics import PredictionLogCounters
 from predictor.predlog.record import Answer
-from predictor.predlog.spool import PART, READY, Spool, enforce_bound, promote_orphans
+from predictor.predlog.spool import PART, READY, SHIPPING, Spool, enforce_bound, promote_orphans
 from tests.predictor.predlog import helpers
 from tests.predictor.predlog.helpers import PROBABILITIES, ROW
 
@@ -119,6 +119,17 @@ def test_the_oldest_ready_files_are_dropped_beyond_the_bound(tmp_path: Path) -> 
         "20261204T2204",
     ]
     assert counters.value("dropped") == 20
+
+
+def test_a_file_being_shipped_is_never_dropped(tmp_path: Path) -> None:
+    line = record.to_line(answer("x"))
+    shipping = tmp_path / f"20261204T220000-feed00000000-000001{SHIPPING}"
+    shipping.write_bytes(line * 10)
+    newer = tmp_path / f"20261204T220100-feed00000000-000002{READY}"
+    newer.write_bytes(line * 10)
+    assert enforce_bound(tmp_path, 1, PredictionLogCounters()) == 10
+    assert shipping.exists()
+    assert not newer.exists()
 
 
 def test_sampling_keeps_about_the_rate_and_decides_by_id(tmp_path: Path) -> None:
