@@ -44,6 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from typing import Any
 
@@ -170,6 +171,25 @@ def ship(settings: PredictionLogSettings, spool: str, gcs_host: str, ready: Even
         raise SystemExit(1)
 
 
+def start_shipper(settings: PredictionLogSettings, spool: Path, gcs_host: str) -> tuple[BaseProcess, Event]:
+    """The shipper's process, started and shipping, and the event that stops it."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    shipper = context.Process(target=ship, args=(settings, str(spool), gcs_host, ready, stop))
+    shipper.start()
+    if not ready.wait(60):
+        raise RuntimeError("the shipper process did not start")
+    return shipper, stop
+
+
+def stop_shipper(shipper: BaseProcess, stop: Event) -> None:
+    """Stop it after its final pass (killed if that takes over a minute)."""
+    stop.set()
+    shipper.join(60)
+    if shipper.is_alive():
+        shipper.kill()
+
+
 def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tuple[dict[str, list[Any]], int, int, int]:
     spool = workdir / "spool"
     settings = PredictionLogSettings(prediction_log_dir=spool, prediction_log_batch_interval=1.0)
@@ -180,12 +200,7 @@ def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tupl
     )  # fmt: skip
     switch = Switch(PredictionLog(None, 0.0), on)
     app = build_app(workdir / "keys", switch)
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    shipper = context.Process(target=ship, args=(settings, str(spool), gcs_host, ready, stop))
-    shipper.start()
-    if not ready.wait(60):
-        raise RuntimeError("the shipper process did not start")
+    shipper, stop = start_shipper(settings, spool, gcs_host)
     assert shipper.pid is not None
     shipper_cpu = process_cpu(shipper.pid)
     cells: dict[str, list[Any]] = {"off": [], "on": []}
@@ -208,10 +223,7 @@ def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tupl
         time.sleep(settings.prediction_log_batch_interval * 1.5)  # its last regular pass
         shipper_cpu = process_cpu(shipper.pid) - shipper_cpu
     finally:
-        stop.set()
-        shipper.join(60)
-        if shipper.is_alive():
-            shipper.kill()
+        stop_shipper(shipper, stop)
     print(
         f"  shipper process: {shipper_cpu:.2f} CPU s for {logged:,} records ({shipper_cpu / logged * 1e6:.1f} µs each)"
     )
@@ -243,12 +255,7 @@ def through_gunicorn(rounds: int, args: argparse.Namespace, workdir: Path, gcs_h
     """Cells of (req/s, p50 ms, p99 ms, server CPU ms per request) by mode; checks every record reached the bucket."""
     spool = workdir / "gunicorn-spool"
     settings = PredictionLogSettings(prediction_log_dir=spool, prediction_log_batch_interval=1.0)
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    shipper = context.Process(target=ship, args=(settings, str(spool), gcs_host, ready, stop))
-    shipper.start()
-    if not ready.wait(60):
-        raise RuntimeError("the shipper process did not start")
+    shipper, stop = start_shipper(settings, spool, gcs_host)
     cells: dict[str, list[Any]] = {"off": [], "on": []}
     body = BODY.encode()
     try:
@@ -280,10 +287,7 @@ def through_gunicorn(rounds: int, args: argparse.Namespace, workdir: Path, gcs_h
                 print(f"  round {round_ + 1} {mode:3}: {result.rps:8.0f} req/s  p50 {result.p50_ms:.3f} ms  "
                       f"p99 {result.p99_ms:.3f} ms  server CPU {cpu * 1e6:.0f} µs/req", flush=True)  # fmt: skip
     finally:
-        stop.set()
-        shipper.join(60)
-        if shipper.is_alive():
-            shipper.kill()
+        stop_shipper(shipper, stop)
     return cells
 
 
