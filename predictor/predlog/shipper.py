@@ -14,12 +14,14 @@ as failed, ends the pass and backs off exponentially (to PREDICTION_LOG_RETRY_MA
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
@@ -100,8 +102,17 @@ class Shipper:
         return True
 
     def _shipped(self, claimed: Path) -> None:
-        """The bucket has the file: delete it."""
-        claimed.unlink()
+        """The bucket has the file: delete it (gone already if another shipper raced this one to it)."""
+        claimed.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, Any]:
+        """For the agent's status: consecutive failed passes and what waits in the spool."""
+        waiting = ready_files(self.directory)
+        size = 0
+        for path in waiting:
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+        return {"failures": self.failures, "files_waiting": len(waiting), "bytes_waiting": size}
 
     def start(self) -> None:
         """Ship every PREDICTION_LOG_BATCH_INTERVAL seconds, backing off while the bucket fails."""

@@ -181,7 +181,14 @@ class Spool:
                 self._rotate()
                 current = None
             if current is None:
-                self._open(record.time, record_day)
+                try:
+                    self._open(record.time, record_day)
+                except OSError:  # the folder unwritable or full: this record is lost, the next one tries again
+                    log.exception(
+                        "prediction log spool file could not be created", extra={"folder": str(self.directory)}
+                    )
+                    self.counters.dropped.inc()
+                    continue
             lines.append(line)
             pending += len(line)
         self._write(lines)
@@ -191,7 +198,12 @@ class Spool:
         self._sequence += 1
         stem = f"{stamp}-{self._token}-{self._sequence:06d}"
         creating = self.directory / f".{stem}{NEW}"
-        fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        try:
+            fd = os.open(creating, flags, 0o644)
+        except FileNotFoundError:  # the folder was removed: make it again
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(creating, flags, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         path = self.directory / f"{stem}{PART}"
         os.rename(creating, path)

@@ -11,15 +11,17 @@ from predictor.predlog.settings import PredictionLogSettings
 
 
 def test_the_spool_is_beside_the_handover_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert PredictionLogSettings().spool_dir(Path("/run/handover")) == Path("/run/handover-predictions")
+    assert PredictionLogSettings.model_validate({}).spool_dir(Path("/run/handover")) == Path(
+        "/run/handover-predictions"
+    )
     monkeypatch.setenv("PREDICTION_LOG_DIR", "/var/spool/predictions")
-    assert PredictionLogSettings().spool_dir(Path("/run/handover")) == Path("/var/spool/predictions")
+    assert PredictionLogSettings.model_validate({}).spool_dir(Path("/run/handover")) == Path("/var/spool/predictions")
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREDICTION_LOG_SAMPLE_RATE", "0.25")
     monkeypatch.setenv("PREDICTION_LOG_ENABLED", "false")
-    settings = PredictionLogSettings()
+    settings = PredictionLogSettings.model_validate({})
     assert settings.prediction_log_sample_rate == 0.25
     assert settings.prediction_log_enabled is False
 

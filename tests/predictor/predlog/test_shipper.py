@@ -120,6 +120,9 @@ def test_files_wait_while_the_bucket_is_down_and_ship_when_it_is_back(tmp_path: 
     assert counters.value("dropped") == 0
     assert len(leftover(spool)) == len(files), "nothing deleted"
     assert sum(name.endswith(SHIPPING) for name in leftover(spool)) == 1, "one claimed file, waiting"
+    status = shipper.status()
+    assert status["files_waiting"] == len(files)
+    assert status["bytes_waiting"] == sum(p.stat().st_size for p in spool.iterdir())
     shipper.failures = 3
     assert 0.1 * 4 * 0.5 <= shipper.delay() <= 0.4, "backs off (doubling the interval per failure, capped)"
 
@@ -133,6 +136,7 @@ def test_files_wait_while_the_bucket_is_down_and_ship_when_it_is_back(tmp_path: 
     assert sorted(received) == sorted(f"req-{i}" for i in range(500))
     assert counters.value("sent") == 500
     assert leftover(spool) == []
+    assert shipper.status()["files_waiting"] == 0
 
 
 def test_a_shipper_killed_before_deleting_never_uploads_twice(

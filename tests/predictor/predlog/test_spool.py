@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -119,6 +120,28 @@ def test_the_oldest_ready_files_are_dropped_beyond_the_bound(tmp_path: Path) -> 
         "20261204T2204",
     ]
     assert counters.value("dropped") == 20
+
+
+def test_a_forked_child_writes_its_own_files_and_leaves_the_parents_alone(tmp_path: Path) -> None:
+    counters = PredictionLogCounters()
+    spool = Spool(tmp_path, counters, rotate_seconds=3600)
+    spool.put(answer("parent-1"))
+    while spool.queue or spool._file is None:  # the parent's file is open and locked
+        time.sleep(0.01)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            spool.put(answer("child-1"))
+            os._exit(0 if spool.close() else 1)
+        finally:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    assert promote_orphans(tmp_path, counters) == 0, "the parent still holds its file's lock"
+    spool.put(answer("parent-2"))
+    assert spool.close()
+    files = sorted(tmp_path.glob(f"*{READY}"), key=lambda p: [r.id for r in spooled_file(p)])
+    assert [[r.id for r in spooled_file(path)] for path in files] == [["child-1"], ["parent-1", "parent-2"]]
+    assert counters.value("dropped") == 0
 
 
 def test_a_file_being_shipped_is_never_dropped(tmp_path: Path) -> None:
