@@ -18,6 +18,14 @@ Path of a record (no Flask, no gRPC here: the data plane calls it, whatever the 
    it: a restarted agent re-ships what it had not deleted, never twice. While the bucket is down, files wait on disk
    (at most PREDICTION_LOG_MAX_SPOOL_BYTES; beyond, the oldest is dropped and counted) and the shipper backs off.
 
+In a pod: PREDICTION_LOG_DIR must be a folder of its own that the serving containers and the agent both mount
+read-write (the handover emptyDir is memory-backed and read-only in the serving container), an emptyDir on disk whose
+sizeLimit leaves room for PREDICTION_LOG_MAX_SPOOL_BYTES plus one open file (PREDICTION_LOG_ROTATE_BYTES) per
+serving process; the agent's service account needs to create objects under PREDICTION_LOG_PREFIX (never to
+overwrite or delete them). The agent stops after the serving processes (a native sidecar; the gunicorn master's
+on_exit), so its last pass ships the files they closed on their way out; what it cannot ship in that pass stays in
+the emptyDir for the agent's next start (lost only if the pod itself goes).
+
 Why these choices: a per-process spool on local disk rather than a socket to the agent, because the agent is a
 separate container that restarts independently (a restart must not lose or block anything); files per process
 rather than one shared file, because appends from several processes would need a lock on the request path; the

@@ -64,8 +64,8 @@ class PredictionLog:
     def log_answer(
         self, request_id: str, route: str, version: str | None, rows: Any, classes: Any, probabilities: Any
     ) -> None:
-        """Record a served prediction: `rows` (instances x FEATURES), `classes` (one per row), `probabilities`
-        (rows x CLASSES); lists or NumPy arrays the caller no longer modifies."""
+        """Record a served prediction: `rows` (instances x FEATURES), `classes` (one per row: an index into CLASSES
+        or a name), `probabilities` (rows x CLASSES); lists or NumPy arrays the caller no longer modifies."""
         spool = self.spool
         if spool is None or not (self._everything or zlib.crc32(request_id.encode()) < self._threshold):
             return

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.schema import CLASSES
+
 SCHEMA = 1
 """Format version written in every line; a reader refuses lines of a newer one."""
 REASON_MAX_CHARS = 1000
@@ -33,7 +35,8 @@ REASON_MAX_CHARS = 1000
 
 @dataclass(slots=True)
 class Answer:
-    """A prediction served: `features`, `classes` and `probabilities` have one entry per instance."""
+    """A prediction served: `features`, `classes` and `probabilities` have one entry per instance; `classes` are
+    names or indices into CLASSES (written as names)."""
 
     id: str
     time: float
@@ -72,6 +75,11 @@ _second: tuple[int, str] = (-1, "")
 """The last whole second formatted (the writer formats thousands of records within one second)."""
 
 
+def _class_names(value: Any) -> list[Any]:
+    """Class names for class ids (indices into CLASSES, as the data plane holds them); names stay names."""
+    return [CLASSES[c] if type(c) is int else c for c in _plain(value)]
+
+
 def _second_text(second: int) -> str:
     global _second
     cached = _second
@@ -100,7 +108,7 @@ def to_line(record: Record) -> bytes:
         head: dict[str, Any] = {
             "schema": SCHEMA, "kind": "answer", "id": record.id, "time": iso_time(record.time),
             "version": record.version, "route": record.route, "features": _plain(record.features),
-            "classes": _plain(record.classes), "probabilities": _plain(record.probabilities),
+            "classes": _class_names(record.classes), "probabilities": _plain(record.probabilities),
         }  # fmt: skip
     else:
         head = {

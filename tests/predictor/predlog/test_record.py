@@ -31,6 +31,15 @@ def test_an_answer_with_numpy_arrays_round_trips_as_lists() -> None:
     assert json.loads(line)["time"] == "2026-12-04T22:05:07.123456Z"
 
 
+def test_class_ids_are_written_as_names() -> None:
+    answer = Answer("req-3", MOMENT, "api", "v1", [[5.1, 3.5, 1.4, 0.2]] * 3, [0, 2, 1], [[1.0, 0.0, 0.0]] * 3)
+    back = record.from_line(record.to_line(answer))
+    assert isinstance(back, Answer)
+    assert back.classes == ["setosa", "virginica", "versicolor"]
+    numpy_ids = Answer("req-4", MOMENT, "api", "v1", [[5.1, 3.5, 1.4, 0.2]], np.array([2]), [[0.0, 0.0, 1.0]])
+    assert json.loads(record.to_line(numpy_ids))["classes"] == ["virginica"]
+
+
 def test_a_refusal_keeps_its_reason_and_no_features() -> None:
     line = record.to_line(Refusal("req-2", MOMENT, "predict", "x" * 5000, 400, None))
     data = json.loads(line)
