@@ -93,12 +93,18 @@ class Spool:
         self._file: _OpenFile | None = None
         self._token = uuid.uuid4().hex[:12]
         self._sequence = 0
+        self._open_failures = 0
         os.register_at_fork(after_in_child=functools.partial(_forked, weakref.ref(self)))
 
     def put(self, record: Record) -> bool:
         """Queue `record` for the writer; never blocks. False (and counted as dropped) when the queue is full."""
         if self.thread is None and self.autostart:
-            self.start()
+            try:
+                self.start()
+            except Exception:  # no thread to be had: the request goes on, the record is counted
+                log.exception("prediction log writer could not start")
+                self.counters.dropped.inc()
+                return False
         queue = self.queue
         if len(queue) >= self.queue_size or self.closed:
             self.counters.dropped.inc()
@@ -111,9 +117,9 @@ class Spool:
         with self._start_lock:
             if self.thread is not None or self.closed:
                 return
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self.thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
-            self.thread.start()
+            thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+            thread.start()
+            self.thread = thread
 
     def close(self, timeout: float = 10.0) -> bool:
         """Stop accepting records, write everything queued and make the open file ready; True if the writer finished
@@ -184,11 +190,14 @@ class Spool:
                 try:
                     self._open(record.time, record_day)
                 except OSError:  # the folder unwritable or full: this record is lost, the next one tries again
-                    log.exception(
-                        "prediction log spool file could not be created", extra={"folder": str(self.directory)}
-                    )
+                    if not self._open_failures:  # once per streak, not once per request
+                        log.exception(
+                            "prediction log spool file could not be created", extra={"folder": str(self.directory)}
+                        )
+                    self._open_failures += 1
                     self.counters.dropped.inc()
                     continue
+                self._open_failures = 0
             lines.append(line)
             pending += len(line)
         self._write(lines)
@@ -201,12 +210,17 @@ class Spool:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         try:
             fd = os.open(creating, flags, 0o644)
-        except FileNotFoundError:  # the folder was removed: make it again
+        except FileNotFoundError:  # the folder is not there yet (or was removed)
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(creating, flags, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
         path = self.directory / f"{stem}{PART}"
-        os.rename(creating, path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(creating, path)
+        except OSError:
+            os.close(fd)
+            creating.unlink(missing_ok=True)
+            raise
         self._file = _OpenFile(fd, path, record_day, time.monotonic())
 
     def _write(self, lines: list[bytes]) -> None:

@@ -63,6 +63,17 @@ def test_close_writes_everything_accepted(tmp_path: Path) -> None:
     assert counters.value("dropped") == 1
 
 
+def test_an_unwritable_spool_counts_drops_and_never_fails_a_request(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "spool"
+    not_a_folder.write_text("a file where the folder should be")
+    counters = PredictionLogCounters()
+    log = PredictionLog(Spool(not_a_folder, counters))
+    for i in range(50):
+        log.log_answer(f"id-{i}", "predict", "v1", [ROW], ["setosa"], [PROBABILITIES])
+    assert log.close()
+    assert counters.value("dropped") == 50
+
+
 def test_a_file_never_spans_two_utc_days(tmp_path: Path) -> None:
     spool = Spool(tmp_path, PredictionLogCounters(), autostart=False)
     before, after = 1796428799.5, 1796428800.5  # 2026-12-04T23:59:59.5Z, 2026-12-05T00:00:00.5Z
