@@ -87,3 +87,27 @@ def shipped(client: storage.Client, bucket: str) -> dict[str, list[record.Record
 
 def ids(objects: dict[str, list[record.Record]]) -> list[str]:
     return [r.id for records in objects.values() for r in records]
+
+
+def overflow_then_close(spool: str) -> None:
+    """A serving process (multiprocess metrics mode when spawned with PROMETHEUS_MULTIPROC_DIR): 30 records into a
+    queue of 10 before its writer runs."""
+    from predictor.predlog.metrics import PredictionLogCounters
+    from predictor.predlog.spool import Spool
+
+    log = PredictionLog(Spool(Path(spool), PredictionLogCounters(), queue_size=10, autostart=False))
+    for i in range(30):
+        log.log_answer(f"mp-{i}", "predict", "v1", [ROW], [0], [PROBABILITIES])
+    if not log.close():
+        raise SystemExit(3)
+
+
+def ship_once(spool: str, emulator_host: str, project: str, bucket: str) -> None:
+    """The agent: one shipping pass."""
+    from core import gcs
+    from predictor.predlog.metrics import PredictionLogCounters
+
+    client = gcs.client_for(project, emulator_host)
+    shipper = Shipper(settings(Path(spool)), client.bucket(bucket), Path(spool), "pod-a", None, PredictionLogCounters())
+    if not shipper.run_once():
+        raise SystemExit(3)

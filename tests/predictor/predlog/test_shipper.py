@@ -22,6 +22,7 @@ from predictor.predlog.log import PredictionLog
 from predictor.predlog.metrics import PredictionLogCounters
 from predictor.predlog.shipper import Shipper
 from predictor.predlog.spool import SHIPPING
+from tests import polling
 from tests.emulator_fixtures import PROJECT
 from tests.predictor.predlog import helpers
 from tests.predictor.predlog.helpers import PROBABILITIES, ROW, settings
@@ -162,3 +163,63 @@ def test_a_shipper_killed_before_deleting_never_uploads_twice(
     assert sorted(helpers.ids(helpers.shipped(storage_client, bucket_name))) == sorted(f"req-{i}" for i in range(200))
     assert counters.value("sent") == 200
     assert leftover(spool) == []
+
+
+def test_the_counters_add_up_over_the_pods_processes(
+    tmp_path: Path,
+    gcs_emulator: Service,
+    storage_client: storage.Client,
+    bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the predictor's multiprocess metrics mode, a worker's drops and the agent's sends show in one exposition."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    spool, metrics_dir = tmp_path / "spool", tmp_path / "metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))  # for the processes spawned below
+    context = multiprocessing.get_context("spawn")
+    for target, args in (
+        (helpers.overflow_then_close, (str(spool),)),
+        (helpers.ship_once, (str(spool), gcs_emulator.host, PROJECT, bucket_name)),
+    ):
+        process = context.Process(target=target, args=args)
+        process.start()
+        process.join(60)
+        assert process.exitcode == 0
+    aggregate = CollectorRegistry()
+    multiprocess.MultiProcessCollector(aggregate, path=str(metrics_dir))
+    values = {
+        outcome: aggregate.get_sample_value("predictor_prediction_log_records_total", {"outcome": outcome})
+        for outcome in ("sent", "dropped", "failed")
+    }
+    assert values == {"sent": 10.0, "dropped": 20.0, "failed": 0.0}
+    assert len(helpers.ids(helpers.shipped(storage_client, bucket_name))) == 10
+
+
+def test_the_shipper_thread_backs_off_while_the_bucket_is_down_and_ships_once_back(
+    tmp_path: Path, own_gcs: Service
+) -> None:
+    spool = tmp_path / "spool"
+    client = emulators.storage_client(own_gcs.host, PROJECT)
+    client.create_bucket("predlog-thread")
+    own_gcs.stop()
+    assert write_answers(spool, 300).close()
+    counters = PredictionLogCounters()
+    shipper = Shipper(settings(spool), client.bucket("predlog-thread"), spool, "pod-a", None, counters)
+    shipper.start()
+    restarted = None
+    try:
+        polling.wait_for(lambda: shipper.failures >= 3, timeout=30, what="three failed passes")
+        assert counters.value("sent") == 0
+        restarted = emulators.start_fake_gcs(own_gcs.port, None, tmp_path / "fake-gcs-again.log")
+        client.create_bucket("predlog-thread")
+        polling.wait_for(lambda: counters.value("sent") == 300, timeout=30, what="every record sent")
+        assert shipper.failures == 0
+        received = helpers.ids(helpers.shipped(client, "predlog-thread"))
+    finally:
+        shipper.stop()
+        if restarted is not None:
+            restarted.stop()
+    assert sorted(received) == sorted(f"req-{i}" for i in range(300))
+    assert counters.value("failed") >= 3
