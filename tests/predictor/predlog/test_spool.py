@@ -15,6 +15,7 @@ from predictor.predlog import record
 from predictor.predlog.log import PredictionLog, in_sample
 from predictor.predlog.metrics import PredictionLogCounters
 from predictor.predlog.record import Answer
+from predictor.predlog.settings import PredictionLogSettings
 from predictor.predlog.spool import PART, READY, SHIPPING, Spool, enforce_bound, promote_orphans
 from tests.predictor.predlog import helpers
 from tests.predictor.predlog.helpers import PROBABILITIES, ROW
@@ -183,3 +184,23 @@ def test_sampling_keeps_about_the_rate_and_decides_by_id(tmp_path: Path) -> None
 @pytest.mark.parametrize("rate", [0.0, 1.0])
 def test_sampling_extremes(tmp_path: Path, rate: float) -> None:
     assert in_sample("anything", rate) is (rate == 1.0)
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"prediction_log_enabled": False}, {"prediction_log_sample_rate": 0.0}], ids=["disabled", "rate-0"]
+)
+def test_a_disabled_log_records_nothing(tmp_path: Path, overrides: dict[str, object]) -> None:
+    log = PredictionLog.from_settings(helpers.settings(tmp_path / "spool", **overrides), tmp_path / "handover")
+    assert not log.enabled
+    log.log_answer("id", "predict", "v1", [ROW], ["setosa"], [PROBABILITIES])
+    log.log_refusal("id", "predict", "bad", 400)
+    assert log.close()
+    assert not (tmp_path / "spool").exists()
+
+
+def test_by_default_the_spool_is_beside_the_handover(tmp_path: Path) -> None:
+    settings = PredictionLogSettings.model_validate({})
+    log = PredictionLog.from_settings(settings, tmp_path / "handover")
+    log.log_answer("id", "predict", "v1", [ROW], ["setosa"], [PROBABILITIES])
+    assert log.close()
+    assert [r.id for r in spooled(tmp_path / "handover-predictions")] == ["id"]
