@@ -27,6 +27,7 @@ import fcntl
 import functools
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -43,6 +44,14 @@ log = logging.getLogger(__name__)
 PART, READY, SHIPPING, DROPPING, NEW = ".part", ".jsonl", ".shipping", ".dropping", ".new"
 POLL_S = 0.05
 """Seconds the writer thread sleeps between drains of its queue."""
+
+
+STEM = re.compile(r"\d{8}T\d{6}-[0-9a-f]{12}-\d{6}")
+"""What a spool file's stem looks like; anything else in the folder is not ours and is left alone."""
+
+
+def ours(path: Path) -> bool:
+    return STEM.fullmatch(stem_of(path)) is not None
 
 
 def stem_of(path: Path) -> str:
@@ -269,7 +278,9 @@ def _forked(ref: weakref.ref[Spool]) -> None:
 def ready_files(directory: Path) -> list[Path]:
     """Files waiting for the shipper, oldest first: claimed (``.shipping``, an interrupted upload) and ready ones."""
     with contextlib.suppress(FileNotFoundError):
-        files = [p for p in directory.iterdir() if p.suffix in (READY, SHIPPING) and not p.name.startswith(".")]
+        files = [
+            p for p in directory.iterdir() if p.suffix in (READY, SHIPPING) and not p.name.startswith(".") and ours(p)
+        ]
         return sorted(files, key=lambda p: (p.suffix != SHIPPING, p.name))
     return []
 
@@ -312,6 +323,8 @@ def promote_orphans(directory: Path, counters: PredictionLogCounters, min_age: f
     except FileNotFoundError:
         return 0
     for path in candidates:
+        if not ours(path):
+            continue
         if path.suffix == PART:
             promoted += _promote(path, counters)
         elif path.suffix in (NEW, DROPPING):

@@ -16,7 +16,7 @@ from predictor.predlog.log import PredictionLog, in_sample
 from predictor.predlog.metrics import PredictionLogCounters
 from predictor.predlog.record import Answer
 from predictor.predlog.settings import PredictionLogSettings
-from predictor.predlog.spool import PART, READY, SHIPPING, Spool, enforce_bound, promote_orphans
+from predictor.predlog.spool import PART, READY, SHIPPING, Spool, enforce_bound, promote_orphans, ready_files
 from tests.predictor.predlog import helpers
 from tests.predictor.predlog.helpers import PROBABILITIES, ROW
 
@@ -154,6 +154,16 @@ def test_a_forked_child_writes_its_own_files_and_leaves_the_parents_alone(tmp_pa
     files = sorted(tmp_path.glob(f"*{READY}"), key=lambda p: [r.id for r in spooled_file(p)])
     assert [[r.id for r in spooled_file(path)] for path in files] == [["child-1"], ["parent-1", "parent-2"]]
     assert counters.value("dropped") == 0
+
+
+def test_files_that_are_not_spool_files_are_left_alone(tmp_path: Path) -> None:
+    strangers = [tmp_path / "notes.jsonl", tmp_path / "backup.part", tmp_path / "20261204T220000-x-1.jsonl"]
+    for path in strangers:
+        path.write_bytes(record.to_line(answer("stranger")))
+    assert ready_files(tmp_path) == []
+    assert promote_orphans(tmp_path, PredictionLogCounters()) == 0
+    assert enforce_bound(tmp_path, 1, PredictionLogCounters()) == 0
+    assert all(path.exists() for path in strangers)
 
 
 def test_a_file_being_shipped_is_never_dropped(tmp_path: Path) -> None:
