@@ -1,0 +1,140 @@
+"""One prediction log record and its JSON-lines form.
+
+A record is one request, answered or refused, under the request's id (predictor.predlog.ids):
+
+- an ``answer``: time, model version, route, the features of every instance (rows in core.schema.FEATURES order),
+  the predicted class of each and its probabilities (in core.schema.CLASSES order, the model's class order);
+- a ``refusal``: time, route, the reason and HTTP status, and the version serving then, WITHOUT the features (a
+  refused body is not data we keep, and may be anything).
+
+A batch request is one record, so feedback names a prediction by (id, row index). The request path builds the
+record from what it already holds (NumPy arrays are fine: serialising happens in the writer thread, so the caller
+must not modify them afterwards). Records are plain slotted dataclasses (a frozen one costs the request path five
+times as much to build); nothing changes one once it is queued. `to_line` and `from_line` are the file format,
+one JSON object per line::
+
+    {"schema":1,"kind":"answer","id":"...","time":"2026-12-04T22:10:00.123456Z","version":"2026...Z",
+     "route":"v2","features":[[5.1,3.5,1.4,0.2]],"classes":["setosa"],"probabilities":[[0.98,0.02,0.0]]}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.schema import CLASSES
+
+SCHEMA = 1
+"""Format version written in every line; a reader refuses lines of a newer one."""
+REASON_MAX_CHARS = 1000
+"""A refusal's reason is cut to this length (it may quote the request)."""
+
+
+@dataclass(slots=True)
+class Answer:
+    """A prediction served: `features`, `classes` and `probabilities` have one entry per instance; `classes` are
+    names or indices into CLASSES (written as names)."""
+
+    id: str
+    time: float
+    """Seconds since the epoch (time.time())."""
+    route: str
+    version: str | None
+    features: Any
+    classes: Any
+    probabilities: Any
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A request refused (bad input, no model, too large...): no features."""
+
+    id: str
+    time: float
+    route: str
+    reason: str
+    status: int | None = None
+    version: str | None = None
+
+
+Record = Answer | Refusal
+
+
+def _plain(value: Any) -> Any:
+    """Lists for NumPy arrays (their tolist(), faster than json's fallback per element), anything else as it is."""
+    tolist = getattr(value, "tolist", None)
+    return value if tolist is None else tolist()
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every line (json.dumps with separators builds a new one per call)."""
+_second: tuple[int, str] = (-1, "")
+"""The last whole second formatted (the writer formats thousands of records within one second)."""
+
+
+def _class_names(value: Any) -> list[Any]:
+    """Class names for class ids (indices into CLASSES, as the data plane holds them); names stay names."""
+    return [CLASSES[c] if type(c) is int else c for c in _plain(value)]
+
+
+def _second_text(second: int) -> str:
+    global _second
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return cached[1]
+
+
+def iso_time(seconds: float) -> str:
+    """ISO 8601 in UTC with microseconds, e.g. 2026-12-04T22:05:07.123456Z."""
+    second = int(seconds)
+    micros = round((seconds - second) * 1_000_000)
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    return f"{_second_text(second)}.{micros:06d}Z"
+
+
+def day(seconds: float) -> str:
+    """The UTC date of a moment, YYYY-MM-DD: the partition a record ships under."""
+    return _second_text(int(seconds))[:10]
+
+
+def to_line(record: Record) -> bytes:
+    """The record as one line of JSON, newline included."""
+    if isinstance(record, Answer):
+        head: dict[str, Any] = {
+            "schema": SCHEMA, "kind": "answer", "id": record.id, "time": iso_time(record.time),
+            "version": record.version, "route": record.route, "features": _plain(record.features),
+            "classes": _class_names(record.classes), "probabilities": _plain(record.probabilities),
+        }  # fmt: skip
+    else:
+        head = {
+            "schema": SCHEMA, "kind": "refusal", "id": record.id, "time": iso_time(record.time),
+            "version": record.version, "route": record.route, "reason": record.reason[:REASON_MAX_CHARS],
+            "status": record.status,
+        }  # fmt: skip
+    return _ENCODER.encode(head).encode() + b"\n"
+
+
+def from_line(line: bytes | str) -> Record:
+    """A record read back (lists instead of arrays); ValueError for a line that is not one."""
+    try:
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema')!r}, this reader knows {SCHEMA}")
+        moment = datetime.strptime(data["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        if data["kind"] == "answer":
+            return Answer(
+                data["id"], moment, data["route"], data["version"], data["features"], data["classes"],
+                data["probabilities"],
+            )  # fmt: skip
+        if data["kind"] == "refusal":
+            return Refusal(data["id"], moment, data["route"], data["reason"], data["status"], data["version"])
+        raise ValueError(f"unknown kind {data['kind']!r}")
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"not a prediction log record: {e!r}") from e
