@@ -53,8 +53,8 @@ from flask import Flask, Response, request
 from peers import loadgen, servers
 from sklearn.datasets import load_iris
 
+from core.iris import CLASSES
 from core.lineage import Lineage
-from core.schema import CLASSES
 from core.store import ArtifactRef, LoadedModel
 from devstack import emulators, keys
 from predictor.app import create_app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,6 @@ from core.iris import CLASSES, FEATURES, MAX_CM
 from core.lineage import METADATA_TOTAL_BYTES, METADATA_VALUE_BYTES, Lineage, metadata_bytes, sent_bytes
 from core.settings import DRIFT_CLASS_FEATURE, DriftSettings
 from tests import keys
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def iris() -> tuple[np.ndarray, np.ndarray]:
