@@ -12,8 +12,8 @@ from core import gcs
 from core.lineage import Lineage
 from core.store import ModelStore
 from devstack import emulators
-from predictor.events import ModelEvents
-from predictor.registry import Registry
+from predictor.agent.subscription import ModelEvents
+from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests import keys
 from tests.polling import wait_for

@@ -8,10 +8,10 @@ import pytest
 from sklearn.pipeline import Pipeline
 from werkzeug.test import TestResponse
 
-from predictor.admin_port import private
-from predictor.app import create_app
+from predictor.http.admin_port import private
+from predictor.http.app import create_app
 from predictor.settings import PredictorSettings
-from tests.predictor.conftest import ADMIN_TOKEN, installed
+from tests.predictor.conftest import ADMIN_TOKEN, install
 
 PUBLIC, ADMIN = 8000, 9090
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -22,7 +22,7 @@ class Listener:
 
     def __init__(self, offline_settings: PredictorSettings, fitted_model: Pipeline, port: int, admin: int | None):
         app = create_app(offline_settings.model_copy(update={"port": PUBLIC, "admin_port": admin}))
-        app.extensions["registry"].current = installed(fitted_model)
+        install(app, fitted_model)
         self.client, self.base_url = app.test_client(), f"http://127.0.0.1:{port}"
 
     def open(self, method: str, path: str, **kwargs: Any) -> TestResponse:

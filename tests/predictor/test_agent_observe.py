@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline
 from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import Service
-from predictor import handover
 from predictor.agent.service import Agent, build
+from predictor.lifecycle import handover
 from tests import keys
 from tests.emulator_fixtures import PROJECT
 from tests.polling import wait_for

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from core.schema import EXAMPLES
-from predictor.tensors import HEADER
+from predictor.http.binary import HEADER
 
 ROWS = np.array([EXAMPLES["setosa"], EXAMPLES["virginica"]], dtype=np.float64)
 INFER = "/v2/models/iris/infer"

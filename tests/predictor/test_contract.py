@@ -1,4 +1,4 @@
-"""predictor.contract and inputs.validate: the models validate the bodies, name the field, and are the document."""
+"""predictor.http.contract and inputs.validate: the models validate the bodies, name the field, and are the document."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from core.schema import CLASSES, FEATURES
-from predictor import answers, inputs, v2
-from predictor.api import PREDICT
-from predictor.contract import Contract, InstanceObject
 from predictor.errors import BadRequest
-from predictor.openapi import document
+from predictor.http import inputs, responses, v2
+from predictor.http.contract import Contract, InstanceObject
+from predictor.http.openapi import document
+from predictor.http.predict import PREDICT
 from predictor.settings import PredictorSettings
 
 LIMIT = 5
@@ -33,8 +33,8 @@ def refusal(adapter: Any, body: Any, sites: Any = None) -> tuple[str, str]:
 
 def test_the_models_name_exactly_the_features_and_classes_in_order() -> None:
     assert tuple(InstanceObject.__annotations__) == FEATURES
-    assert get_args(answers.Species) == CLASSES
-    assert tuple(answers.Probabilities.__annotations__) == CLASSES
+    assert get_args(responses.Species) == CLASSES
+    assert tuple(responses.Probabilities.__annotations__) == CLASSES
 
 
 def test_valid_bodies_become_rows_in_feature_order() -> None:

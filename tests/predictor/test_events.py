@@ -18,9 +18,9 @@ from core import layout
 from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
-from predictor import events as events_module
-from predictor.events import ModelEvents
-from predictor.registry import Registry
+from predictor.agent import subscription as events_module
+from predictor.agent.subscription import ModelEvents
+from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.polling import wait_for
 from tests.predictor.events_fixtures import (

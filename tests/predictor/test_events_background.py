@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from sklearn.pipeline import Pipeline
 
 from core.store import ModelStore
 from devstack.emulators import Service
-from predictor import background, readiness
 from predictor.agent import service
-from predictor.app import create_app
-from predictor.registry import Registry
+from predictor.grpc.__main__ import compose
+from predictor.http import extensions
+from predictor.http.app import create_app
+from predictor.lifecycle import handover
+from predictor.lifecycle.follower import Follower
+from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.polling import wait_for
 from tests.predictor.events_fixtures import publish_model, settings_from_env, subscriptions
@@ -30,9 +32,11 @@ def settings_for(common_env: dict[str, str], pubsub: Service, directory: Path, *
     return settings_from_env(common_env, pubsub_emulator_host=pubsub.host, handover_dir=str(directory), **overrides)
 
 
-def worker(settings: PredictorSettings, store: ModelStore) -> tuple[Flask, Registry]:
-    app = create_app(settings, store)
-    return app, app.extensions["registry"]
+def worker(settings: PredictorSettings, store: ModelStore, pod_workers: int | None = None) -> tuple[Follower, Registry]:
+    """A gunicorn worker's follower and registry, as create_app wires them."""
+    follower = extensions.follower(create_app(settings, store, pod_workers=pod_workers))
+    assert follower is not None
+    return follower, follower.registry
 
 
 def test_agent_subscribes_hands_over_and_stops_deleting_the_subscription(
@@ -42,10 +46,11 @@ def test_agent_subscribes_hands_over_and_stops_deleting_the_subscription(
     settings = settings_for(common_env, pubsub_emulator, tmp_path, reconcile_interval=300, graceful_timeout=6)
     agent = service.build(settings, tmp_path, store)
     agent.start()
-    app, registry = worker(settings, store)
-    readiness.enable(app, tmp_path, 1)  # as gunicorn's post_worker_init does
-    follower = background.start(app)
-    assert background.start(app) is follower  # idempotent
+    follower, registry = worker(settings, store, pod_workers=1)  # as python -m predictor builds it
+    follower.start()
+    thread = follower.thread
+    follower.start()
+    assert follower.thread is thread  # idempotent
     try:
         wait_for(lambda: registry.version == first.version, 10, "the worker's startup load")
         assert registry.history()[0].trigger == "startup"
@@ -59,19 +64,18 @@ def test_agent_subscribes_hands_over_and_stops_deleting_the_subscription(
         wait_for(lambda: registry.version == second.version, 5, "the worker's swap by notification")
         assert [r.trigger for r in registry.history()] == ["notification", "startup"]
         assert agent.status()["events"]["connected"]
-        assert readiness.serving_workers(readiness.states(tmp_path)) == 1
+        assert handover.worker_versions(tmp_path) == {os.getpid(): second.version}
     finally:
-        background.stop(app)
+        follower.stop()
         started = time.monotonic()
         agent.stop()
         stopped_in = time.monotonic() - started
     print(f"\nagent.stop took {stopped_in:.2f} s")
     assert stopped_in < 3  # half of GRACEFUL_TIMEOUT=6 is the budget
-    assert "background" not in app.extensions
     assert not follower.thread or not follower.thread.is_alive()
     assert agent.events.subscription not in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)
     assert not agent.scheduler.running
-    background.stop(app)  # a second stop is a no-op
+    follower.stop()  # a second stop is a no-op
 
 
 def test_startup_retries_until_a_model_exists_then_the_poll_reconciles(
@@ -83,8 +87,8 @@ def test_startup_retries_until_a_model_exists_then_the_poll_reconciles(
     )  # fmt: skip
     agent = service.build(settings, tmp_path, store)
     agent.start()
-    app, registry = worker(settings, store)
-    background.start(app)
+    follower, registry = worker(settings, store)
+    follower.start()
     try:
         assert agent.events is None
         time.sleep(1.5)  # a few empty listings
@@ -98,26 +102,31 @@ def test_startup_retries_until_a_model_exists_then_the_poll_reconciles(
         wait_for(lambda: registry.version == second.version, 4, "the reconcile poll")
         assert registry.history()[0].trigger == "reconcile"
     finally:
-        background.stop(app)
+        follower.stop()
         agent.stop()
 
 
 def test_a_process_without_a_pod_agent_runs_its_own(
     common_env: dict[str, str], pubsub_emulator: Service, store: ModelStore, fitted_model: Pipeline
 ) -> None:
-    """No HANDOVER_DIR (a serving process started on its own): it hands over to itself, and stops its agent."""
+    """No HANDOVER_DIR (the gRPC server started on its own): it hands over to itself, and stops its agent."""
     first = publish_model(store, fitted_model)
     settings = settings_from_env(common_env, pubsub_emulator_host=pubsub_emulator.host, reconcile_interval=300)
-    app, registry = worker(settings, store)
-    follower = background.start(app)
+    process = compose(settings, store)
+    own_agent, follower, registry = process.own_agent, process.follower, process.dataplane.registry
+    assert own_agent is not None
+    assert follower.registry is registry
+    assert own_agent.directory == follower.directory  # a private folder of its own
+    own_agent.start()
+    follower.start()
     try:
-        assert follower.own_agent is not None
         wait_for(lambda: registry.version == first.version, 10, "the startup load")
-        events = follower.own_agent.events
+        events = own_agent.events
         wait_for(lambda: events is not None and events.connects >= 1, 10, "the subscription")
         second = publish_model(store, fitted_model)
         wait_for(lambda: registry.version == second.version, 5, "the swap by notification")
     finally:
-        background.stop(app)
+        follower.stop()
+        own_agent.stop()
     assert events is not None
     assert events.subscription not in subscriptions(pubsub_emulator.host, PROJECT, TOPIC)

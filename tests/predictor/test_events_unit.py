@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from core.errors import StoreUnavailable
-from predictor import reconcile
-from predictor.agent import service
-from predictor.events import SeenEvents, subscription_id
+from predictor.agent import reconcile, service
+from predictor.agent.subscription import SeenEvents, subscription_id
 from predictor.settings import PredictorSettings
 from tests import keys
 from tests.polling import wait_for

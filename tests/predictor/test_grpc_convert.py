@@ -1,4 +1,4 @@
-"""predictor.grpc.convert: protobuf requests into the V2 JSON form that predictor.v2 validates, and answers back."""
+"""predictor.grpc.convert: protobuf requests into the V2 JSON form predictor.http.v2 validates, and answers back."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from core.errors import ServiceError
-from predictor import v2
 from predictor.grpc import convert
+from predictor.http import v2
 from predictor.protos import grpc_predict_v2_pb2 as pb
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.1, 5.8, 2.2]]

@@ -7,20 +7,20 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from flask import Flask
 from sklearn.pipeline import Pipeline
 
 from devstack.emulators import free_port
+from predictor.dataplane import DataPlane
 from predictor.grpc.server import build
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.predictor.conftest import VERSION, installed
+from tests.predictor.conftest import VERSION, install
 
 
 @pytest.fixture
-def stub(app: Flask) -> Iterator[pb_grpc.GRPCInferenceServiceStub]:
-    settings = app.extensions["settings"].model_copy(update={"grpc_port": free_port(), "bind_host": "127.0.0.1"})
-    server, _, port = build(app, settings)
+def stub(dataplane: DataPlane) -> Iterator[pb_grpc.GRPCInferenceServiceStub]:
+    settings = dataplane.settings.model_copy(update={"grpc_port": free_port(), "bind_host": "127.0.0.1"})
+    server, _, port = build(dataplane, settings)
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -52,9 +52,9 @@ def test_before_a_model_loads(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
 
 
 def test_versions_metadata_and_the_repository_extension(
-    app: Flask, fitted_model: Pipeline, stub: pb_grpc.GRPCInferenceServiceStub
+    dataplane: DataPlane, fitted_model: Pipeline, stub: pb_grpc.GRPCInferenceServiceStub
 ) -> None:
-    app.extensions["registry"].current = installed(fitted_model)
+    install(dataplane, fitted_model)
     assert stub.ServerReady(pb.ServerReadyRequest()).ready is True
     assert stub.ModelReady(pb.ModelReadyRequest(name="iris", version=VERSION)).ready is True
     assert stub.ModelReady(pb.ModelReadyRequest(name="iris", version="19990101T000000000000Z")).ready is False

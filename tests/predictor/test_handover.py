@@ -9,53 +9,52 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from sklearn.pipeline import Pipeline
 
 from core.store import ModelStore
-from predictor import background, handover
 from predictor.agent import service
-from predictor.app import create_app
-from predictor.handover import Pointer, Publisher
-from predictor.registry import Registry
+from predictor.http import extensions
+from predictor.http.app import create_app
+from predictor.lifecycle import handover
+from predictor.lifecycle.follower import Follower
+from predictor.lifecycle.handover import HandoverWriter, Pointer
+from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.predictor.conftest import publish
 
 pytestmark = pytest.mark.integration
 
 
-def hand_over(store: ModelStore, publisher: Publisher, model: Pipeline, trigger: str = "notification") -> str:
+def hand_over(store: ModelStore, writer: HandoverWriter, model: Pipeline, trigger: str = "notification") -> str:
     """What the agent does for one new artifact: download, verify, stage, point."""
     ref = store.ref(f"models/model-{publish(store, model).version}.pkl")
     data = store.download(ref)
-    publisher.stage(ref, data)
-    publisher.publish(store.load_bytes(ref, data), trigger, None)
+    writer.stage(ref, data)
+    writer.point_to(store.load_bytes(ref, data), trigger, None)
     return ref.version
 
 
 @pytest.fixture
-def worker(predictor_settings: PredictorSettings, store: ModelStore, tmp_path: Path) -> tuple[Flask, Registry]:
-    """A serving process's app following `tmp_path` (its follower is checked by hand: no thread timing)."""
-    settings = predictor_settings.model_copy(update={"handover_dir": str(tmp_path), "handover_poll_interval": 1})
-    app = create_app(settings, store)
-    background.start(app)
-    yield app, app.extensions["registry"]
-    background.stop(app)
+def worker(predictor_settings: PredictorSettings, store: ModelStore, tmp_path: Path) -> tuple[Follower, Registry]:
+    """A serving process's follower of `tmp_path` and its registry (not started: checked by hand, no thread timing)."""
+    settings = predictor_settings.model_copy(update={"handover_dir": str(tmp_path)})
+    follower = extensions.follower(create_app(settings, store))
+    assert follower is not None
+    return follower, follower.registry
 
 
 def test_a_worker_serves_what_is_handed_over_and_ignores_older_pointers(
-    worker: tuple[Flask, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path
+    worker: tuple[Follower, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path
 ) -> None:
-    app, registry = worker
-    follower = app.extensions["background"]
-    publisher = Publisher(tmp_path)
+    follower, registry = worker
+    writer = HandoverWriter(tmp_path)
     follower.check()
     assert not registry.ready  # nothing handed over yet
-    first = hand_over(store, publisher, fitted_model)
+    first = hand_over(store, writer, fitted_model)
     old_pointer = (tmp_path / handover.POINTER).read_bytes()
     follower.check()
     assert (registry.version, registry.history()[0].trigger) == (first, "startup")
-    second = hand_over(store, publisher, fitted_model)
+    second = hand_over(store, writer, fitted_model)
     follower.check()
     assert (registry.version, registry.history()[0].trigger) == (second, "notification")
     handover.write_atomic(tmp_path / handover.POINTER, old_pointer)  # a stale pointer must not downgrade
@@ -67,13 +66,13 @@ def test_a_worker_serves_what_is_handed_over_and_ignores_older_pointers(
 
 
 def test_a_tampered_handover_is_refused_and_the_old_model_keeps_serving(
-    worker: tuple[Flask, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path
+    worker: tuple[Follower, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path
 ) -> None:
-    app, registry = worker
-    follower, publisher = app.extensions["background"], Publisher(tmp_path)
-    first = hand_over(store, publisher, fitted_model)
+    follower, registry = worker
+    writer = HandoverWriter(tmp_path)
+    first = hand_over(store, writer, fitted_model)
     follower.check()
-    second = hand_over(store, publisher, fitted_model)
+    second = hand_over(store, writer, fitted_model)
     pointer = Pointer.read(tmp_path)
     assert pointer is not None
     path = tmp_path / pointer.file
@@ -85,7 +84,7 @@ def test_a_tampered_handover_is_refused_and_the_old_model_keeps_serving(
 
 
 def test_the_agents_rejections_show_in_a_workers_history(
-    worker: tuple[Flask, Registry], store: ModelStore, tmp_path: Path
+    worker: tuple[Follower, Registry], store: ModelStore, tmp_path: Path
 ) -> None:
     _, registry = worker
     agent = service.build(registry.settings, tmp_path, store)  # not started: offered to by hand
@@ -115,13 +114,13 @@ def in_thread(fn: Callable[[], object], timeout: float = 10.0) -> None:
 
 
 def test_a_fifo_named_by_the_pointer_never_blocks_and_the_bucket_serves_instead(
-    worker: tuple[Flask, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path
+    worker: tuple[Follower, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path
 ) -> None:
-    app, registry = worker
-    follower, publisher = app.extensions["background"], Publisher(tmp_path)
-    hand_over(store, publisher, fitted_model)
+    follower, registry = worker
+    writer = HandoverWriter(tmp_path)
+    hand_over(store, writer, fitted_model)
     follower.check()
-    second = hand_over(store, publisher, fitted_model)
+    second = hand_over(store, writer, fitted_model)
     pointer = Pointer.read(tmp_path)
     assert pointer is not None
     (tmp_path / pointer.file).unlink()
@@ -133,13 +132,13 @@ def test_a_fifo_named_by_the_pointer_never_blocks_and_the_bucket_serves_instead(
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "directory", "oversized"])
 def test_a_pointer_that_is_not_a_small_regular_file_is_not_read(
-    worker: tuple[Flask, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path, kind: str
+    worker: tuple[Follower, Registry], store: ModelStore, fitted_model: Pipeline, tmp_path: Path, kind: str
 ) -> None:
-    app, registry = worker
-    follower, publisher = app.extensions["background"], Publisher(tmp_path)
-    first = hand_over(store, publisher, fitted_model)
+    follower, registry = worker
+    writer = HandoverWriter(tmp_path)
+    first = hand_over(store, writer, fitted_model)
     follower.check()
-    hand_over(store, publisher, fitted_model)
+    hand_over(store, writer, fitted_model)
     path = tmp_path / handover.POINTER
     good = path.read_bytes()
     path.unlink()
@@ -174,14 +173,14 @@ def test_read_regular_reads_only_small_regular_files(tmp_path: Path, kind: str) 
 
 
 def test_the_artifact_is_read_after_its_signature_verified_and_outside_the_registry_lock(
-    worker: tuple[Flask, Registry],
+    worker: tuple[Follower, Registry],
     store: ModelStore,
     fitted_model: Pipeline,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    app, registry = worker
-    follower, publisher = app.extensions["background"], Publisher(tmp_path)
+    follower, registry = worker
+    writer = HandoverWriter(tmp_path)
     reads: list[tuple[str, bool]] = []
     real = handover.read_regular
 
@@ -190,13 +189,13 @@ def test_the_artifact_is_read_after_its_signature_verified_and_outside_the_regis
         return real(path, max_bytes)
 
     monkeypatch.setattr(handover, "read_regular", spy)
-    first = hand_over(store, publisher, fitted_model)
+    first = hand_over(store, writer, fitted_model)
     follower.check()
     assert registry.version == first
     artifact_reads = [owned for name, owned in reads if name.startswith("model-")]
     assert artifact_reads == [False]  # read once, by prepare(), before the offer took the lock
     reads.clear()
-    second = hand_over(store, publisher, fitted_model)
+    second = hand_over(store, writer, fitted_model)
     pointer = json.loads((tmp_path / handover.POINTER).read_bytes())
     pointer["metadata"]["row_count"] = "151"  # the signature no longer covers it
     handover.write_atomic(tmp_path / handover.POINTER, json.dumps(pointer).encode())

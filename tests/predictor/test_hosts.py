@@ -8,7 +8,7 @@ import json
 import pytest
 from flask.testing import FlaskClient
 
-from predictor.app import create_app
+from predictor.http.app import create_app
 from predictor.settings import PredictorSettings
 
 LOOPBACK = "127.0.0.1,localhost,[::1]"

@@ -8,7 +8,7 @@ from flask import Flask
 from core import layout
 from core.schema import CLASSES
 from core.store import ModelStore
-from predictor.registry import Registry
+from predictor.lifecycle.registry import Registry
 from tests import keys
 from trainer import evalset
 from trainer.run import train_once

@@ -16,11 +16,11 @@ from schemathesis.checks import ALL_CHECKS
 from schemathesis.specs.openapi.definitions import OPENAPI_30
 from sklearn.pipeline import Pipeline
 
-from predictor.app import create_app
-from predictor.openapi import document
+from predictor.http.app import create_app
+from predictor.http.openapi import document
 from predictor.settings import PredictorSettings
 from tests import keys
-from tests.predictor.conftest import ADMIN_TOKEN, installed, publish
+from tests.predictor.conftest import ADMIN_TOKEN, install, publish
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # schemathesis 3 imports jsonschema's deprecated names
@@ -38,7 +38,7 @@ def fuzz_app(settings: PredictorSettings, model: Pipeline | None) -> Flask:
     """The default 1 MiB body limit: schemathesis counts a 413 for its (large) negative examples as a failure."""
     app = create_app(settings.model_copy(update={"max_body_bytes": 1024 * 1024}))
     if model is not None:
-        app.extensions["registry"].current = installed(model)
+        install(app, model)
     return app
 
 

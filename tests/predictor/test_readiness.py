@@ -18,10 +18,10 @@ from sklearn.pipeline import Pipeline
 
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
-from predictor import readiness
-from predictor.readiness import serving_workers
+from predictor.lifecycle import handover
+from predictor.lifecycle.readiness import PodReadiness
 from tests.polling import wait_for
-from tests.predictor.conftest import installed, publish
+from tests.predictor.conftest import install, installed, publish
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 40.0
@@ -33,26 +33,29 @@ def dead_pid() -> int:
     return process.pid
 
 
-def test_serving_workers_counts_live_pids_that_wrote_a_version(tmp_path: Path, fitted_model: Pipeline) -> None:
-    states = readiness.states(tmp_path)
-    states.mkdir()
-    assert serving_workers(states) == 0
-    readiness.record(tmp_path, installed(fitted_model))  # this process serves a model
+def test_ready_workers_counts_live_pids_that_wrote_a_version(tmp_path: Path, fitted_model: Pipeline) -> None:
+    states = handover.worker_states(tmp_path)
+    handover.clear_worker_states(tmp_path)
+    pod = PodReadiness(tmp_path, 2)
+    assert pod.ready_workers() == 0
+    pod.record(installed(fitted_model))  # this process serves a model
     (states / str(os.getppid())).write_text("")  # live, serves nothing yet
     (states / str(dead_pid())).write_text("v2")  # died before child_exit forgot it
     (states / ".12345.tmp").write_text("v2")  # a state being written is not read
-    assert serving_workers(states) == 1
+    assert pod.ready_workers() == 1
     (states / str(os.getppid())).write_text("v2")
-    assert serving_workers(states) == 2
-    readiness.forget(tmp_path, os.getppid())
-    assert serving_workers(states) == 1
+    assert pod.ready_workers() == 2
+    handover.forget_worker(tmp_path, os.getppid())
+    assert pod.ready_workers() == 1
+    handover.clear_worker_states(tmp_path)
+    assert pod.ready_workers() == 0
 
 
 def test_readiness_stays_per_process_without_gunicorn(app: Flask, fitted_model: Pipeline) -> None:
     client = app.test_client()
     body = client.get("/readyz").get_json()
     assert (body["error"]["code"], body["error"]["details"]) == ("model_not_ready", None)
-    app.extensions["registry"].current = installed(fitted_model)
+    install(app, fitted_model)
     assert client.get("/readyz").get_json() == {"ready": True}
 
 

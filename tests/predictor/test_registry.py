@@ -15,7 +15,7 @@ from core.errors import StoreUnavailable
 from core.lineage import Lineage
 from core.signing import Keyring
 from core.store import ArtifactRef, LoadedModel, ModelStore
-from predictor.registry import RateLimit, Recent, Registry
+from predictor.lifecycle.registry import RateLimit, Recent, Registry
 from predictor.settings import PredictorSettings
 from tests.keys import KEYRING, OTHER, READER
 from tests.predictor.conftest import publish

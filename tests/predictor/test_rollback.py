@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from core import layout
 from core.lineage import Lineage
 from core.store import ModelStore
-from predictor.registry import Registry
+from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.keys import KEYRING
 from tests.predictor.conftest import publish

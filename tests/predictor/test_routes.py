@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 
 from core.schema import EXAMPLES
-from predictor.app import create_app
+from predictor.http.app import create_app
 from predictor.settings import PredictorSettings
-from tests.predictor.conftest import ADMIN_TOKEN, MAX_BATCH, VERSION, installed, publish
+from tests.predictor.conftest import ADMIN_TOKEN, MAX_BATCH, VERSION, install, publish
 
 SETOSA, VIRGINICA = list(EXAMPLES["setosa"]), list(EXAMPLES["virginica"])
 
@@ -81,7 +81,7 @@ def test_health_before_and_after_a_model(app: Flask, fitted_model: Pipeline) -> 
     for path in ("/v2/health/ready", "/readyz", "/v2/models/iris/ready"):
         assert client.get(path).status_code == 503
     assert client.get("/readyz").get_json()["error"]["code"] == "model_not_ready"
-    app.extensions["registry"].current = installed(fitted_model)
+    install(app, fitted_model)
     for path in ("/v2/health/ready", "/readyz", "/v2/models/iris/ready"):
         assert client.get(path).status_code == 200
 
@@ -121,7 +121,7 @@ def test_an_unexpected_exception_is_a_json_500_without_traceback(ready_client: F
         def predict_proba(self, x):
             raise RuntimeError("secret internals")
 
-    app.extensions["registry"].current = installed(Broken())
+    install(app, Broken())
     response = ready_client.post("/api", json=SETOSA)
     assert response.status_code == 500
     assert response.get_json() == {"error": {"code": "internal", "message": "internal server error", "details": None}}

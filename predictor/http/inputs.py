@@ -1,7 +1,7 @@
-"""Reading request bodies and validating them with the contract's models (predictor.contract).
+"""Reading request bodies and validating them with the contract's models (predictor.http.contract).
 
 Validation runs on the JSON bytes in one pass (pydantic-core); only a failure costs more. Every failure raises a 400
-whose details name the field, e.g. ``instances[3].petal_width`` (predictor.refusals).
+whose details name the field, e.g. ``instances[3].petal_width`` (predictor.http.field_errors).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from flask import request
 from pydantic import TypeAdapter, ValidationError
 
 from core.schema import FEATURES
-from predictor import refusals
 from predictor.errors import UnsupportedMediaType
-from predictor.refusals import Site
+from predictor.http import field_errors
+from predictor.http.field_errors import Site
 
 T = TypeVar("T")
 Rows = Sequence[Sequence[float]]
@@ -54,7 +54,7 @@ def validate(adapter: TypeAdapter[T], body: bytes | Any, sites: Mapping[Site, st
             return adapter.validate_json(body, context=context)
         return adapter.validate_python(body, context=context)
     except ValidationError as e:
-        raise refusals.bad_request(e, body, sites or {}) from e
+        raise field_errors.bad_request(e, body, sites or {}) from e
 
 
 def rows(instances: list[Any]) -> Rows:

@@ -1,10 +1,10 @@
 """The HTTP request contract as typed models: they validate request bodies straight from JSON bytes and are the
-schemas of the OpenAPI document (predictor.openapi), so the two cannot drift.
+schemas of the OpenAPI document (predictor.http.openapi), so the two cannot drift.
 
 A measurement is a JSON number (never a boolean or a string), finite, 0..MAX_CM cm. An instance is an object of the
 four named features or a list of four numbers in FEATURES order. MAX_BATCH_SIZE comes from the settings, so the
 batch-carrying models are built per limit (`Contract.build`, cached). Rules JSON Schema cannot state (a V2 tensor's
-data agreeing with its shape, binary sizes) are checked by predictor.v2 after the model.
+data agreeing with its shape, binary sizes) are checked by predictor.http.v2 after the model.
 """
 
 from __future__ import annotations

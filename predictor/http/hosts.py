@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, request
 
 from core import hosts
-from predictor import extensions
+from predictor.http import extensions
 
 
 def register(app: Flask) -> None:

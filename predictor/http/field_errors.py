@@ -15,8 +15,8 @@ import pydantic_core
 from pydantic import ValidationError
 
 from core.schema import FEATURES, MAX_CM
-from predictor.contract import BATCH, CUSTOM_ERRORS, NAMED, ROW, SINGLE, TAGS, VALUE
 from predictor.errors import BadRequest, bad_field
+from predictor.http.contract import BATCH, CUSTOM_ERRORS, NAMED, ROW, SINGLE, TAGS, VALUE
 
 Site = tuple[str, ...]
 

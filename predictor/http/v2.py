@@ -14,11 +14,10 @@ import pydantic_core
 from flask import Blueprint, Response, current_app, request
 
 from core.schema import CLASSES, FEATURES, check_measurement
-from predictor import extensions, inputs, tensors
-from predictor.api import json_response, run_model, serving
-from predictor.contract import OUTPUTS, Contract, InferRequest, InputTensor
-from predictor.errors import BadRequest, ModelNotReady, NotFound, bad_field
-from predictor.registry import Registry
+from predictor.errors import BadRequest, ModelNotReady, bad_field
+from predictor.http import binary, extensions, inputs
+from predictor.http.contract import OUTPUTS, Contract, InferRequest, InputTensor
+from predictor.http.predict import json_response
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -43,80 +42,62 @@ REASONS: dict[inputs.Site, str] = {
 """What a V2 client is told when the model refuses a body, by location (format strings: `{{` is a brace)."""
 
 
-def _registry(model_name: str) -> Registry:
-    registry = extensions.registry()
-    if model_name != registry.settings.model_name:
-        raise NotFound(f"unknown model {model_name[:100]!r}; this server serves {registry.settings.model_name!r}")
-    return registry
-
-
 @bp.get("")
 def server_metadata() -> dict[str, Any]:
-    return {"name": "iris-predictor", "version": "1.0.0", "extensions": ["binary_tensor_data"]}
+    return extensions.dataplane().server_metadata()
 
 
 @bp.get("/models/<model_name>")
 def model_metadata(model_name: str) -> dict[str, Any]:
-    registry = _registry(model_name)
-    version = registry.version
-    return {
-        "name": model_name,
-        "versions": [version] if version else [],
-        "platform": "sklearn",
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(FEATURES)]}],
-        "outputs": [
-            {"name": "predict", "datatype": "INT64", "shape": [-1]},
-            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(CLASSES)]},
-        ],
-    }
+    return extensions.dataplane().model_metadata(model_name)
 
 
 @bp.get("/models/<model_name>/ready")
 def model_ready(model_name: str) -> dict[str, Any]:
-    if not _registry(model_name).ready:
+    if not extensions.dataplane().model_ready(model_name):
         raise ModelNotReady(f"model {model_name} has no verified version loaded yet")
     return {"name": model_name, "ready": True}
 
 
 @bp.post("/models/<model_name>/infer")
 def infer(model_name: str) -> Response:
-    registry = _registry(model_name)
-    header_length = request.headers.get(tensors.HEADER)
-    head, binary = tensors.split(inputs.read_body(any_content_type=header_length is not None), header_length)
-    body, wanted, rows = _validated(head, registry.settings.max_batch_size, binary)
-    model = serving()
-    class_ids, proba = run_model(model, rows)
-    version = model.loaded.version
+    dataplane = extensions.dataplane()
+    dataplane.check_model(model_name)
+    header_length = request.headers.get(binary.HEADER)
+    head, binary_data = binary.split(inputs.read_body(any_content_type=header_length is not None), header_length)
+    body, wanted, rows = _validated(head, dataplane.settings.max_batch_size, binary_data)
+    answer = dataplane.infer(rows)
+    version = answer.version
     outputs = {
-        "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": class_ids},
+        "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": answer.class_ids},
         "predict_proba": {
             "name": "predict_proba", "shape": [len(rows), len(CLASSES)], "datatype": "FP64",
-            "data": [p for row in proba for p in row],
+            "data": [p for row in answer.probabilities for p in row],
         },
     }  # fmt: skip
-    answer: dict[str, Any] = {"model_name": model_name, "model_version": version}
+    reply: dict[str, Any] = {"model_name": model_name, "model_version": version}
     if "id" in body:
-        answer["id"] = body["id"]
-    answer["outputs"] = [outputs[name] for name in wanted]
+        reply["id"] = body["id"]
+    reply["outputs"] = [outputs[name] for name in wanted]
     request_parameters = body.get("parameters", {})
-    binary_outputs = {name for name, params in wanted.items() if tensors.wants_binary(request_parameters, params)}
+    binary_outputs = {name for name, params in wanted.items() if binary.wants_binary(request_parameters, params)}
     if not binary_outputs:
-        return json_response(answer, version)
-    data, json_length = tensors.encode(answer, binary_outputs)
-    headers = {"X-Model-Version": version, tensors.HEADER: str(json_length)}
+        return json_response(reply, version)
+    data, json_length = binary.encode(reply, binary_outputs)
+    headers = {"X-Model-Version": version, binary.HEADER: str(json_length)}
     return current_app.response_class(data, 200, headers, mimetype="application/octet-stream")
 
 
-def validate(body: Any, limit: int, binary: bytes = b"") -> tuple[dict[str, dict[str, Any]], inputs.Rows]:
+def validate(body: Any, limit: int, binary_data: bytes = b"") -> tuple[dict[str, dict[str, Any]], inputs.Rows]:
     """An inference request in its JSON form -> (requested outputs and their parameters, validated rows).
 
     The gRPC server (predictor.grpc) validates its requests through this too, translated to the JSON form.
     """
-    _, wanted, rows = _validated(body, limit, binary)
+    _, wanted, rows = _validated(body, limit, binary_data)
     return wanted, rows
 
 
-def _validated(body: bytes | Any, limit: int, binary: bytes) -> tuple[InferRequest, dict[str, Any], inputs.Rows]:
+def _validated(body: bytes | Any, limit: int, binary_data: bytes) -> tuple[InferRequest, dict[str, Any], inputs.Rows]:
     """The request checked by the contract's model (from JSON bytes, or already parsed), its outputs and rows."""
     try:
         checked = inputs.validate(Contract.build(limit).infer, body, REASONS, max_batch_size=limit)
@@ -126,7 +107,7 @@ def _validated(body: bytes | Any, limit: int, binary: bytes) -> tuple[InferReque
             _check_layout(body, limit)  # the data's layout is named before its values, as this route always did
         raise
     wanted: dict[str, Any] = {output["name"]: output.get("parameters", {}) for output in checked.get("outputs", ())}
-    return checked, wanted or {name: {} for name in OUTPUTS}, _rows(checked["inputs"][0], binary)
+    return checked, wanted or {name: {} for name in OUTPUTS}, _rows(checked["inputs"][0], binary_data)
 
 
 def _check_layout(body: bytes | Any, limit: int) -> None:
@@ -138,21 +119,21 @@ def _check_layout(body: bytes | Any, limit: int) -> None:
             _counts(data, shape[0])
 
 
-def _rows(tensor: InputTensor, binary: bytes) -> inputs.Rows:
+def _rows(tensor: InputTensor, binary_data: bytes) -> inputs.Rows:
     """The rows of the one input tensor: its data (or binary data) checked against its shape."""
     in_binary = "binary_data_size" in tensor.get("parameters", {})
     if not in_binary and "data" not in tensor:
         raise bad_field("inputs[0].data", "missing field")
     count = tensor["shape"][0]
     if in_binary:
-        values = tensors.binary_values(tensor, binary, count)
+        values = binary.binary_values(tensor, binary_data, count)
         for index, value in enumerate(values):
             problem = check_measurement(value)
             if problem:
                 row, feature = divmod(index, len(FEATURES))
                 raise bad_field(f"inputs[0].data[{row}].{FEATURES[feature]}", problem)
         return _data(values, count)
-    if binary:
+    if binary_data:
         raise bad_field("inputs[0].parameters.binary_data_size", "binary data sent but no input declares its size")
     return _data(tensor["data"], count)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from predictor import extensions
 from predictor.errors import NotFound
+from predictor.http import extensions
 
 PRIVATE = ("/admin", "/metrics")
 

@@ -2,9 +2,10 @@
 
 The same rules run twice per pod: in the model agent (predictor.agent), whose registry reads the bucket and hands
 each model it swaps to over local disk, and in every serving process, whose registry reads that handover
-(predictor.handover) and verifies the artifact again before it serves.
+(predictor.lifecycle.handover) and verifies the artifact again before it serves. Each process's composition root
+builds its registry with the hooks it needs (``on_swap``, ``on_record``, ``upstream``): nothing rewires it later.
 
-Readers take ``registry.current`` once per request and never lock; a swap is one reference assignment made while
+Readers take ``registry.serving`` once per request and never lock; a swap is one reference assignment made while
 holding the load lock, so a request is answered entirely by the old or entirely by the new model. Loads are
 serialized by that lock: concurrent offers of the same object load it once, and a version is never replaced by an
 older one unless an explicit pin asks for it.
@@ -16,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -38,6 +39,11 @@ class Serving:
 
     loaded: LoadedModel
     predict_proba: ProbaFn
+
+    @classmethod
+    def of(cls, loaded: LoadedModel) -> Serving:
+        """`loaded` with its predict_proba compiled (the verified fast path when there is one)."""
+        return cls(loaded, compile_proba(loaded.model))
 
 
 @dataclass(frozen=True)
@@ -112,22 +118,36 @@ class RateLimit:
 OnSwap = Callable[[LoadedModel, str, datetime | None], object]
 """Called with a verified model, its trigger and finalize time just before it serves (load lock held); an OSError
 fails the swap and the old model keeps serving."""
+OnRecord = Callable[[list[SwapRecord]], object]
+"""Called with the whole history after every recorded decision (the agent hands it over to the workers)."""
+Upstream = Callable[[], list[SwapRecord]]
+"""Decisions made for this process elsewhere (a worker: the agent's rejections), merged into history()."""
 
 
 class Registry:
     """The serving model of this process, its pin and its recent swap history."""
 
     def __init__(
-        self, store: Artifacts | ModelStore, settings: PredictorSettings, metrics: Metrics | None = None
+        self,
+        store: Artifacts | ModelStore,
+        settings: PredictorSettings,
+        metrics: Metrics | None = None,
+        *,
+        on_swap: Sequence[OnSwap] = (),
+        on_record: Sequence[OnRecord] = (),
+        upstream: Upstream | None = None,
+        lookups_limited: bool = True,
     ) -> None:
+        """A registry on `store` with its hooks: `on_swap` run before each swap, `on_record` after each decision,
+        `upstream` merged into history(); `lookups_limited` rate-limits the bucket lookups notifications cause (off
+        where artifacts come from local disk)."""
         self.store, self.settings = store, settings
-        self.on_swap: list[OnSwap] = []
-        self.on_record: list[Callable[[list[SwapRecord]], object]] = []
-        """Called with the whole history after every recorded decision (the agent publishes it)."""
-        self.upstream: Callable[[], list[SwapRecord]] | None = None
-        """Decisions made for this process elsewhere (a worker: the agent's rejections), merged into history()."""
+        self.on_swap: tuple[OnSwap, ...] = tuple(on_swap)
+        self.on_record: tuple[OnRecord, ...] = tuple(on_record)
+        self.upstream = upstream
         self.metrics = metrics or Metrics()
         self.serving: Serving | None = None
+        """The serving model (read it once per request)."""
         self.loaded_at: datetime | None = None
         self.loaded_trigger: str | None = None
         self.pinned: str | None = settings.pinned_model_version
@@ -137,19 +157,9 @@ class Registry:
         self._missing = Recent(settings.refused_cache_size)
         """(object, generation) pairs that did not exist when offered (what forged notifications name): kept apart,
         so a flood of them never pushes a real refusal out."""
-        self.notification_lookups: RateLimit | None = RateLimit(settings.notification_lookup_rate)
+        self.notification_lookups = RateLimit(settings.notification_lookup_rate) if lookups_limited else None
         """Bounds the bucket lookups notifications cause (None where artifacts come from local disk)."""
         self._history: deque[SwapRecord] = deque(maxlen=settings.swap_history_size)
-
-    @property
-    def current(self) -> LoadedModel | None:
-        """The serving model (read it once per request)."""
-        serving = self.serving
-        return serving.loaded if serving else None
-
-    @current.setter
-    def current(self, loaded: LoadedModel | None) -> None:
-        self.serving = Serving(loaded, compile_proba(loaded.model)) if loaded else None
 
     @property
     def ready(self) -> bool:
@@ -157,8 +167,8 @@ class Registry:
 
     @property
     def version(self) -> str | None:
-        current = self.current
-        return current.version if current else None
+        serving = self.serving
+        return serving.loaded.version if serving else None
 
     def history(self) -> list[SwapRecord]:
         """Recorded swaps, rejections and failures, newest first (with the upstream ones, if any)."""
@@ -204,10 +214,16 @@ class Registry:
             if self.version == version:
                 self.pinned = version
                 return self._ignored(layout.model_object(version), SwapTrigger.ADMIN, SkipReason.ALREADY_SERVING)
-            record = self._load(layout.model_object(version), None, "admin", None)
-            if record.outcome == SwapOutcome.SWAPPED:
-                self.pinned = version
+            previous, self.pinned = self.pinned, version  # the swap hooks see the new pin
+            record = self._load(layout.model_object(version), None, SwapTrigger.ADMIN, None)
+            if record.outcome != SwapOutcome.SWAPPED:
+                self.pinned = previous
             return record
+
+    def follow_pin(self, version: str | None) -> None:
+        """Take the pin the pod's agent decided (a serving process, before it offers the agent's pointer)."""
+        with self._lock:
+            self.pinned = version
 
     def unpin(self) -> SwapRecord | None:
         """Drop the pin and catch up with the newest valid version."""
@@ -223,7 +239,7 @@ class Registry:
         if version == self.version:
             return SkipReason.ALREADY_SERVING
         if self.pinned is not None:
-            return None if version == self.pinned else "pinned"
+            return None if version == self.pinned else SkipReason.PINNED
         if self.version is not None and version < self.version:
             return SkipReason.OLDER
         return None
@@ -285,7 +301,7 @@ class Registry:
             )
         old = self.version
         self.loaded_at, self.loaded_trigger = datetime.now(UTC), trigger
-        self.current = loaded
+        self.serving = Serving.of(loaded)
         self.metrics.set_serving(old, loaded.version)
         if finalized_at is not None:
             self.metrics.swap_latency.observe(max(0.0, (datetime.now(UTC) - finalized_at).total_seconds()))
@@ -314,7 +330,7 @@ class Registry:
     def _ignored(self, name: str, trigger: str, reason: str) -> SwapRecord:
         record = SwapRecord(layout.model_version(name), trigger, SwapOutcome.IGNORED, reason, 0.0, _now(), name)
         self.metrics.swaps.labels(trigger, SwapOutcome.IGNORED).inc()
-        if reason == "pinned":
+        if reason == SkipReason.PINNED:
             log.info("pinned to %s: not swapping to %s", self.pinned, name)
             self._remember(record)
         return record
@@ -331,7 +347,7 @@ class Registry:
             try:
                 listener(history)
             except OSError:
-                log.exception("publishing the swap history failed")
+                log.exception("handing over the swap history failed")
 
 
 def _now() -> str:

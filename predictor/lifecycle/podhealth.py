@@ -1,9 +1,9 @@
 """How a serving process sees its pod's model agent: alive or not, and whether the pod's workers lag it.
 
-The agent writes its heartbeat (``agent.json``, predictor.handover) every few seconds; a heartbeat older than
-AGENT_STALE_AFTER means the agent is down (killed, hung, crash-looping) and the pod cannot learn new models. Every
-worker writes the version it serves (``workers/<pid>``); a live worker serving another version than the one the agent
-accepted lags the bucket. Both show in /v1/model (``agent``, ``behind``, ``degraded``) and in /metrics
+The agent writes its heartbeat (``agent.json``, predictor.lifecycle.handover) every few seconds; a heartbeat older
+than AGENT_STALE_AFTER means the agent is down (killed, hung, crash-looping) and the pod cannot learn new models.
+Every worker writes the version it serves (``workers/<pid>``); a live worker serving another version than the one the
+agent accepted lags the bucket. Both show in /v1/model (``agent``, ``behind``, ``degraded``) and in /metrics
 (``predictor_agent_up``, ``predictor_agent_heartbeat_age_seconds``, ``predictor_workers_behind``). Neither fails
 readiness: the pod still serves a verified model, so it stays Ready, visibly degraded.
 """
@@ -14,26 +14,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
-
-from predictor import extensions, handover, readiness
-
-FOLLOWER = "background"
-"""predictor.background's extension key: the follower knows the handover directory."""
+from predictor.lifecycle import handover
+from predictor.lifecycle.registry import Registry
+from predictor.metrics import Metrics
 
 
-def view(app: Flask) -> dict[str, Any] | None:
-    """The pod's agent and lag as this process sees them (and the pod gauges set); None without a handover."""
-    follower = app.extensions.get(FOLLOWER)
-    directory: Path | None = getattr(follower, "directory", None)
-    if directory is None:
-        return None
-    settings, registry, metrics = extensions.settings(app), extensions.registry(app), extensions.metrics(app)
+def agent_age(directory: Path) -> tuple[dict[str, Any] | None, float | None]:
+    """The agent's last heartbeat and its age in seconds (None, None if it never wrote one)."""
     state = handover.read_agent(directory)
-    age = None if state is None else max(0.0, time.time() - float(state.get("at") or 0))
-    alive = age is not None and age <= settings.agent_stale_after
+    return state, None if state is None else max(0.0, time.time() - float(state.get("at") or 0))
+
+
+def view(directory: Path, registry: Registry, metrics: Metrics) -> dict[str, Any]:
+    """The pod's agent and lag as this process sees them (and the pod gauges set)."""
+    state, age = agent_age(directory)
+    alive = age is not None and age <= registry.settings.agent_stale_after
     accepted = state.get("version") if state else None
-    versions = readiness.worker_versions(readiness.states(directory))
+    versions = handover.worker_versions(directory)
     lagging = sorted(pid for pid, version in versions.items() if accepted and version != accepted)
     behind = bool(accepted) and (registry.version != accepted or bool(lagging))
     degraded = []

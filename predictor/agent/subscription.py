@@ -3,7 +3,7 @@
 One subscription per pod, held by the model agent (predictor.agent): it hears every OBJECT_FINALIZE of a new
 artifact, loads it once and hands it to the pod's serving processes over local disk, so no serving process runs
 gRPC streams or callback threads. The subscription is created when the agent starts and deleted on graceful exit; a
-crashed pod's expires after SUBSCRIPTION_TTL_DAYS of inactivity. The reconcile job (predictor.reconcile) lists
+crashed pod's expires after SUBSCRIPTION_TTL_DAYS of inactivity. The reconcile job (predictor.agent.reconcile) lists
 models/ periodically and after every reconnect, so an event lost while no subscription existed only delays a swap,
 never loses it.
 

@@ -1,7 +1,7 @@
 """GET /openapi.json: the OpenAPI 3 document of the HTTP API, built from the running settings.
 
-Every schema is generated from the models: the request bodies' from those that validate them (predictor.contract),
-the answers' from predictor.answers; this module lays out the paths.
+Every schema is generated from the models: the request bodies' from those that validate them (predictor.http.contract),
+the answers' from predictor.http.responses; this module lays out the paths.
 
 Limits (batch size, body size, model name) come from the settings, and the admin paths appear only when an admin
 token is configured (otherwise they answer 404 like any unknown path). Every status listed is one the route really
@@ -15,8 +15,8 @@ from typing import Any
 from flask import Blueprint
 from pydantic import TypeAdapter
 
-from predictor import answers, extensions
-from predictor.contract import Contract
+from predictor.http import extensions, responses
+from predictor.http.contract import Contract
 from predictor.settings import PredictorSettings
 
 bp = Blueprint("openapi", __name__)
@@ -54,17 +54,17 @@ def _operation(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = N
 
 
 def schemas(settings: PredictorSettings) -> dict[str, Any]:
-    """Every component schema, generated from the models: the requests' (predictor.contract, which validate them) and
-    the answers' (predictor.answers)."""
+    """Every component schema, generated from the models: the requests' (predictor.http.contract, which validate
+    them) and the answers' (predictor.http.responses)."""
     contract = Contract.build(settings.max_batch_size)
     bodies: dict[str, TypeAdapter[Any]] = {
         "PredictRequest": contract.predict, "ApiRequest": contract.api, "InferRequest": contract.infer,
-        "PinRequest": contract.pin, **answers.adapters(),
+        "PinRequest": contract.pin, **responses.adapters(),
     }  # fmt: skip
     refs, found = TypeAdapter.json_schemas(
         [(name, "validation", adapter) for name, adapter in bodies.items()],
         ref_template=f"{SCHEMAS}{{model}}",
-        schema_generator=answers.OpenAPI30,
+        schema_generator=responses.OpenAPI30,
     )
     generated: dict[str, Any] = found.get("$defs", {})
     for (name, _), schema in refs.items():

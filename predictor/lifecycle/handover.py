@@ -5,15 +5,19 @@ HANDOVER_DIR is a shared emptyDir in a pod (a temporary directory under ``python
 - ``model-<version>-<generation>.pkl``: an artifact's bytes exactly as signed, written under a temporary name and
   renamed into place (never partial); the agent keeps the newest KEEP_ARTIFACTS.
 - ``current.json``: the pointer, replaced atomically after its artifact is in place: object, generation, the signed
-  metadata, the file, the trigger and the finalize time of the notification.
+  metadata, the file, the trigger, the finalize time of the notification and the pod's pin (if any).
 - ``history.json``: the agent's recent decisions; its rejections show in every serving process's /v1/model (they
   never see a rejected artifact themselves).
-- ``workers/<pid>``: the version each serving process serves (pod-wide readiness, predictor.readiness).
+- ``workers/<pid>``: the version each serving process serves (pod-wide readiness, predictor.lifecycle.readiness);
+  gunicorn's master clears the folder at start and drops an exited worker's file.
 - ``agent.json``: the agent's heartbeat, rewritten every few seconds: when, its pid, the version it accepted, the
-  newest version its last listing saw and its stream's health (predictor.podhealth reads it).
+  newest version its last listing saw and its stream's health (predictor.lifecycle.podhealth reads it).
+- ``aspired/<id>.json``: an admin request (pin, unpin, reload) a serving process hands to the agent, which decides
+  once for the pod (predictor.agent.aspired) and answers in ``decided/<id>.json``; the pointer carries the outcome to
+  every serving process.
 
-A serving process stats the pointer (``Follower`` in predictor.background) and offers a changed one to its own
-registry, whose ``HandoverStore`` checks signature and hash again before the allowlisted unpickle: the agent is
+A serving process stats the pointer (``Follower`` in predictor.lifecycle.follower) and offers a changed one to its own
+registry, whose ``HandoverReader`` checks signature and hash again before the allowlisted unpickle: the agent is
 trusted to choose, never to vouch for the bytes. Nor with the files themselves: every file here is read only if it is
 a regular file (never through a symlink, never a FIFO or device a read would block on) within a size cap, an
 artifact only once the signature of the metadata naming it verified, and outside the registry's lock.
@@ -21,11 +25,15 @@ artifact only once the signature of the metadata naming it verified, and outside
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
+import secrets
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +43,7 @@ from core import layout, unpickle
 from core.errors import ArtifactRejected
 from core.lineage import Lineage
 from core.store import ArtifactRef, LoadedModel
-from predictor.registry import SwapRecord
+from predictor.lifecycle.registry import SwapRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +51,20 @@ POINTER = "current.json"
 HISTORY = "history.json"
 WORKERS = "workers"
 AGENT = "agent.json"
+ASPIRED = "aspired"
+DECIDED = "decided"
 KEEP_ARTIFACTS = 3
 """Artifact files kept: the pointer's and the two before it (a process may still be reading one)."""
 POINTER_MAX_BYTES = 64 * 1024
 """The pointer holds an artifact's metadata (at most 8 KiB in GCS) and a few names."""
 HISTORY_MAX_BYTES = 1024 * 1024
 """The history holds SWAP_HISTORY_SIZE records of a few hundred bytes."""
+WORKER_STATE_MAX_BYTES = 256
+"""A worker's state file holds one version name."""
+REQUEST_MAX_BYTES = 4096
+"""An admin request or decision holds an action, a version and a swap record."""
+DECISION_KEEP_S = 300.0
+"""Decisions nobody collected (the asking worker gave up or exited) are dropped after this."""
 
 
 class NotRegularFile(OSError):
@@ -110,6 +126,8 @@ class Pointer:
     file: str
     trigger: str
     finalized_at: str | None
+    pinned: str | None = None
+    """The version the pod is pinned to (the agent decides; every serving process follows)."""
 
     @property
     def ref(self) -> ArtifactRef:
@@ -151,6 +169,107 @@ def read_history(directory: Path) -> list[SwapRecord]:
         return []
 
 
+def worker_states(directory: Path) -> Path:
+    """The folder of the serving processes' state files (``workers/<pid>``)."""
+    return directory / WORKERS
+
+
+def clear_worker_states(directory: Path) -> None:
+    """No serving process serves anything yet (gunicorn's master, at start)."""
+    states = worker_states(directory)
+    states.mkdir(parents=True, exist_ok=True)
+    for stale in states.iterdir():
+        stale.unlink(missing_ok=True)
+
+
+def write_worker_state(directory: Path, pid: int, version: str) -> None:
+    write_atomic(worker_states(directory) / str(pid), version.encode())
+
+
+def forget_worker(directory: Path, pid: int) -> None:
+    """A process exited: it serves nothing any more (gunicorn's child_exit)."""
+    (worker_states(directory) / str(pid)).unlink(missing_ok=True)
+
+
+def worker_versions(directory: Path) -> dict[int, str]:
+    """The version each live process that serves one wrote to the handover, by pid."""
+    versions = {}
+    for path in worker_states(directory).glob("[0-9]*"):
+        if path.name.isdigit() and _alive(int(path.name)):
+            version = _serves(path)
+            if version:
+                versions[int(path.name)] = version
+    return versions
+
+
+def _serves(path: Path) -> str:
+    try:
+        return read_regular(path, WORKER_STATE_MAX_BYTES).strip().decode(errors="replace")
+    except OSError:  # forgotten meanwhile, or not a regular file (which no worker writes)
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """True if `pid` exists (signal 0 only checks): a worker killed before child_exit ran must not count."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ask(directory: Path, request: dict[str, Any]) -> str:
+    """Hand an admin request to the agent; returns its id (names sort by the time they were asked)."""
+    request_id = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+    (directory / ASPIRED).mkdir(exist_ok=True)
+    write_atomic(directory / ASPIRED / f"{request_id}.json", json.dumps(request).encode())
+    return request_id
+
+
+def requests(directory: Path) -> list[tuple[str, dict[str, Any] | None]]:
+    """The agent's side: pending requests, oldest first, each removed as it is read (None: unreadable)."""
+    try:
+        paths = sorted(p for p in (directory / ASPIRED).iterdir() if p.suffix == ".json")
+    except FileNotFoundError:
+        return []
+    pending: list[tuple[str, dict[str, Any] | None]] = []
+    for path in paths:
+        try:
+            values = json.loads(read_regular(path, REQUEST_MAX_BYTES))
+        except (OSError, ValueError):
+            values = None
+        path.unlink(missing_ok=True)
+        pending.append((path.stem, values if isinstance(values, dict) else None))
+    return pending
+
+
+def decide(directory: Path, request_id: str, decision: dict[str, Any]) -> None:
+    """The agent's answer to one request; old uncollected answers are dropped."""
+    folder = directory / DECIDED
+    folder.mkdir(exist_ok=True)
+    write_atomic(folder / f"{request_id}.json", json.dumps(decision).encode())
+    cutoff = time.time() - DECISION_KEEP_S
+    for old in folder.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
+def decision(directory: Path, request_id: str) -> dict[str, Any] | None:
+    """The agent's answer to request `request_id` (collected: removed once read), None while there is none."""
+    path = directory / DECIDED / f"{request_id}.json"
+    try:
+        values = json.loads(read_regular(path, REQUEST_MAX_BYTES))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        values = None
+    path.unlink(missing_ok=True)
+    return values if isinstance(values, dict) else {}
+
+
 def write_agent(directory: Path, state: dict[str, Any]) -> None:
     write_atomic(directory / AGENT, json.dumps(state, default=str).encode())
 
@@ -164,23 +283,26 @@ def read_agent(directory: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-class Publisher:
-    """The agent's side: stage verified bytes, then point at them."""
+class HandoverWriter:
+    """The agent's side: stage verified bytes, then point the pod at them."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        (directory / WORKERS).mkdir(parents=True, exist_ok=True)
+        for folder in (WORKERS, ASPIRED, DECIDED):
+            (directory / folder).mkdir(parents=True, exist_ok=True)
+        self.pinned: Callable[[], str | None] = lambda: None
+        """The pod's pin, written into every pointer (the agent's registry's, once it exists)."""
 
     def stage(self, ref: ArtifactRef, data: bytes) -> None:
         """Put an artifact's bytes in place (before the registry decides to swap to it)."""
         write_atomic(self.directory / artifact_file(ref), data)
 
-    def publish(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None) -> Pointer:
-        """Point the pod's serving processes at a staged artifact, then drop old files."""
+    def point_to(self, loaded: LoadedModel, trigger: str, finalized_at: datetime | None) -> Pointer:
+        """Point the pod's serving processes at a staged artifact (a registry swap hook), then drop old files."""
         ref = loaded.ref
         pointer = Pointer(
             ref.name, ref.generation, dict(ref.metadata), artifact_file(ref), trigger,
-            finalized_at.isoformat() if finalized_at else None,
+            finalized_at.isoformat() if finalized_at else None, self.pinned(),
         )  # fmt: skip
         write_atomic(self.directory / POINTER, json.dumps(asdict(pointer)).encode())
         self._prune(keep=pointer.file)
@@ -192,9 +314,9 @@ class Publisher:
             old.unlink(missing_ok=True)
 
 
-class HandoverStore:
+class HandoverReader:
     """A serving process's artifacts: the pod's handover, re-verified; the bucket only for what it does not hold
-    (an admin pin of an older version, or a handover file that is not a regular one)."""
+    (an artifact pruned meanwhile, or a handover file that is not a regular one)."""
 
     def __init__(self, directory: Path, verifier: Verifier) -> None:
         self.directory, self.verifier = directory, verifier

@@ -1,22 +1,24 @@
 """GET /v1/model: the serving version, its lineage, its pin, the recent swap history of this worker, and the pod's
-model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.podhealth)."""
+model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from predictor import extensions, podhealth
+from predictor.http import extensions
+from predictor.lifecycle import podhealth
 
 bp = Blueprint("model_info", __name__)
 
 
 @bp.get("/v1/model")
 def model() -> dict[str, Any]:
-    registry = extensions.registry()
-    current = registry.current
-    pod = podhealth.view(current_app)
+    registry, follower = extensions.registry(), extensions.follower()
+    serving = registry.serving
+    current = serving.loaded if serving else None
+    pod = podhealth.view(follower.directory, registry, extensions.metrics()) if follower else None
     return {
         "model_version": current.version if current else None,
         "lineage": current.lineage.as_dict() if current else None,
