@@ -55,6 +55,7 @@ def compose(settings: PredictorSettings, bucket: ModelStore | None = None) -> Pr
         directory = Path(tempfile.mkdtemp(prefix="predictor-handover-"))
         own_agent = service.build(settings, directory, bucket)
     follower = Follower.build(settings, directory, bucket, metrics)
+    follower.own_agent = own_agent is not None
     return Process(DataPlane(follower.registry, settings, metrics), follower, own_agent)
 
 

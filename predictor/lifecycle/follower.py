@@ -63,6 +63,10 @@ class Follower:
     """(inode, mtime ns, size) of the pointer last settled."""
     retry_at: float = 0.0
     thread: threading.Thread | None = None
+    decision_timeout: float = DECISION_TIMEOUT_S
+    """Most seconds an admin request waits for the agent's decision and for this process to serve it."""
+    own_agent: bool = False
+    """The agent handing over to this process is its own (a gRPC server started without a pod agent)."""
 
     @classmethod
     def build(
@@ -92,7 +96,9 @@ class Follower:
             return
         self.thread = threading.Thread(target=self._run, name="model-handover", daemon=True)
         self.thread.start()
-        log.info("following the model handover", extra={"handover_dir": str(self.directory)})
+        log.info(
+            "following the model handover", extra={"handover_dir": str(self.directory), "own_agent": self.own_agent}
+        )
 
     def stop(self, timeout: float = 1.0) -> None:
         self.stopping.set()
@@ -139,26 +145,31 @@ class Follower:
     def _trigger(self, pointer: Pointer) -> str:
         return pointer.trigger if self.registry.ready else SwapTrigger.STARTUP
 
-    def ask(self, action: str, version: str | None = None, timeout: float = DECISION_TIMEOUT_S) -> dict[str, Any]:
+    def ask(self, action: str, version: str | None = None) -> dict[str, Any]:
         """Hand an admin request (pin, unpin, reload) to the pod's agent and wait for its decision and for this
         process to serve the decided version; the decision as the agent wrote it (its ``record`` a SwapRecord dict).
 
-        AgentUnavailable (503) if the agent's heartbeat is not fresh, DecisionTimeout (504) past `timeout`.
+        AgentUnavailable (503) if the agent's heartbeat is not fresh, DecisionTimeout (504) past decision_timeout.
         """
         _, age = podhealth.agent_age(self.directory)
         if age is None or age > self.registry.settings.agent_stale_after:
             raise AgentUnavailable("the pod's model agent is down: pin, unpin and reload need it; try again shortly")
         request_id = handover.ask(self.directory, {"action": action, "version": version})
+        timeout = self.decision_timeout
         deadline = time.monotonic() + timeout
         while (decision := handover.decision(self.directory, request_id)) is None:
             if time.monotonic() > deadline:
-                raise DecisionTimeout(f"the model agent did not decide the {action} within {timeout:.0f} s")
+                taken = not handover.withdraw(self.directory, request_id)
+                raise DecisionTimeout(
+                    f"the model agent did not decide the {action} within {timeout:g} s"
+                    + ("; it may still apply it" if taken else "; the request was withdrawn")
+                )
             time.sleep(self.interval)
         wanted = decision.get("version")
         while wanted is not None and (
             self.registry.version != wanted or self.registry.pinned != decision.get("pinned")
         ):
             if time.monotonic() > deadline:
-                raise DecisionTimeout(f"this process does not serve the decided version {wanted} yet")
+                raise DecisionTimeout(f"the pod decided {wanted}, but this process does not serve it yet")
             time.sleep(self.interval)
         return decision

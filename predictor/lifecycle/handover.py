@@ -228,6 +228,15 @@ def ask(directory: Path, request: dict[str, Any]) -> str:
     return request_id
 
 
+def withdraw(directory: Path, request_id: str) -> bool:
+    """Take back a request the agent has not read yet (the asking process gave up); False if it already has."""
+    try:
+        (directory / ASPIRED / f"{request_id}.json").unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def requests(directory: Path) -> list[tuple[str, dict[str, Any] | None]]:
     """The agent's side: pending requests, oldest first, each removed as it is read (None: unreadable)."""
     try:

@@ -21,7 +21,7 @@ from predictor.lifecycle.follower import Follower
 from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.polling import wait_for
-from tests.predictor.events_fixtures import publish_model, settings_from_env, subscriptions
+from tests.predictor.agent.subscription_fixtures import publish_model, settings_from_env, subscriptions
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +117,7 @@ def test_a_process_without_a_pod_agent_runs_its_own(
     assert own_agent is not None
     assert follower.registry is registry
     assert own_agent.directory == follower.directory  # a private folder of its own
+    assert follower.own_agent
     own_agent.start()
     follower.start()
     try:

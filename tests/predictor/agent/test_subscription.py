@@ -23,7 +23,7 @@ from predictor.agent.subscription import ModelEvents
 from predictor.lifecycle.registry import Registry
 from predictor.settings import PredictorSettings
 from tests.polling import wait_for
-from tests.predictor.events_fixtures import (
+from tests.predictor.agent.subscription_fixtures import (
     notify,
     publish_model,
     registry_for,

@@ -21,7 +21,7 @@ from predictor.lifecycle import handover
 from tests import keys
 from tests.emulator_fixtures import PROJECT
 from tests.polling import wait_for
-from tests.predictor.events_fixtures import publish_model, settings_from_env
+from tests.predictor.agent.subscription_fixtures import publish_model, settings_from_env
 
 pytestmark = pytest.mark.integration
 

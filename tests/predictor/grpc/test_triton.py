@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from core.lineage import Lineage
 from devstack.emulators import Service
 from tests.predictor.conftest import publish
-from tests.predictor.grpc_fixtures import (
+from tests.predictor.grpc.grpc_fixtures import (
     REPO,
     client_python,
     grpc_env,

@@ -23,7 +23,7 @@ from predictor.lifecycle.readiness import PodReadiness
 from tests.polling import wait_for
 from tests.predictor.conftest import install, installed, publish
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 START_TIMEOUT = 40.0
 
 

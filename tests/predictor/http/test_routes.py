@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 from core.schema import EXAMPLES
 from predictor.http.app import create_app
 from predictor.settings import PredictorSettings
-from tests.predictor.conftest import ADMIN_TOKEN, MAX_BATCH, VERSION, install, publish
+from tests.predictor.conftest import ADMIN_TOKEN, MAX_BATCH, VERSION, Admin, install, publish
 
 SETOSA, VIRGINICA = list(EXAMPLES["setosa"]), list(EXAMPLES["virginica"])
 
@@ -108,10 +108,13 @@ def test_metrics_count_requests_predictions_and_latency(ready_client: FlaskClien
     assert 'predictor_predictions_total{species="setosa"} 1.0' in text
 
 
-@pytest.mark.parametrize("path", ["/nowhere", "/predict"])
-def test_unknown_routes_and_methods_are_json(client: FlaskClient, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "status", "code"), [("/nowhere", 404, "not_found"), ("/predict", 405, "method_not_allowed")]
+)
+def test_unknown_routes_and_methods_are_json(client: FlaskClient, path: str, status: int, code: str) -> None:
     response = client.get(path)
-    assert response.status_code in (404, 405)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
     assert response.mimetype == "application/json"
     assert set(response.get_json()["error"]) == {"code", "message", "details"}
 
@@ -147,38 +150,36 @@ def test_admin_needs_the_bearer_token(client: FlaskClient, header: str | None) -
     assert response.get_json()["error"]["code"] == "unauthorized"
 
 
-def test_admin_reload_with_the_store_down_is_503(client: FlaskClient, admin_headers: dict) -> None:
-    response = client.post("/admin/reload", headers=admin_headers)
+def test_admin_reload_with_the_store_down_is_503(admin: Admin) -> None:
+    response = admin.reload()
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "store_unavailable"
 
 
 @pytest.mark.parametrize("body", [{"version": "latest"}, {"version": 3}, {}, {"version": VERSION, "x": 1}, []])
-def test_admin_pin_rejects_a_malformed_version(client: FlaskClient, admin_headers: dict, body: object) -> None:
-    response = client.put("/admin/pin", json=body, headers=admin_headers)
+def test_admin_pin_rejects_a_malformed_version(admin: Admin, body: object) -> None:
+    response = admin.pin(body)
     assert response.status_code == 400
 
 
 @pytest.mark.integration
-def test_admin_reload_pin_and_unpin(live_app: Flask, store, fitted_model, admin_headers: dict) -> None:
+def test_without_a_handover_the_admin_routes_act_on_this_process(live_app: Flask, store, fitted_model) -> None:
+    """A test client has no pod agent (no HANDOVER_DIR): the process is its own pod, its registry decides."""
     client = live_app.test_client()
+    admin = Admin(client)
     old, new = publish(store, fitted_model), publish(store, fitted_model)
-    reloaded = client.post("/admin/reload", headers=admin_headers).get_json()
+    reloaded = admin.reload().get_json()
     assert (reloaded["model_version"], reloaded["record"]["outcome"]) == (new.version, "swapped")
-    assert client.post("/admin/reload", headers=admin_headers).get_json()["record"] is None  # idempotent
-    pinned = client.put("/admin/pin", json={"version": old.version}, headers=admin_headers)
+    assert admin.reload().get_json()["record"] is None  # idempotent
+    pinned = admin.pin(old.version)
     assert pinned.status_code == 200
     assert (pinned.get_json()["pinned"], pinned.headers["X-Model-Version"]) == (old.version, old.version)
-    assert client.put("/admin/pin", json={"version": old.version}, headers=admin_headers).status_code == 200
-    missing = client.put("/admin/pin", json={"version": "20200101T000000000000Z"}, headers=admin_headers)
+    assert admin.pin(old.version).status_code == 200
+    missing = admin.pin("20200101T000000000000Z")
     assert (missing.status_code, missing.get_json()["record"]["reason"]) == (422, "not_found")
     info = client.get("/v1/model").get_json()
-    assert (info["model_version"], info["pinned"], info["lineage"]["version"]) == (
-        old.version,
-        old.version,
-        old.version,
-    )
+    assert (info["model_version"], info["pinned"], info["lineage"]["version"]) == (old.version,) * 3
     assert [h["outcome"] for h in info["history"]][:2] == ["rejected", "swapped"]
-    unpinned = client.delete("/admin/pin", headers=admin_headers).get_json()
+    unpinned = admin.unpin().get_json()
     assert (unpinned["model_version"], unpinned["pinned"]) == (new.version, None)
-    assert client.delete("/admin/pin", headers=admin_headers).status_code == 200
+    assert admin.unpin().status_code == 200

@@ -19,7 +19,7 @@ from devstack.emulators import Service, free_port
 from predictor.protos import grpc_predict_v2_pb2
 from tests.polling import wait_for
 from tests.predictor.conftest import publish
-from tests.predictor.grpc_fixtures import REPO, client_python, grpc_env, grpc_server, run_client, wait_serving
+from tests.predictor.grpc.grpc_fixtures import REPO, client_python, grpc_env, grpc_server, run_client, wait_serving
 
 pytestmark = pytest.mark.integration
 __all__ = ["client_python", "grpc_env", "grpc_server"]  # fixtures
