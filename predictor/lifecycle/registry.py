@@ -192,7 +192,8 @@ class Registry:
             return self._load(name, generation, trigger, finalized_at)
 
     def reconcile(self, trigger: str = SwapTrigger.RECONCILE) -> SwapRecord | None:
-        """List models/ and serve the newest valid version newer than the current one (or exactly the pin)."""
+        """List the store (models/ in the agent; a serving process's handover holds only the pointer's artifact) and
+        serve the newest valid version newer than the current one (or exactly the pin)."""
         with self._lock:
             refs = self.store.list_versions()
             if self.pinned is not None:
