@@ -30,7 +30,8 @@ ERROR_TEXT = {
     413: "Body larger than MAX_BODY_BYTES.",
     415: "Content-Type is not JSON.",
     422: "The artifact of that version was rejected (the pin is unchanged).",
-    503: "No verified model is loaded yet (or the bucket is unreachable).",
+    503: "No verified model is loaded yet (or the bucket, or the pod's model agent, is unreachable).",
+    504: "The pod's model agent did not decide in time, or this worker did not serve its decision in time.",
 }
 
 
@@ -141,23 +142,28 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
 
 
 def admin_paths() -> dict[str, Any]:
-    result = _response("What the worker serves now and what this call did.", _ref("AdminResult"))
+    result = _response("What the worker serves now (the pod's decision) and what this call did.", _ref("AdminResult"))
     security: list[dict[str, list[str]]] = [{"bearer": []}]
     rejected = {"422": {**result, "description": ERROR_TEXT[422]}}
     return {
         "/admin/reload": {
-            "post": _operation("Reconcile now (this worker)", result, security=security, errors=_errors(401, 503))
+            "post": _operation(
+                "Reconcile now (the pod's model agent decides)",
+                result,
+                security=security,
+                errors=_errors(401, 503, 504),
+            )
         },
         "/admin/pin": {
             "put": _operation(
-                "Pin a version (this worker; use PINNED_MODEL_VERSION for a fleet)",
+                "Pin a version for the pod (its model agent decides; PINNED_MODEL_VERSION pins from the start)",
                 result,
                 _ref("PinRequest"),
                 security=security,
-                errors={**_errors(400, 401, 413, 415, 503), **rejected},
+                errors={**_errors(400, 401, 413, 415, 503, 504), **rejected},
             ),
             "delete": _operation(
-                "Unpin and catch up (this worker)", result, security=security, errors=_errors(401, 503)
+                "Unpin and catch up (the pod)", result, security=security, errors=_errors(401, 503, 504)
             ),
         },
     }

@@ -42,8 +42,9 @@ UPSTREAM_OUTCOMES = (SwapOutcome.REJECTED, SwapOutcome.FAILED)
 """The agent's decisions a serving process shows as its own: artifacts it never got to see."""
 RETRY_FAILED_S = 1.0
 """After a load failed (not a rejection), seconds before the same pointer is offered again."""
-DECISION_TIMEOUT_S = 30.0
-"""Most seconds an admin request waits for the agent's decision and for this process to serve it."""
+DECISION_TIMEOUT_S = 10.0
+"""Most seconds an admin request waits for the agent's decision and for this process to serve it (well within
+WORKER_TIMEOUT, which a sync worker blocked this long must not reach)."""
 
 
 def upstream(directory: Path) -> list[SwapRecord]:
