@@ -56,9 +56,11 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     contract_module: Any
     try:
         from predictor.http import contract as contract_module
+        from predictor.http import infer_request
         from predictor.http.predict import PREDICT
     except ImportError:  # a tree from before predictor/http/
         contract_module = importlib.import_module("predictor.contract")
+        infer_request = v2
         PREDICT = importlib.import_module("predictor.api").PREDICT
     contract = contract_module.Contract.build(limit)
 
@@ -69,7 +71,7 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     return {
         "predict": lambda raw: inputs.rows(inputs.validate(contract.predict, raw, PREDICT)["instances"]),
         "api": api,
-        "infer": lambda raw: v2.validate(raw, limit)[1],
+        "infer": lambda raw: infer_request.validate(raw, limit)[1],
     }
 
 

@@ -1,8 +1,8 @@
 """``inference.GRPCInferenceService``: health, metadata and inference, answered by the data plane.
 
 Each handler translates between protobuf and the transport-neutral data plane (predictor.dataplane) that the REST
-routes call too; requests are checked by the REST V2 route's own validation (predictor.http.v2.validate, no Flask
-app). A ServiceError becomes the gRPC status matching its HTTP one, with the same message the REST route gives.
+routes call too; requests are checked as the REST V2 route checks them (predictor.http.infer_request, no Flask). A
+ServiceError becomes the gRPC status matching its HTTP one, with the same message the REST route gives.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from core.errors import ServiceError
 from predictor.dataplane import DataPlane
 from predictor.errors import NotFound
 from predictor.grpc import convert
-from predictor.http import v2
+from predictor.http import infer_request
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
 
@@ -97,7 +97,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         self.dataplane.check_model(request.model_name)
         body, binary_data = convert.request_body(request)
-        wanted, rows = v2.validate(body, self.dataplane.settings.max_batch_size, binary_data)
+        wanted, rows = infer_request.validate(body, self.dataplane.settings.max_batch_size, binary_data)
         model = self.dataplane.serving()  # once: the whole request is answered by this model, whatever swaps meanwhile
         version = model.loaded.version
         if request.model_version and request.model_version != version:
