@@ -4,13 +4,14 @@
 
 Times what the routes do with a body before the model runs, per request, for /predict (objects and lists), /api and
 the V2 infer route, at 1 and 1000 rows (MAX_BATCH_SIZE 1000). `--tree` points at another checkout of this project
-to time its code instead; a tree from before predictor.contract is timed through its hand-written parser
+to time its code instead; a tree from before predictor.http.contract is timed through its hand-written parser
 (`inputs.predict_body` and friends), which is how the table in bench/README.md compares the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -40,7 +41,10 @@ def bodies(rows: int) -> dict[str, tuple[str, bytes]]:
 
 def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     """The tree's own path from body bytes to rows, per route kind."""
-    from predictor import inputs, v2
+    try:
+        from predictor.http import inputs, v2
+    except ImportError:  # a tree from before predictor/http/
+        inputs, v2 = importlib.import_module("predictor.inputs"), importlib.import_module("predictor.v2")
 
     if not hasattr(inputs, "validate"):  # the hand-written parser
         old: Any = inputs
@@ -49,10 +53,16 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
             "api": lambda raw: old.api_body(old.parse_json(raw), limit),
             "infer": lambda raw: v2._rows(old.parse_json(raw)["inputs"], limit, b""),  # type: ignore[attr-defined]
         }
-    from predictor.api import PREDICT
-    from predictor.contract import Contract
-
-    contract = Contract.build(limit)
+    contract_module: Any
+    try:
+        from predictor.http import contract as contract_module
+        from predictor.http import infer_request
+        from predictor.http.predict import PREDICT
+    except ImportError:  # a tree from before predictor/http/
+        contract_module = importlib.import_module("predictor.contract")
+        infer_request = v2
+        PREDICT = importlib.import_module("predictor.api").PREDICT
+    contract = contract_module.Contract.build(limit)
 
     def api(raw: bytes) -> Any:
         body = inputs.validate(contract.api, raw)
@@ -61,7 +71,7 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     return {
         "predict": lambda raw: inputs.rows(inputs.validate(contract.predict, raw, PREDICT)["instances"]),
         "api": api,
-        "infer": lambda raw: v2.validate(raw, limit)[1],
+        "infer": lambda raw: infer_request.validate(raw, limit)[1],
     }
 
 
