@@ -363,7 +363,10 @@ def main() -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGINT too: a stack started in the background of a script inherits SIGINT ignored, and Ctrl-C or `kill -INT`
+    # must still stop it
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     try:
         gcs, pubsub = stack.start_emulators()
         env = child_env(config, gcs, pubsub)
