@@ -51,13 +51,13 @@ from typing import Any
 import numpy as np
 from flask import Flask, Response, request
 from peers import loadgen, servers
+from predictor.app import create_app
 from sklearn.datasets import load_iris
 
+from core.iris import CLASSES
 from core.lineage import Lineage
-from core.schema import CLASSES
 from core.store import ArtifactRef, LoadedModel
 from devstack import emulators, keys
-from predictor.app import create_app
 from predictor.predlog import ids
 from predictor.predlog.log import PredictionLog
 from predictor.predlog.metrics import PredictionLogCounters

@@ -4,7 +4,7 @@
 
 Times what the routes do with a body before the model runs, per request, for /predict (objects and lists), /api and
 the V2 infer route, at 1 and 1000 rows (MAX_BATCH_SIZE 1000). `--tree` points at another checkout of this project
-to time its code instead; a tree from before predictor.contract is timed through its hand-written parser
+to time its code instead; a tree from before predictor.http.contract is timed through its hand-written parser
 (`inputs.predict_body` and friends), which is how the table in bench/README.md compares the two.
 """
 
@@ -40,7 +40,7 @@ def bodies(rows: int) -> dict[str, tuple[str, bytes]]:
 
 def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     """The tree's own path from body bytes to rows, per route kind."""
-    from predictor import inputs, v2
+    from predictor.http import inputs, v2
 
     if not hasattr(inputs, "validate"):  # the hand-written parser
         old: Any = inputs
@@ -49,8 +49,8 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
             "api": lambda raw: old.api_body(old.parse_json(raw), limit),
             "infer": lambda raw: v2._rows(old.parse_json(raw)["inputs"], limit, b""),  # type: ignore[attr-defined]
         }
-    from predictor.api import PREDICT
-    from predictor.contract import Contract
+    from predictor.http.contract import Contract
+    from predictor.http.predict import PREDICT
 
     contract = Contract.build(limit)
 

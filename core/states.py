@@ -69,6 +69,8 @@ class SkipReason(StrEnum):
     """More notifications named unknown objects than NOTIFICATION_LOOKUP_RATE allows: the reconcile poll finds it."""
     ALREADY_SERVING = "already_serving"
     OLDER = "older"
+    PINNED = "pinned"
+    """Another version is pinned (PINNED_MODEL_VERSION or an admin pin)."""
 
 
 class RejectReason(StrEnum):

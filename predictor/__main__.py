@@ -1,4 +1,5 @@
-"""``python -m predictor``: the model agent and the app under gunicorn, with predictor/gunicorn_conf.py's settings."""
+"""``python -m predictor``: the pod's composition root: the model agent and the app under gunicorn, with
+predictor/gunicorn_conf.py's settings and hooks; each worker builds its app with pod-wide readiness."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from gunicorn.app.base import BaseApplication
 
 
 class Server(BaseApplication):
-    """gunicorn with the settings of ``predictor.gunicorn_conf``; each worker calls ``create_app()``."""
+    """gunicorn with the settings of ``predictor.gunicorn_conf``; each worker calls ``create_app``."""
 
     def load_config(self) -> None:
         conf = importlib.import_module("predictor.gunicorn_conf")
@@ -20,9 +21,9 @@ class Server(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from predictor.app import create_app
+        from predictor.http.app import create_app
 
-        return create_app()
+        return create_app(pod_workers=self.cfg.workers)
 
 
 def main() -> None:

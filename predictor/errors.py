@@ -1,21 +1,11 @@
-"""HTTP-facing errors (subclasses of core.errors.ServiceError) and the one handler that renders every error as JSON.
+"""The errors a request can meet in any transport (subclasses of core.errors.ServiceError, each with its HTTP status).
 
-Most routes answer ``{"error": {"code", "message", "details"}}``; the Open Inference Protocol routes under ``/v2/``
-answer the protocol's own ``{"error": "<message>"}``. No response ever carries a traceback.
+The Flask app renders them as JSON (predictor.http.errors); the gRPC server maps the status to a gRPC code.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from typing import Any
-
-from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
-
 from core.errors import ServiceError
-
-log = logging.getLogger(__name__)
 
 
 class BadRequest(ServiceError):
@@ -60,47 +50,20 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
-_BY_STATUS: dict[int, type[ServiceError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    404: NotFound,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-}
+class AgentUnavailable(ServiceError):
+    """The pod's model agent is down (no fresh heartbeat): nobody can decide a pin or reload now."""
+
+    status = 503
+    code = "agent_unavailable"
+
+
+class DecisionTimeout(ServiceError):
+    """The agent did not decide in time, or this process did not come to serve its decision in time."""
+
+    status = 504
+    code = "decision_timeout"
 
 
 def bad_field(field: str, reason: str) -> BadRequest:
     """A 400 naming the offending field, e.g. ``instances[3].petal_width``."""
     return BadRequest(f"{field}: {reason}", {"field": field, "reason": reason})
-
-
-def from_http(error: HTTPException) -> ServiceError:
-    """The ServiceError equivalent of a werkzeug HTTP exception (404, 405, 413 ...)."""
-    status = error.code or 500
-    cls = _BY_STATUS.get(status)
-    converted = (cls or ServiceError)(error.description or error.name)
-    if cls is None:
-        converted.status, converted.code = status, error.name.lower().replace(" ", "_")
-    return converted
-
-
-def to_response(error: Exception) -> Response:
-    """The one error handler: any exception becomes a JSON response with the matching status."""
-    if isinstance(error, ServiceError):
-        converted = error
-    elif isinstance(error, HTTPException):
-        converted = from_http(error)
-    else:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        converted = ServiceError("internal server error")
-    body: dict[str, Any] = {"error": converted.message} if request.path.startswith("/v2/") else converted.as_dict()
-    response = current_app.response_class(json.dumps(body), converted.status, mimetype="application/json")
-    if isinstance(error, HTTPException) and "Allow" in (headers := dict(error.get_headers())):
-        response.headers["Allow"] = headers["Allow"]
-    if converted.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
-    return response
-
-
-def register(app: Flask) -> None:
-    app.register_error_handler(Exception, to_response)

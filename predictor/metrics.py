@@ -1,23 +1,22 @@
-"""Prometheus metrics of one app, correct under gunicorn's multiple worker processes.
+"""Prometheus metrics of one process, correct under gunicorn's multiple worker processes, and their folder's upkeep.
 
 With PROMETHEUS_MULTIPROC_DIR set (``python -m predictor`` sets it before prometheus_client is imported) every worker
-writes its samples to files there and GET /metrics aggregates all workers with a MultiProcessCollector; gunicorn's
-``child_exit`` hook calls ``mark_process_dead`` so the ``livesum`` gauge forgets dead workers. Without it (tests),
-the app's own CollectorRegistry is exposed.
+writes its samples to files there and GET /metrics (predictor.http.metrics) aggregates all workers with a
+MultiProcessCollector; gunicorn's master empties the folder at start (``clear_folder``) and its ``child_exit`` hook
+marks each exited process dead (``forget_process``) so the ``livesum`` gauge forgets dead workers. Without it (tests),
+the process's own CollectorRegistry is exposed.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter as Tally
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from core.iris import CLASSES
-
-bp = Blueprint("metrics", __name__)
 
 AGENT_FILE_PREFIX = "agent-"
 """The model agent's metric files are named ``<type>_agent-<pid>.db``: in a pod the agent sidecar has its own PID
@@ -67,7 +66,7 @@ class Metrics:
             "predictor_swap_latency_seconds", "Seconds from an artifact's upload (finalize) to serving it.",
             buckets=SWAP_BUCKETS, registry=r,
         )  # fmt: skip
-        # set by the serving process that answers a scrape (predictor.podhealth): the newest value wins
+        # set by the serving process that answers a scrape (predictor.lifecycle.podhealth): the newest value wins
         self.agent_age = Gauge(
             "predictor_agent_heartbeat_age_seconds", "Seconds since the pod's model agent last wrote its heartbeat.",
             multiprocess_mode="mostrecent", registry=r,
@@ -116,10 +115,18 @@ class Metrics:
         return generate_latest(aggregate)
 
 
-@bp.get("/metrics")
-def metrics() -> Response:
-    from predictor import podhealth
+def clear_folder() -> None:
+    """Empty PROMETHEUS_MULTIPROC_DIR (gunicorn's master, at start): stale files of dead PIDs would count as live."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
 
-    podhealth.view(current_app)  # refreshes the pod gauges
-    data = current_app.extensions["metrics"].render()
-    return current_app.response_class(data, content_type=CONTENT_TYPE_LATEST)
+
+def forget_process(pid: int | str) -> None:
+    """Drop a dead process's live gauges from the pod's metrics (gunicorn's child_exit, the agent's supervisor)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

@@ -1,10 +1,11 @@
 """The model agent: subscriber, reconcile job and startup load around one registry that hands over what it swaps.
 
 The registry is the serving processes' own (same rules: dedupe, never downgrade, pin, refuse what failed
-verification), on the bucket; its store stages every verified download in HANDOVER_DIR and its swap listener points
-the pod at it. Notifications arrive on one subscription per pod (predictor.events); the reconcile job lists models/
-every RECONCILE_INTERVAL, at once after every resubscription, and is the only trigger with
-MODEL_EVENTS_ENABLED=false or while Pub/Sub is down.
+verification), on the bucket; its store stages every verified download in HANDOVER_DIR and its swap hook points the
+pod at it. Admin pins, unpins and reloads are decided here, once per pod (predictor.agent.aspired). Notifications
+arrive on one subscription per pod (predictor.agent.subscription); the reconcile job lists models/ every
+RECONCILE_INTERVAL, at once after every resubscription, and is the only trigger with MODEL_EVENTS_ENABLED=false or
+while Pub/Sub is down.
 
 The agent watches itself (core.observe): every listing's artifacts are checked against the notifications that
 arrived, and an artifact whose notification is overdue (MISSED_EVENT_AFTER) is a missed event that recycles the
@@ -26,11 +27,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from core import gcs
 from core.observe import Heartbeat, StreamHealth
 from core.store import ArtifactRef, LoadedModel, ModelStore
-from predictor import handover, reconcile
-from predictor.events import ModelEvents
-from predictor.handover import Publisher
+from predictor.agent import reconcile
+from predictor.agent.aspired import AspiredVersions
+from predictor.agent.subscription import ModelEvents
+from predictor.lifecycle import handover
+from predictor.lifecycle.handover import HandoverWriter
+from predictor.lifecycle.registry import Registry
 from predictor.metrics import Metrics
-from predictor.registry import Registry
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -45,11 +48,11 @@ HEARTBEAT_S = 2.0
 fall within AGENT_STALE_AFTER."""
 
 
-class StagingStore:
+class StagingBucket:
     """The bucket, with every verified download staged in the handover before the registry swaps to it."""
 
-    def __init__(self, store: ModelStore, publisher: Publisher, bucket: str, health: StreamHealth) -> None:
-        self.store, self.publisher, self.bucket, self.health = store, publisher, bucket, health
+    def __init__(self, store: ModelStore, writer: HandoverWriter, bucket: str, health: StreamHealth) -> None:
+        self.store, self.writer, self.bucket, self.health = store, writer, bucket, health
         self.newest: str | None = None
         """The newest version the last listing saw (valid or not)."""
 
@@ -71,7 +74,7 @@ class StagingStore:
     def load(self, ref: ArtifactRef) -> LoadedModel:
         data = self.store.download(ref)
         loaded = self.store.load_bytes(ref, data)
-        self.publisher.stage(ref, data)
+        self.writer.stage(ref, data)
         return loaded
 
 
@@ -87,9 +90,16 @@ class Agent:
     """One pod's model agent: build, start, stop."""
 
     def __init__(
-        self, settings: PredictorSettings, registry: Registry, health: StreamHealth, directory: Path | None = None
+        self,
+        settings: PredictorSettings,
+        registry: Registry,
+        health: StreamHealth,
+        directory: Path | None = None,
+        aspired: AspiredVersions | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
+        self.aspired = aspired
+        """Decides the pod's admin requests (pin, unpin, reload); None without a handover."""
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -109,6 +119,8 @@ class Agent:
         self.scheduler.start()
         self.loader.start()
         self.ticker.start()
+        if self.aspired is not None:
+            self.aspired.start()
         log.info("model agent started", extra={"events": self.events is not None, "interval_s": interval})
 
     def _subscriber(self) -> ModelEvents | None:
@@ -135,6 +147,8 @@ class Agent:
             self.events.stop(timeout=min(STOP_BUDGET_MAX, self.settings.graceful_timeout / 2))
         if self.loader.ident is not None:
             self.loader.join(timeout=0.5)
+        if self.aspired is not None:
+            self.aspired.stop()
         log.info("model agent stopped", extra={"duration_s": round(time.monotonic() - started, 3)})
 
     def status(self) -> dict[str, Any]:
@@ -188,10 +202,13 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     if store is None:
         bucket = gcs.client(settings).bucket(settings.gcs_bucket)
         store = ModelStore(bucket, settings.keyring(), gcs.retry(settings), settings.artifact_limits())
-    publisher = Publisher(directory)
+    writer = HandoverWriter(directory)
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
-    registry = Registry(StagingStore(store, publisher, settings.gcs_bucket, health), settings, metrics)
-    registry.on_swap.append(publisher.publish)
-    registry.on_record.append(lambda history: handover.write_history(directory, history))
-    return Agent(settings, registry, health, directory)
+    registry = Registry(
+        StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
+        on_swap=[writer.point_to], on_record=[lambda history: handover.write_history(directory, history)],
+    )  # fmt: skip
+    writer.pinned = lambda: registry.pinned
+    aspired = AspiredVersions(registry, writer, settings.handover_poll_interval)
+    return Agent(settings, registry, health, directory, aspired)

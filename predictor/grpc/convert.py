@@ -1,4 +1,4 @@
-"""Between the protobuf messages of grpc_predict_v2.proto and the JSON form of a V2 request that predictor.v2 checks.
+"""Between grpc_predict_v2.proto's protobuf messages and the JSON form of a V2 request that predictor.http.v2 checks.
 
 Typed contents become the input's ``data`` (the field matching its datatype: ``fp32_contents`` or ``fp64_contents``);
 ``raw_input_contents`` becomes binary data of the declared size, as the REST binary extension sends it. Outputs go
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from core.iris import CLASSES, FEATURES
-from predictor import tensors
 from predictor.errors import bad_field
+from predictor.http import binary
 from predictor.protos import grpc_predict_v2_pb2 as pb
 
 CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents"}
@@ -66,7 +66,7 @@ def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, index: int, raw: byte
 
 
 def _check_raw_size(raw: bytes, shape: list[int], datatype: str, index: int) -> None:
-    dtype = tensors.DTYPES.get(datatype)
+    dtype = binary.DTYPES.get(datatype)
     if dtype is None or len(shape) != 2 or shape[1] != len(FEATURES) or shape[0] < 1:
         return  # the shape or datatype is wrong: validation names that
     expected = shape[0] * shape[1] * dtype.itemsize
@@ -105,7 +105,7 @@ def response(
         datatype, shape, field, values = columns[name]
         output = answer.outputs.add(name=name, datatype=datatype, shape=shape)
         if raw:
-            answer.raw_output_contents.append(np.asarray(values, dtype=tensors.DTYPES[datatype]).tobytes())
+            answer.raw_output_contents.append(np.asarray(values, dtype=binary.DTYPES[datatype]).tobytes())
         else:
             getattr(output.contents, field).extend(values)
     return answer

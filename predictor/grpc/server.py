@@ -1,4 +1,4 @@
-"""The gRPC server process: the app's registry, the workers' background model updates, V2 and health services.
+"""The gRPC server: the V2 inference service over a data plane, and the health service Kubernetes probes.
 
 Health (``grpc.health.v1``, what Kubernetes' gRPC probes ask): the service ``""`` is SERVING while the server runs
 (liveness); ``inference.GRPCInferenceService`` is SERVING once a verified model is loaded (readiness).
@@ -7,19 +7,15 @@ Health (``grpc.health.v1``, what Kubernetes' gRPC probes ask): the service ``""`
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
 
 import grpc
-from flask import Flask
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from core import logs
-from core.settings import load
-from predictor import background, extensions
+from predictor.dataplane import DataPlane
 from predictor.grpc.service import InferenceService
+from predictor.lifecycle.follower import Follower
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
 from predictor.settings import PredictorSettings
 
@@ -29,12 +25,12 @@ SERVICE = "inference.GRPCInferenceService"
 POLL_S = 0.2
 
 
-def build(app: Flask, settings: PredictorSettings) -> tuple[grpc.Server, health.HealthServicer, int]:
+def build(dataplane: DataPlane, settings: PredictorSettings) -> tuple[grpc.Server, health.HealthServicer, int]:
     """The server (not started), its health servicer and the port it bound (GRPC_PORT on BIND_HOST)."""
     pool = ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc")
     options = [("grpc.max_receive_message_length", settings.max_body_bytes), ("grpc.so_reuseport", 0)]
     server = grpc.server(pool, options=options)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(app), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(dataplane), server)
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -43,34 +39,18 @@ def build(app: Flask, settings: PredictorSettings) -> tuple[grpc.Server, health.
     return server, health_servicer, port
 
 
-def serve(app: Flask, settings: PredictorSettings, stopping: threading.Event) -> None:
-    """Serve until ``stopping`` is set, then drain in-flight calls and stop the model updates."""
-    server, health_servicer, port = build(app, settings)
+def serve(dataplane: DataPlane, follower: Follower, settings: PredictorSettings, stopping: threading.Event) -> None:
+    """Serve until ``stopping`` is set, then drain in-flight calls and stop following the handover."""
+    server, health_servicer, port = build(dataplane, settings)
     server.start()
-    background.start(app)
+    follower.start()
     log.info("gRPC V2 server listening", extra={"port": port, "threads": settings.grpc_threads})
-    registry, ready = extensions.registry(app), False
+    ready = False
     while not stopping.wait(POLL_S):
-        if not ready and registry.ready:
+        if not ready and dataplane.ready():
             health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
             ready = True
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=settings.graceful_timeout / 2).wait()
-    background.stop(app)
+    follower.stop()
     log.info("gRPC V2 server stopped")
-
-
-def main() -> int:
-    settings = load(PredictorSettings)
-    logs.setup(settings.log_level)
-    from predictor.app import create_app  # scikit-learn and prometheus_client: after the environment is settled
-
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    serve(create_app(settings), settings, stopping)
-    return 0

@@ -2,8 +2,8 @@
 
 A record is one request, answered or refused, under the request's id (predictor.predlog.ids):
 
-- an ``answer``: time, model version, route, the features of every instance (rows in core.schema.FEATURES order),
-  the predicted class of each and its probabilities (in core.schema.CLASSES order, the model's class order);
+- an ``answer``: time, model version, route, the features of every instance (rows in core.iris.FEATURES order),
+  the predicted class of each and its probabilities (in core.iris.CLASSES order, the model's class order);
 - a ``refusal``: time, route, the reason and HTTP status, and the version serving then, WITHOUT the features (a
   refused body is not data we keep, and may be anything).
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.schema import CLASSES
+from core.iris import CLASSES
 
 SCHEMA = 1
 """Format version written in every line; a reader refuses lines of a newer one."""

@@ -10,7 +10,7 @@ import shlex
 from typing import Any
 
 from predictor import workers as worker_sockets
-from predictor.app import create_app
+from predictor.http.app import create_app
 from predictor.proxy import ProxySettings, render
 from predictor.settings import PredictorSettings
 from tests.deploy.conftest import base_resources, find

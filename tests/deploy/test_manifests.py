@@ -10,7 +10,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from predictor.agent.service import STOP_BUDGET_MAX
-from predictor.app import create_app
+from predictor.http.app import create_app
 from predictor.settings import PredictorSettings
 from tests import keys
 from tests.deploy.conftest import (

@@ -31,7 +31,7 @@ from tests.images import build as images
 from tests.images.conftest import Pulled
 from tests.images.pods import Workload, free_ports, podman, run_command, sidecars, with_ports, workload
 from tests.polling import wait_for
-from tests.predictor.events_fixtures import publish_model, settings_from_env
+from tests.predictor.agent.subscription_fixtures import publish_model, settings_from_env
 
 pytestmark = [pytest.mark.images, pytest.mark.integration, pytest.mark.timeout(1800)]
 

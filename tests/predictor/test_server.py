@@ -17,7 +17,9 @@ import requests
 from core.iris import EXAMPLES
 from core.lineage import Lineage
 from devstack.emulators import Service, free_port
-from tests.predictor.conftest import publish
+from predictor.lifecycle import handover
+from tests.polling import wait_for
+from tests.predictor.conftest import ADMIN_TOKEN, publish
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +123,29 @@ def test_the_triton_http_client_infers(server: Service, served: Lineage, binary:
     assert proba.shape == (2, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     client.close()
+
+
+def test_a_pin_through_one_worker_is_served_by_every_worker(
+    common_env: dict[str, str], store, fitted_model, tmp_path: Path
+) -> None:
+    """The pod's agent decides a pin once: whichever worker a request reaches, every worker then serves the pin
+    (HANDOVER_DIR/workers/<pid> holds what each serves), and an unpin brings them all back."""
+    old, new = publish(store, fitted_model), publish(store, fitted_model)
+    folder = tmp_path / "handover"
+    env = {**common_env, "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "300",
+           "ADMIN_TOKEN": ADMIN_TOKEN, "HANDOVER_DIR": str(folder)}  # fmt: skip
+    token = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with serving(env, new, tmp_path) as server:
+        assert sorted(handover.worker_versions(folder).values()) == [new.version] * 2
+        pinned = requests.put(f"{server.url}/admin/pin", json={"version": old.version}, headers=token, timeout=40)
+        assert pinned.status_code == 200, pinned.text
+        assert (pinned.json()["pinned"], pinned.headers["X-Model-Version"]) == (old.version, old.version)
+        wait_for(lambda: sorted(handover.worker_versions(folder).values()) == [old.version] * 2, 5,
+                 "both workers serving the pin", service=server)  # fmt: skip
+        for _ in range(10):  # new connections: whichever worker answers, it serves the pin
+            info = requests.get(f"{server.url}/v1/model", timeout=5).json()
+            assert (info["model_version"], info["pinned"]) == (old.version, old.version)
+        unpinned = requests.delete(f"{server.url}/admin/pin", headers=token, timeout=40)
+        assert (unpinned.status_code, unpinned.json()["model_version"]) == (200, new.version)
+        wait_for(lambda: sorted(handover.worker_versions(folder).values()) == [new.version] * 2, 5,
+                 "both workers back on the newest", service=server)  # fmt: skip

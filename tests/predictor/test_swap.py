@@ -28,7 +28,7 @@ from devstack.emulators import Service, free_port, spawn
 from tests import keys
 from tests.emulator_fixtures import PROJECT, TOPIC, bucket_env
 from tests.polling import wait_for
-from tests.predictor.events_fixtures import publish_model, registry_for, settings_from_env, subscriptions
+from tests.predictor.agent.subscription_fixtures import publish_model, registry_for, settings_from_env, subscriptions
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.iris import CLASSES, EXAMPLES, FEATURES, MAX_CM
-from predictor import web
+from predictor.http import page as page_module
 
 
 class Page(HTMLParser):
@@ -40,7 +40,7 @@ class Page(HTMLParser):
 @pytest.fixture
 def client() -> FlaskClient:
     app = Flask("predictor")
-    app.register_blueprint(web.bp)
+    app.register_blueprint(page_module.bp)
     return app.test_client()
 
 
@@ -81,7 +81,7 @@ def test_page_config_comes_from_the_schema(page: Page) -> None:
     config = json.loads(page.config_text)
     assert config["features"] == list(FEATURES)
     assert config["classes"] == list(CLASSES)
-    assert config["poll_ms"] == web.POLL_INTERVAL_MS
+    assert config["poll_ms"] == page_module.POLL_INTERVAL_MS
 
 
 def test_page_is_phone_ready_and_asks_for_no_favicon(page: Page) -> None:

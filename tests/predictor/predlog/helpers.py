@@ -12,7 +12,7 @@ from typing import Any
 
 from google.cloud import storage
 
-from core.schema import CLASSES
+from core.iris import CLASSES
 from predictor.predlog import record
 from predictor.predlog.log import PredictionLog
 from predictor.predlog.settings import PredictionLogSettings

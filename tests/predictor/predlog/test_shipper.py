@@ -14,7 +14,7 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from core.schema import CLASSES
+from core.iris import CLASSES
 from devstack import emulators
 from devstack.emulators import Service
 from predictor.predlog import record
