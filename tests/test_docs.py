@@ -4,18 +4,16 @@ setting has a docstring, the README starts with the two commands and its links i
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import itertools
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from pydantic_settings import BaseSettings
 
 from devstack import reference
+from predictor.http.app import create_app
 from predictor.settings import PredictorSettings
 from tests import keys
 
@@ -79,23 +77,11 @@ def test_every_setting_has_a_docstring(cls: type[BaseSettings]) -> None:
     assert set(cls.model_fields) - documented_fields(cls) == set()
 
 
-def _create_app() -> Callable[[PredictorSettings], Flask]:
-    """The predictor's app factory, wherever the HTTP package keeps it."""
-    for name in ("predictor.http", "predictor.app"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "create_app"):
-            return module.create_app  # type: ignore[no-any-return]
-    raise AssertionError("no create_app in predictor.http or predictor.app")
-
-
 def test_every_route_of_the_app_is_in_the_http_reference() -> None:
     settings = PredictorSettings.model_validate({
         **keys.settings(), "storage_emulator_host": "127.0.0.1:9", "admin_token": reference.ADMIN_TOKEN_EXAMPLE,
     })  # fmt: skip
-    app = _create_app()(settings)
+    app = create_app(settings)
     text = RENDERED["http.md"]
     missing = []
     for rule in app.url_map.iter_rules():
