@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 
 from core.iris import CLASSES, FEATURES, check_measurement
 from predictor.errors import BadRequest, ModelNotReady, bad_field
-from predictor.http import binary, extensions, inputs
+from predictor.http import binary, extensions, inputs, request_ids
 from predictor.http.contract import OUTPUTS, Contract, InferRequest, InputTensor
 from predictor.http.predict import json_response
 
@@ -66,7 +66,8 @@ def infer(model_name: str) -> Response:
     header_length = request.headers.get(binary.HEADER)
     head, binary_data = binary.split(inputs.read_body(any_content_type=header_length is not None), header_length)
     body, wanted, rows = _validated(head, dataplane.settings.max_batch_size, binary_data)
-    answer = dataplane.infer(rows)
+    request_id = request_ids.resolve(body.get("id"))
+    answer = dataplane.infer(rows, request_id=request_id, route="v2")
     version = answer.version
     outputs = {
         "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": answer.class_ids},
@@ -75,9 +76,7 @@ def infer(model_name: str) -> Response:
             "data": [p for row in answer.probabilities for p in row],
         },
     }  # fmt: skip
-    reply: dict[str, Any] = {"model_name": model_name, "model_version": version}
-    if "id" in body:
-        reply["id"] = body["id"]
+    reply: dict[str, Any] = {"model_name": model_name, "model_version": version, "id": request_id}
     reply["outputs"] = [outputs[name] for name in wanted]
     request_parameters = body.get("parameters", {})
     binary_outputs = {name for name, params in wanted.items() if binary.wants_binary(request_parameters, params)}
