@@ -17,8 +17,9 @@ import time
 
 from predictor import metrics
 
-AGENT_STOP_TIMEOUT = 15.0
-"""Seconds the master waits for the agent to delete its subscription and exit before killing it."""
+AGENT_STOP_TIMEOUT = 20.0
+"""Seconds the master waits for the agent to delete its subscription, ship the last prediction log files and exit
+before killing it."""
 AGENT_RESTART_BACKOFF = (1.0, 30.0)
 """First and largest delay before restarting an agent that exited."""
 AGENT_STABLE_S = 60.0
