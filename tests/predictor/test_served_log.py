@@ -196,3 +196,23 @@ def test_shifted_traffic_raises_the_pods_drift_flag_and_iris_traffic_does_not(po
     assert wait_for_window(pod.url, 150.0, 1.0) == (1.0, 150.0)
     text = requests.get(f"{pod.url}/metrics", timeout=5).text
     assert 'predictor_drift_detected{feature="sepal_width"} 0.0' in text  # only the shifted feature
+
+
+def test_a_clean_shutdown_ships_every_record(
+    pod_env: dict[str, str], served: Lineage, storage_client: storage.Client, bucket_name: str, tmp_path: Path
+) -> None:
+    """Nothing rotates or ships while serving; SIGTERM: the workers close their logs, then the agent's last pass."""
+    env = {**pod_env, "PREDICTION_LOG_ROTATE_SECONDS": "3600", "PREDICTION_LOG_BATCH_INTERVAL": "3600"}
+    (tmp_path / "handover").mkdir()
+    with serving(env, served, tmp_path) as service:
+        sent = {f"s-{i}" for i in range(40)}
+        for request_id in sorted(sent):
+            response = requests.post(
+                f"{service.url}/api", json=list(EXAMPLES["virginica"]), headers={"X-Request-Id": request_id}, timeout=5
+            )
+            assert response.status_code == 200
+        assert not shipped(storage_client, bucket_name)  # everything is still spooled
+    assert service.process.returncode is not None
+    found = records_by_id(storage_client, bucket_name, sent)
+    assert {request_id: len(found.get(request_id, [])) for request_id in sent} == dict.fromkeys(sent, 1)
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
