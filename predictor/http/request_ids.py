@@ -9,6 +9,8 @@ records refusals of the prediction routes (``refused``) in the prediction log un
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Flask, Response, g, request
 
 from predictor.errors import bad_field
@@ -27,6 +29,12 @@ def resolve(body_id: object = None) -> str:
     except ids.InvalidRequestId as e:
         raise bad_field(e.source, e.message) from e
     return str(g.request_id)
+
+
+def adopt(body_id: object) -> None:
+    """A refused body's `id`, if acceptable, becomes the id its refusal answers and is recorded under."""
+    with contextlib.suppress(ids.InvalidRequestId):
+        g.request_id = ids.check(body_id, ids.BODY_FIELD)
 
 
 def current() -> str:

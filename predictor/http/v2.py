@@ -65,7 +65,12 @@ def infer(model_name: str) -> Response:
     dataplane.check_model(model_name)
     header_length = request.headers.get(binary.HEADER)
     head, binary_data = binary.split(inputs.read_body(any_content_type=header_length is not None), header_length)
-    body, wanted, rows = _validated(head, dataplane.settings.max_batch_size, binary_data)
+    try:
+        body, wanted, rows = _validated(head, dataplane.settings.max_batch_size, binary_data)
+    except BadRequest:
+        with contextlib.suppress(ValueError, LookupError, TypeError):
+            request_ids.adopt((pydantic_core.from_json(head) if isinstance(head, bytes) else head)["id"])
+        raise
     request_id = request_ids.resolve(body.get("id"))
     answer = dataplane.infer(rows, request_id=request_id, route="v2")
     version = answer.version
