@@ -11,6 +11,7 @@ to time its code instead; a tree from before predictor.http.contract is timed th
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -40,7 +41,10 @@ def bodies(rows: int) -> dict[str, tuple[str, bytes]]:
 
 def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     """The tree's own path from body bytes to rows, per route kind."""
-    from predictor.http import inputs, v2
+    try:
+        from predictor.http import inputs, v2
+    except ImportError:  # a tree from before predictor/http/
+        inputs, v2 = importlib.import_module("predictor.inputs"), importlib.import_module("predictor.v2")
 
     if not hasattr(inputs, "validate"):  # the hand-written parser
         old: Any = inputs
@@ -49,10 +53,16 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
             "api": lambda raw: old.api_body(old.parse_json(raw), limit),
             "infer": lambda raw: v2._rows(old.parse_json(raw)["inputs"], limit, b""),  # type: ignore[attr-defined]
         }
-    from predictor.http.contract import Contract
-    from predictor.http.predict import PREDICT
-
-    contract = Contract.build(limit)
+    contract_module: Any
+    try:
+        from predictor.http import contract as contract_module
+        from predictor.http import infer_request
+        from predictor.http.predict import PREDICT
+    except ImportError:  # a tree from before predictor/http/
+        contract_module = importlib.import_module("predictor.contract")
+        infer_request = v2
+        PREDICT = importlib.import_module("predictor.api").PREDICT
+    contract = contract_module.Contract.build(limit)
 
     def api(raw: bytes) -> Any:
         body = inputs.validate(contract.api, raw)
@@ -61,7 +71,7 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
     return {
         "predict": lambda raw: inputs.rows(inputs.validate(contract.predict, raw, PREDICT)["instances"]),
         "api": api,
-        "infer": lambda raw: v2.validate(raw, limit)[1],
+        "infer": lambda raw: infer_request.validate(raw, limit)[1],
     }
 
 

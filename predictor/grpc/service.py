@@ -1,8 +1,8 @@
 """``inference.GRPCInferenceService``: health, metadata and inference, answered by the data plane.
 
 Each handler translates between protobuf and the transport-neutral data plane (predictor.dataplane) that the REST
-routes call too; requests are checked by the REST V2 route's own validation (predictor.http.v2.validate, no Flask
-app). A ServiceError becomes the gRPC status matching its HTTP one, with the same message the REST route gives.
+routes call too; requests are checked as the REST V2 route checks them (predictor.http.infer_request, no Flask). A
+ServiceError becomes the gRPC status matching its HTTP one, with the same message the REST route gives.
 ModelInfer answers under the request's id (its `id`, else the ``x-request-id`` metadata, else a new one), recorded
 in the prediction log with route ``grpc``, refusals too.
 """
@@ -20,7 +20,7 @@ from core.errors import ServiceError
 from predictor.dataplane import DataPlane
 from predictor.errors import NotFound, bad_field
 from predictor.grpc import convert
-from predictor.http import v2
+from predictor.http import infer_request
 from predictor.predlog import ids
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -119,7 +119,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self.dataplane.check_model(request.model_name)
         body, binary_data = convert.request_body(request)
         body["id"] = request_id
-        wanted, rows = v2.validate(body, self.dataplane.settings.max_batch_size, binary_data)
+        wanted, rows = infer_request.validate(body, self.dataplane.settings.max_batch_size, binary_data)
         model = self.dataplane.serving()  # once: the whole request is answered by this model, whatever swaps meanwhile
         version = model.loaded.version
         if request.model_version and request.model_version != version:

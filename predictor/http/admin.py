@@ -18,7 +18,7 @@ from flask import Blueprint, Response, request
 from core.errors import ServiceError
 from core.states import SwapOutcome, SwapTrigger
 from predictor.errors import BadRequest, NotFound, Unauthorized
-from predictor.http import extensions, inputs
+from predictor.http import extensions, inputs, request_body
 from predictor.http.contract import Contract
 from predictor.http.predict import json_response
 from predictor.lifecycle.registry import SwapRecord
@@ -78,7 +78,7 @@ def pin() -> Response:
     """Pin ``{"version": "<version>"}``: load it if needed; 422 (pin unchanged) if that artifact is rejected."""
     pin_request = Contract.build(extensions.settings().max_batch_size).pin
     try:
-        version = inputs.validate(pin_request, inputs.read_body(), PIN_REASONS)["version"]
+        version = inputs.validate(pin_request, request_body.read(), PIN_REASONS)["version"]
     except BadRequest as e:
         if e.details.get("reason") != PIN_REASONS[("version",)]:  # any other shape is one answer, as it always was
             raise BadRequest(WRONG_SHAPE, {"field": "body", "reason": "wrong shape"}) from e

@@ -13,33 +13,12 @@ from typing import Any
 import pydantic_core
 from flask import Blueprint, Response, current_app, request
 
-from core.iris import CLASSES, FEATURES, check_measurement
-from predictor.errors import BadRequest, ModelNotReady, bad_field
-from predictor.http import binary, extensions, inputs, request_ids
-from predictor.http.contract import OUTPUTS, Contract, InferRequest, InputTensor
+from core.iris import CLASSES
+from predictor.errors import BadRequest, ModelNotReady
+from predictor.http import binary, extensions, infer_request, request_body, request_ids
 from predictor.http.predict import json_response
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
-
-SHAPE = f"expected [N, {len(FEATURES)}]"
-REASONS: dict[inputs.Site, str] = {
-    (): "expected an inference request object",
-    ("id",): "expected a string",
-    ("parameters",): "expected an object",
-    ("outputs",): "expected a non-empty list of {{'name': ...}}",
-    ("outputs", "*"): "expected {{'name': ...}}",
-    ("outputs", "*", "name"): f"expected one of {', '.join(OUTPUTS)}",
-    ("outputs", "*", "parameters"): "expected an object",
-    ("inputs",): "expected exactly one input tensor object",
-    ("inputs", "*"): "expected exactly one input tensor object",
-    ("inputs", "*", "name"): "expected a string",
-    ("inputs", "*", "parameters"): "expected an object",
-    ("inputs", "*", "datatype"): "expected FP32 or FP64",
-    ("inputs", "*", "shape"): SHAPE,
-    ("inputs", "*", "shape", "*"): SHAPE,
-    ("inputs", "*", "data"): "expected a list of numbers",
-}
-"""What a V2 client is told when the model refuses a body, by location (format strings: `{{` is a brace)."""
 
 
 @bp.get("")
@@ -64,9 +43,9 @@ def infer(model_name: str) -> Response:
     dataplane = extensions.dataplane()
     dataplane.check_model(model_name)
     header_length = request.headers.get(binary.HEADER)
-    head, binary_data = binary.split(inputs.read_body(any_content_type=header_length is not None), header_length)
+    head, binary_data = binary.split(request_body.read(any_content_type=header_length is not None), header_length)
     try:
-        body, wanted, rows = _validated(head, dataplane.settings.max_batch_size, binary_data)
+        body, wanted, rows = infer_request.checked(head, dataplane.settings.max_batch_size, binary_data)
     except BadRequest:
         with contextlib.suppress(ValueError, LookupError, TypeError):
             request_ids.adopt((pydantic_core.from_json(head) if isinstance(head, bytes) else head)["id"])
@@ -90,78 +69,3 @@ def infer(model_name: str) -> Response:
     data, json_length = binary.encode(reply, binary_outputs)
     headers = {"X-Model-Version": version, binary.HEADER: str(json_length)}
     return current_app.response_class(data, 200, headers, mimetype="application/octet-stream")
-
-
-def validate(body: Any, limit: int, binary_data: bytes = b"") -> tuple[dict[str, dict[str, Any]], inputs.Rows]:
-    """An inference request in its JSON form -> (requested outputs and their parameters, validated rows).
-
-    The gRPC server (predictor.grpc) validates its requests through this too, translated to the JSON form.
-    """
-    _, wanted, rows = _validated(body, limit, binary_data)
-    return wanted, rows
-
-
-def _validated(body: bytes | Any, limit: int, binary_data: bytes) -> tuple[InferRequest, dict[str, Any], inputs.Rows]:
-    """The request checked by the contract's model (from JSON bytes, or already parsed), its outputs and rows."""
-    try:
-        checked = inputs.validate(Contract.build(limit).infer, body, REASONS, max_batch_size=limit)
-    except BadRequest as e:
-        field = str(e.details.get("field", ""))
-        if field == "inputs[0].data" or field.startswith("inputs[0].data["):
-            _check_layout(body, limit)  # the data's layout is named before its values, as this route always did
-        raise
-    wanted: dict[str, Any] = {output["name"]: output.get("parameters", {}) for output in checked.get("outputs", ())}
-    return checked, wanted or {name: {} for name in OUTPUTS}, _rows(checked["inputs"][0], binary_data)
-
-
-def _check_layout(body: bytes | Any, limit: int) -> None:
-    """A 400 if the (refused) request's tensor has a valid shape but a count of rows or numbers that disagrees."""
-    with contextlib.suppress(ValueError, LookupError, TypeError, AttributeError):
-        tensor = (pydantic_core.from_json(body) if isinstance(body, bytes) else body)["inputs"][0]
-        shape, data = tensor["shape"], tensor["data"]
-        if [type(n) for n in shape] == [int, int] and shape[1] == len(FEATURES) and 1 <= shape[0] <= limit and data:
-            _counts(data, shape[0])
-
-
-def _rows(tensor: InputTensor, binary_data: bytes) -> inputs.Rows:
-    """The rows of the one input tensor: its data (or binary data) checked against its shape."""
-    in_binary = "binary_data_size" in tensor.get("parameters", {})
-    if not in_binary and "data" not in tensor:
-        raise bad_field("inputs[0].data", "missing field")
-    count = tensor["shape"][0]
-    if in_binary:
-        values = binary.binary_values(tensor, binary_data, count)
-        for index, value in enumerate(values):
-            problem = check_measurement(value)
-            if problem:
-                row, feature = divmod(index, len(FEATURES))
-                raise bad_field(f"inputs[0].data[{row}].{FEATURES[feature]}", problem)
-        return _data(values, count)
-    if binary_data:
-        raise bad_field("inputs[0].parameters.binary_data_size", "binary data sent but no input declares its size")
-    return _data(tensor["data"], count)
-
-
-def _counts(data: list[Any], count: int) -> None:
-    """As many rows as the shape says (when the first item is a row), else as many numbers."""
-    width = len(FEATURES)
-    if type(data[0]) is list and len(data) != count:
-        raise bad_field("inputs[0].data", f"expected {count} rows to match the shape, got {len(data)}")
-    if type(data[0]) is not list and len(data) != count * width:
-        raise bad_field("inputs[0].data", f"expected {count * width} numbers to match the shape, got {len(data)}")
-
-
-def _data(data: list[Any], count: int) -> inputs.Rows:
-    """N rows of 4 values, or N*4 values row-major (the values are already validated measurements)."""
-    width = len(FEATURES)
-    _counts(data, count)
-    if type(data[0]) is list:
-        for index, row in enumerate(data):
-            if type(row) is not list:
-                raise bad_field(f"inputs[0].data[{index}]", f"expected a row of {width} numbers")
-        return data
-    for index, value in enumerate(data):
-        if type(value) is list:
-            row, feature = divmod(index, width)
-            raise bad_field(f"inputs[0].data[{row}].{FEATURES[feature]}", "expected a number, got array")
-    return [data[i * width : (i + 1) * width] for i in range(count)]

@@ -1,4 +1,4 @@
-"""The layout's rule, checked: the model lifecycle, the agent and the data plane never import Flask.
+"""The layout's rule, checked: the model lifecycle, the agent, the data plane and the gRPC server never import Flask.
 
 Each module is imported alone in a fresh interpreter (an import in this test process would find Flask already
 loaded by other tests).
@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("predictor/lifecycle", "predictor/agent")
+PACKAGES = ("predictor/lifecycle", "predictor/agent", "predictor/grpc")
 MODULES = sorted(
     ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
     for folder in PACKAGES
     for path in (REPO / folder).glob("*.py")
 )
-FLASK_FREE = [*MODULES, "predictor.dataplane", "predictor.errors", "predictor.metrics"]
+FLASK_FREE = [*MODULES, "predictor.dataplane", "predictor.errors", "predictor.metrics", "predictor.http.infer_request"]
 PROBE = """
 import importlib, sys
 for module in sys.argv[1:]:
@@ -39,10 +39,11 @@ def first_to_import_flask(modules: list[str]) -> str:
 
 def test_the_rule_covers_every_module_of_both_packages() -> None:
     assert {"predictor.lifecycle.registry", "predictor.lifecycle.follower", "predictor.agent.service",
-            "predictor.agent.__main__", "predictor.agent.aspired"} <= set(FLASK_FREE)  # fmt: skip
+            "predictor.agent.__main__", "predictor.agent.aspired", "predictor.grpc.service",
+            "predictor.grpc.__main__"} <= set(FLASK_FREE)  # fmt: skip
 
 
-def test_the_lifecycle_the_agent_and_the_data_plane_do_not_import_flask() -> None:
+def test_the_lifecycle_the_agent_the_data_plane_and_grpc_do_not_import_flask() -> None:
     assert first_to_import_flask(FLASK_FREE) == ""
 
 

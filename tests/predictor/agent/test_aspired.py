@@ -30,8 +30,10 @@ from tests.predictor.conftest import Admin, publish
 
 @pytest.fixture
 def pod_settings(predictor_settings: PredictorSettings, tmp_path: Path) -> PredictorSettings:
+    """The agent's startup load retries every half second (the models are published once it runs) and nothing
+    else reconciles: only the admin calls change what the pod serves."""
     return predictor_settings.model_copy(
-        update={"handover_dir": str(tmp_path), "reconcile_interval_without_events": 300}
+        update={"handover_dir": str(tmp_path), "reconcile_interval_without_events": 300, "load_retry_max": 0.5}
     )
 
 

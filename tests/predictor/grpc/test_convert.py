@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import ServiceError
 from predictor.grpc import convert
-from predictor.http import v2
+from predictor.http import infer_request
 from predictor.protos import grpc_predict_v2_pb2 as pb
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.1, 5.8, 2.2]]
@@ -30,7 +30,7 @@ def request(datatype: str = "FP64", raw: bytes | None = None, **kwargs: Any) -> 
 def test_typed_and_raw_inputs_validate_to_the_same_rows(datatype: str, as_raw: bool) -> None:
     raw = np.array(ROWS, dtype="<f4" if datatype == "FP32" else "<f8").tobytes() if as_raw else None
     body, binary = convert.request_body(request(datatype, raw, id="r-1"))
-    wanted, rows = v2.validate(body, 10, binary)
+    wanted, rows = infer_request.validate(body, 10, binary)
     assert list(wanted) == ["predict", "predict_proba"]
     assert np.allclose(rows, ROWS)
     assert body["id"] == "r-1"

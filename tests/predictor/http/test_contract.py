@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from core.iris import CLASSES, FEATURES
 from predictor.errors import BadRequest
-from predictor.http import inputs, responses, v2
+from predictor.http import infer_request, inputs, responses
 from predictor.http.contract import Contract, InstanceObject
 from predictor.http.openapi import document
 from predictor.http.predict import PREDICT
@@ -97,7 +97,7 @@ def tensor(data: list[Any], **more: Any) -> dict[str, Any]:
     ],
 )  # fmt: skip
 def test_v2_bodies_name_the_field(body: Any, expected: tuple[str, str]) -> None:
-    assert refusal(contract.infer, body, v2.REASONS) == expected
+    assert refusal(contract.infer, body, infer_request.REASONS) == expected
 
 
 def test_the_document_carries_the_models_schemas(offline_settings: PredictorSettings) -> None:
@@ -121,7 +121,7 @@ def test_the_document_carries_the_models_schemas(offline_settings: PredictorSett
 )
 def test_v2_names_a_count_that_disagrees_with_the_shape_before_any_value(data: list[Any], reason: str) -> None:
     with pytest.raises(BadRequest) as caught:
-        v2.validate(tensor(data), LIMIT)
+        infer_request.validate(tensor(data), LIMIT)
     assert caught.value.details == {"field": "inputs[0].data", "reason": reason}
 
 
