@@ -6,15 +6,14 @@
 1. **Request path** (in one process, like one gthread worker): the predictor's real Flask app (``create_app``) with
    the fitted iris pipeline installed, ``--threads`` threads each in a closed loop of ``POST /v2/models/iris/infer``
    (one row) through Flask's test client (no sockets: the log's share of a request is larger than behind gunicorn,
-   so this overstates the cost). An ``after_request`` hook does what the data plane will: resolve the request id
-   (``predictor.predlog.ids``), stamp ``X-Request-Id``, and with the log on call ``log_answer`` with NumPy arrays of
-   one row, its class and its probabilities (what the data plane holds after predicting: the size of a real
-   record). Off means PREDICTION_LOG_ENABLED=false (the id work stays). The log's writer thread runs in this
+   so this overstates the cost). The app is wired as in a worker: the route resolves the request id, every answer
+   carries ``X-Request-Id``, and the data plane records each answer in its PredictionLog (the cell's: a disabled
+   one for off, as PREDICTION_LOG_ENABLED=false; the id work stays). The log's writer thread runs in this
    process (it competes for the GIL, as in a worker); a shipper in a second process (as the agent) ships every
    second to fake-gcs-server (memory backend). Cells alternate off/on, then on/off, ...; the table shows medians
    over the rounds, and the run checks afterwards that every record logged reached the bucket (exit 1 otherwise).
-2. **Through gunicorn** (``--gunicorn-rounds``, 0 skips it): this module's ``gunicorn_app()`` (the same app and
-   hook) under gunicorn, 2 gthread workers x 4 threads, each worker with its own PredictionLog from the environment
+2. **Through gunicorn** (``--gunicorn-rounds``, 0 skips it): this module's ``gunicorn_app()`` (the same wired app)
+   under gunicorn, 2 gthread workers x 4 threads, each worker with its own PredictionLog from the environment
    (``PredictionLogSettings``), loaded by ``wrk`` at 8 keep-alive connections (``bench/peers/loadgen``) with one-row
    ``POST /v2/models/iris/infer``; a server with the log off, then one with it on (the order alternates by round),
    each started and stopped by PID. The server's CPU per request counts the master and both workers, writer threads
@@ -49,7 +48,7 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 import numpy as np
-from flask import Flask, Response, request
+from flask import Flask
 from peers import loadgen, servers
 from sklearn.datasets import load_iris
 
@@ -57,7 +56,9 @@ from core.iris import CLASSES
 from core.lineage import Lineage
 from core.store import ArtifactRef, LoadedModel
 from devstack import emulators, keys
-from predictor.app import create_app
+from predictor.http import extensions
+from predictor.http.app import create_app
+from predictor.lifecycle.registry import Serving
 from predictor.predlog import ids
 from predictor.predlog.log import PredictionLog
 from predictor.predlog.metrics import PredictionLogCounters
@@ -71,15 +72,8 @@ BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "
 PROBABILITIES = [[0.97, 0.02, 0.01]]
 
 
-class Switch:
-    """Which log the hook calls: the disabled one (off) or the enabled one (on)."""
-
-    def __init__(self, off: PredictionLog, on: PredictionLog) -> None:
-        self.off, self.on = off, on
-        self.current = off
-
-
-def build_app(keys_dir: Path, switch: Switch) -> Flask:
+def build_app(keys_dir: Path, log: PredictionLog) -> Flask:
+    """The predictor's app serving the fitted pipeline, its data plane recording in `log`."""
     settings = PredictorSettings.model_validate(
         {
             "model_public_keys_dir": keys.ensure_pair(keys_dir)[1],
@@ -97,18 +91,9 @@ def build_app(keys_dir: Path, switch: Switch) -> Flask:
         metrics={"accuracy": 0.97}, feature_names=[], classes=[],
     )  # fmt: skip
     ref = ArtifactRef("models/model-20260101T000000000000Z.pkl", 1, lineage.version, {})
-    app.extensions["registry"].current = LoadedModel(ref, lineage, model)
-
-    rows, classes, probabilities = np.array([[5.1, 3.5, 1.4, 0.2]]), np.array(["setosa"]), np.array(PROBABILITIES)
-
-    @app.after_request
-    def log_prediction(response: Response) -> Response:
-        request_id = ids.resolve(None, request.headers.get(ids.HEADER))
-        response.headers[ids.HEADER] = request_id
-        if response.status_code == 200:  # the arrays the data plane holds after predicting (one row)
-            switch.current.log_answer(request_id, "v2", lineage.version, rows, classes, probabilities)
-        return response
-
+    dataplane = extensions.dataplane(app)
+    dataplane.registry.serving = Serving.of(LoadedModel(ref, lineage, model))
+    dataplane.log = log
     return app
 
 
@@ -198,8 +183,8 @@ def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tupl
         Spool(spool, counters, settings.prediction_log_queue_size, settings.prediction_log_rotate_bytes,
               settings.prediction_log_rotate_seconds, settings.prediction_log_max_spool_bytes),
     )  # fmt: skip
-    switch = Switch(PredictionLog(None, 0.0), on)
-    app = build_app(workdir / "keys", switch)
+    off = PredictionLog(None, 0.0)
+    app = build_app(workdir / "keys", off)
     shipper, stop = start_shipper(settings, spool, gcs_host)
     assert shipper.pid is not None
     shipper_cpu = process_cpu(shipper.pid)
@@ -209,7 +194,7 @@ def request_path(args: argparse.Namespace, workdir: Path, gcs_host: str) -> tupl
         for round_ in range(args.rounds):
             order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
             for mode in order:
-                switch.current = switch.on if mode == "on" else switch.off
+                extensions.dataplane(app).log = on if mode == "on" else off
                 _, warm = load(app, args.warmup, args.threads)
                 cpu = time.process_time()
                 rate, latencies = load(app, args.duration, args.threads)
@@ -247,8 +232,7 @@ def gunicorn_app() -> Flask:
         log = PredictionLog.from_settings(settings, Path(os.environ["BENCH_WORKDIR"]) / "handover")
     else:
         log = PredictionLog(None, 0.0)
-    switch = Switch(log, log)
-    return build_app(Path(os.environ["BENCH_WORKDIR"]) / "keys", switch)
+    return build_app(Path(os.environ["BENCH_WORKDIR"]) / "keys", log)
 
 
 def through_gunicorn(rounds: int, args: argparse.Namespace, workdir: Path, gcs_host: str) -> dict[str, list[Any]]:

@@ -167,6 +167,8 @@ grant_storage() {
   local predictor="serviceAccount:iris-predictor@$SA_DOMAIN" trainer="serviceAccount:iris-trainer@$SA_DOMAIN"
   local ingest="serviceAccount:iris-ingest@$SA_DOMAIN"
   bucket_role "$predictor" roles/storage.objectViewer predictor-read-models models/
+  # the prediction log: create-only (the shipper uploads with if_generation_match=0; never overwrites or deletes)
+  bucket_role "$predictor" roles/storage.objectCreator predictor-write-predictions predictions/
   bucket_role "$trainer" roles/storage.objectViewer trainer-read-data data/
   bucket_role "$trainer" roles/storage.objectCreator trainer-seed-data data/  # seeds data/iris.csv when data/ is empty
   bucket_role "$trainer" roles/storage.objectUser trainer-write-models models/  # claims are replaced in place

@@ -3,7 +3,8 @@
 Transport-neutral (as MLServer's DataPlane): the Flask routes (predictor.http) and the gRPC service
 (predictor.grpc) both call it and only translate requests and answers. It reads the process's registry
 (predictor.lifecycle.registry), which decides what serves; a request takes the serving model once, so a concurrent
-swap never splits a batch.
+swap never splits a batch. Every inference is recorded in the process's prediction log (predictor.predlog) under
+the request's id and route; the transports record their refusals with `refused`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from core.iris import CLASSES, FEATURES
 from predictor.errors import ModelNotReady, NotFound
 from predictor.lifecycle.registry import Registry, Serving
 from predictor.metrics import Metrics
+from predictor.predlog.log import PredictionLog
 from predictor.settings import PredictorSettings
 
 SERVER_NAME = "iris-predictor"
@@ -43,8 +45,12 @@ class Inference:
 class DataPlane:
     """One serving process's answers, over its registry."""
 
-    def __init__(self, registry: Registry, settings: PredictorSettings, metrics: Metrics) -> None:
+    def __init__(
+        self, registry: Registry, settings: PredictorSettings, metrics: Metrics, log: PredictionLog | None = None
+    ) -> None:
         self.registry, self.settings, self.metrics = registry, settings, metrics
+        self.log = log or PredictionLog(None)
+        """The process's prediction log (disabled unless the composition root builds one)."""
 
     def live(self) -> bool:
         """True while the process answers at all."""
@@ -87,15 +93,27 @@ class DataPlane:
             raise ModelNotReady("no verified model is loaded yet; retry shortly")
         return serving
 
-    def infer(self, rows: Rows, model: Serving | None = None) -> Inference:
+    def infer(
+        self, rows: Rows, model: Serving | None = None, *, request_id: str | None = None, route: str = "none"
+    ) -> Inference:
         """Class ids and probabilities of validated rows from one predict_proba call (of `model`, else the serving
-        one), counted in the prediction metrics.
+        one), counted in the prediction metrics and recorded in the prediction log under `request_id` (none: not
+        recorded) and `route`.
 
         The column order of predict_proba is ``model.classes_``, which the store's load checks equal CLASSES, so the
         argmax column is the schema's class id.
         """
         model = model or self.serving()
-        proba = model.predict_proba(np.array(rows, dtype=np.float64))
+        features = np.array(rows, dtype=np.float64)
+        proba = model.predict_proba(features)
         class_ids: list[int] = proba.argmax(axis=1).tolist()
         self.metrics.count_predictions(class_ids)
-        return Inference(model.loaded.version, class_ids, proba.tolist())
+        version = model.loaded.version
+        probabilities = proba.tolist()
+        if request_id is not None:  # the log's writer thread serialises these later: nothing here touches them again
+            self.log.log_answer(request_id, route, version, features, class_ids, probabilities)
+        return Inference(version, class_ids, probabilities)
+
+    def refused(self, request_id: str, route: str, reason: str, status: int) -> None:
+        """Record a refused prediction request (its reason and status, never its body)."""
+        self.log.log_refusal(request_id, route, reason, status, self.registry.version)

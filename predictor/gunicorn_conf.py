@@ -4,7 +4,8 @@ The hooks only call the module that does each job: the model agent child (predic
 START_AGENT; in Kubernetes a sidecar container runs it), the handover folder (predictor.lifecycle.handover:
 HANDOVER_DIR, created if unset, and its ``workers/`` states cleared at start and per exited worker), the metrics
 folder (predictor.metrics: emptied at start, each exited process marked dead) and each worker's handover follower
-(predictor.lifecycle.follower: started after the app is built, stopped on exit).
+(predictor.lifecycle.follower: started after the app is built, stopped on exit) and prediction log
+(predictor.predlog: closed on exit, so nothing it accepted is lost).
 
 Workers are forked before ``create_app`` runs (no preload), so no thread ever crosses a fork; the master only imports
 the app's modules (scikit-learn takes seconds to import), which every worker then inherits.
@@ -82,13 +83,17 @@ def post_worker_init(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Worker, on its way out: stop following the handover."""
+    """Worker, on its way out: stop following the handover, then write what its prediction log holds to the spool
+    and make the last file ready (the agent, stopped after the workers, ships it)."""
     from predictor.http import extensions
 
     app = getattr(worker, "wsgi", None)
-    follower = extensions.follower(app) if app is not None else None
+    if app is None:
+        return
+    follower = extensions.follower(app)
     if follower is not None:
         follower.stop()
+    extensions.dataplane(app).log.close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -6,14 +6,16 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from core.settings import TrustSettings
+from core.settings import DriftSettings, TrustSettings
+from predictor.predlog.settings import PredictionLogSettings
 
 UNIX_PATH_MAX = 107
 """Longest path of a Unix socket on Linux (sun_path holds 108 bytes with the terminating NUL)."""
 
 
-class PredictorSettings(TrustSettings):
-    """One predictor pod: HTTP server, model loading, event subscription and admin access."""
+class PredictorSettings(TrustSettings, PredictionLogSettings, DriftSettings):
+    """One predictor pod: HTTP server, model loading, event subscription and admin access, the prediction log
+    (predictor.predlog) and the drift window its agent keeps (core.drift)."""
 
     port: int = Field(8080, ge=1, le=65535)
     """TCP port gunicorn binds on BIND_HOST (`8000` on loopback in the pod, behind nginx)."""

@@ -1,5 +1,5 @@
-"""`make run`'s Prometheus: it scrapes the predictor, the model agent and the data watcher, and evaluates exactly the
-manifests' alert rules."""
+"""`make run`'s Prometheus: it scrapes the predictor, the model agent and the data watcher, evaluates exactly the
+manifests' alert rules, and sees the drift alert go pending on shifted traffic."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import requests
 import yaml
+from sklearn.datasets import load_iris
 
+from core.iris import FEATURES
 from devstack import emulators, prometheus
 from tests.polling import wait_for
 from tests.test_devstack import get, stack_ports, start_stack, stop_stack
@@ -33,6 +37,10 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
     env = {k: v for k, v in os.environ.items() if k not in {"STACK_DIR", "PUBSUB_EMULATOR_HOST"}}
     env |= {k: str(v) for k, v in ports.items()}
     env |= {"STACK_DIR": str(tmp_path / "stack"), "GCS_BUCKET": "prometheus-stack", "WEB_CONCURRENCY": "1"}
+    env |= {  # a small drift window, fed within seconds by the prediction log
+        "DRIFT_WINDOW_ROWS": "150", "DRIFT_MIN_ROWS": "100", "PREDICTION_LOG_ROTATE_SECONDS": "1",
+        "PREDICTION_LOG_BATCH_INTERVAL": "1",
+    }  # fmt: skip
     log = tmp_path / "run.log"
     stack = start_stack(env, log)
     base = f"http://127.0.0.1:{ports['STACK_PROMETHEUS_PORT']}"
@@ -52,10 +60,15 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
 
         wait_for(all_up, 60, f"Prometheus to scrape {sorted(expected)} as up (log {log})", interval=1.0)
         assert f"Prometheus         {base}/" in log.read_text()
-        groups = api(base, "/api/v1/rules")["groups"]
-        loaded = {g["name"]: [(r["name"], r["type"], r["health"]) for r in g["rules"]] for g in groups}
         manifest = {g["name"]: [(r["alert"], "alerting", "ok") for r in g["rules"]] for g in prometheus.rule_groups()}
-        assert loaded == manifest
+
+        def loaded() -> dict[str, Any]:
+            groups = api(base, "/api/v1/rules")["groups"]
+            return {g["name"]: [(r["name"], r["type"], r["health"]) for r in g["rules"]] for g in groups}
+
+        # health is "unknown" until the first evaluation of each group
+        wait_for(lambda: loaded() == manifest, 30, "the manifest's rules loaded and evaluated", interval=1.0)
+        assert loaded() == manifest
         written = yaml.safe_load((tmp_path / "stack" / "prometheus" / "alert-rules.yml").read_text())
         assert written == {"groups": prometheus.rule_groups()}
         for job, metric in (("model-agent", "predictor_agent_subscription_connected"),
@@ -63,5 +76,23 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
             query = f"/api/v1/query?query={metric}%7Bjob%3D%22{job}%22%7D"
             result = wait_for(lambda q=query: api(base, q)["result"], 30, f"{metric} from {job}", interval=1.0)  # type: ignore[misc]
             assert result[0]["value"][1] == "1"
+        send_shifted_traffic(f"http://127.0.0.1:{ports['PORT']}")
+
+        def drift_alert() -> list[dict[str, Any]] | None:
+            alerts = (api(base, "/api/v1/alerts") or {}).get("alerts", [])
+            found = [a for a in alerts if a["labels"].get("alertname") == "IrisDriftDetected"]
+            return found if any(a["labels"].get("feature") == "petal_length" for a in found) else None
+
+        alerts = wait_for(drift_alert, 90, f"IrisDriftDetected for petal_length (log {log})", interval=1.0)
+        assert {a["state"] for a in alerts} <= {"pending", "firing"}
     finally:
         stop_stack(stack)
+
+
+def send_shifted_traffic(url: str) -> None:
+    """The iris rows with petal length +1.5 cm, through the stack's public port."""
+    rows = np.asarray(load_iris().data, dtype=np.float64)
+    rows[:, FEATURES.index("petal_length")] += 1.5
+    for batch in np.array_split(rows.round(2), 3):
+        response = requests.post(f"{url}/predict", json={"instances": batch.tolist()}, timeout=10)
+        assert response.status_code == 200, response.text

@@ -11,6 +11,10 @@ The agent watches itself (core.observe): every listing's artifacts are checked a
 arrived, and an artifact whose notification is overdue (MISSED_EVENT_AFTER) is a missed event that recycles the
 stream. A heartbeat thread writes ``agent.json`` into the handover every HEARTBEAT_S seconds (the workers show its
 age and whether they lag it) and answers the agent's own liveness probe (AGENT_HEALTH_PORT).
+
+The agent also runs the pod's prediction log shipper (predictor.predlog.shipper: the serving processes' spool files
+to the bucket; started with the agent, stopped after the subscription, its status in ``agent.json``) and feeds each
+shipped file to the pod's drift window (predictor.agent.drift), whose reference follows every model it accepts.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ from core.observe import Heartbeat, StreamHealth
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.agent import reconcile
 from predictor.agent.aspired import AspiredVersions
+from predictor.agent.drift import PodDrift
 from predictor.agent.subscription import ModelEvents
 from predictor.lifecycle import handover
 from predictor.lifecycle.handover import HandoverWriter
 from predictor.lifecycle.registry import Registry
 from predictor.metrics import Metrics
+from predictor.predlog.metrics import PredictionLogCounters
+from predictor.predlog.shipper import Shipper
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -96,10 +103,15 @@ class Agent:
         health: StreamHealth,
         directory: Path | None = None,
         aspired: AspiredVersions | None = None,
+        shipper: Shipper | None = None,
+        drift: PodDrift | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
         self.aspired = aspired
         """Decides the pod's admin requests (pin, unpin, reload); None without a handover."""
+        self.shipper = shipper
+        """Ships the pod's prediction log; None with PREDICTION_LOG_ENABLED=false."""
+        self.drift = drift
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -121,6 +133,8 @@ class Agent:
         self.ticker.start()
         if self.aspired is not None:
             self.aspired.start()
+        if self.shipper is not None:
+            self.shipper.start()
         log.info("model agent started", extra={"events": self.events is not None, "interval_s": interval})
 
     def _subscriber(self) -> ModelEvents | None:
@@ -149,6 +163,8 @@ class Agent:
             self.loader.join(timeout=0.5)
         if self.aspired is not None:
             self.aspired.stop()
+        if self.shipper is not None:  # last: its final pass ships what the serving processes closed on their way out
+            self.shipper.stop()
         log.info("model agent stopped", extra={"duration_s": round(time.monotonic() - started, 3)})
 
     def status(self) -> dict[str, Any]:
@@ -157,6 +173,7 @@ class Agent:
             "loading": self.loader.is_alive(),
             "scheduler_running": bool(self.scheduler.running),
             "events": self.events.status() if self.events else None,
+            "prediction_log": self.shipper.status() if self.shipper else None,
         }
 
     def probe(self) -> tuple[bool, dict[str, Any]]:
@@ -184,6 +201,7 @@ class Agent:
             "bucket_newest": getattr(store, "newest", None),
             "connected": self.events.status()["connected"] if self.events else None,
             "events": self.events is not None,
+            "prediction_log": self.shipper.status() if self.shipper else None,
             **self.health.status(),
         }
         handover.write_agent(self.directory, state)
@@ -205,10 +223,17 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     writer = HandoverWriter(directory)
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
+    drift = PodDrift(settings, metrics.registry)
     registry = Registry(
         StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
-        on_swap=[writer.point_to], on_record=[lambda history: handover.write_history(directory, history)],
+        on_swap=[writer.point_to, drift.use], on_record=[lambda history: handover.write_history(directory, history)],
     )  # fmt: skip
     writer.pinned = lambda: registry.pinned
     aspired = AspiredVersions(registry, writer, settings.handover_poll_interval)
-    return Agent(settings, registry, health, directory, aspired)
+    shipper = None
+    if settings.prediction_log_enabled:
+        shipper = Shipper(
+            settings, store.bucket, settings.spool_dir(directory), settings.pod_name, gcs.retry(settings),
+            PredictionLogCounters(metrics.registry), on_shipped=[drift.observe_lines],
+        )  # fmt: skip
+    return Agent(settings, registry, health, directory, aspired, shipper, drift)

@@ -3,7 +3,10 @@
 In Kubernetes a sidecar container runs the agent and the kubelet restarts it. Locally a supervising thread of the
 master restarts an agent that exited, with a backoff from AGENT_RESTART_BACKOFF[0] doubling to [1] (reset once an
 agent ran AGENT_STABLE_S), logging each exit as an error; the thread only waits and spawns (no locks held across the
-workers' forks besides logging's, which Python reinitialises).
+workers' forks besides logging's, which Python reinitialises). The agent runs in a session of its own: a signal to
+gunicorn's process group (Ctrl-C, a supervisor's SIGTERM) reaches it only through the master's on_exit, after the
+workers stopped and closed their prediction logs, so its last shipping pass finds their files (as the native
+sidecar stops after the serving container in a pod). An agent whose master is gone exits by itself.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import time
 
 from predictor import metrics
 
-AGENT_STOP_TIMEOUT = 15.0
-"""Seconds the master waits for the agent to delete its subscription and exit before killing it."""
+AGENT_STOP_TIMEOUT = 20.0
+"""Seconds the master waits for the agent to delete its subscription, ship the last prediction log files and exit
+before killing it."""
 AGENT_RESTART_BACKOFF = (1.0, 30.0)
 """First and largest delay before restarting an agent that exited."""
 AGENT_STABLE_S = 60.0
@@ -43,7 +47,9 @@ class AgentSupervisor:
         self.thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        self.process = subprocess.Popen([sys.executable, "-m", "predictor.agent"], env=os.environ.copy())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "predictor.agent"], env=os.environ.copy(), start_new_session=True
+        )
         self.started_at = time.monotonic()
         return self.process
 

@@ -1,8 +1,9 @@
 """``python -m predictor.grpc``: the gRPC server's composition root (see ``predictor.grpc.server``).
 
 It builds what a gunicorn worker builds, without Flask: the bucket (on first use), a registry following the pod's
-handover and the data plane over it. Without HANDOVER_DIR (a server started on its own, with no pod agent) it runs
-its own agent handing over into a private temporary directory.
+handover, its own prediction log (spooled beside the handover, closed on shutdown) and the data plane over them.
+Without HANDOVER_DIR (a server started on its own, with no pod agent) it runs its own agent handing over into a
+private temporary directory.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def compose(settings: PredictorSettings, bucket: ModelStore | None = None) -> Pr
     from predictor.lifecycle.bucket import DeferredModelStore
     from predictor.lifecycle.follower import Follower
     from predictor.metrics import Metrics
+    from predictor.predlog.log import PredictionLog
 
     metrics, bucket = Metrics(), bucket or DeferredModelStore(settings)
     own_agent = None
@@ -56,7 +58,8 @@ def compose(settings: PredictorSettings, bucket: ModelStore | None = None) -> Pr
         own_agent = service.build(settings, directory, bucket)
     follower = Follower.build(settings, directory, bucket, metrics)
     follower.own_agent = own_agent is not None
-    return Process(DataPlane(follower.registry, settings, metrics), follower, own_agent)
+    log = PredictionLog.from_settings(settings, directory, metrics.registry)
+    return Process(DataPlane(follower.registry, settings, metrics, log), follower, own_agent)
 
 
 def main() -> int:
@@ -81,6 +84,7 @@ def main() -> int:
     try:
         serve(process.dataplane, process.follower, settings, stopping)
     finally:
+        process.dataplane.log.close()
         if process.own_agent is not None:
             process.own_agent.stop()
     return 0

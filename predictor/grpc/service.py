@@ -3,6 +3,8 @@
 Each handler translates between protobuf and the transport-neutral data plane (predictor.dataplane) that the REST
 routes call too; requests are checked as the REST V2 route checks them (predictor.http.infer_request, no Flask). A
 ServiceError becomes the gRPC status matching its HTTP one, with the same message the REST route gives.
+ModelInfer answers under the request's id (its `id`, else the ``x-request-id`` metadata, else a new one), recorded
+in the prediction log with route ``grpc``, refusals too.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import grpc
 
 from core.errors import ServiceError
 from predictor.dataplane import DataPlane
-from predictor.errors import NotFound
+from predictor.errors import NotFound, bad_field
 from predictor.grpc import convert
 from predictor.http import infer_request
+from predictor.predlog import ids
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
 
@@ -30,6 +33,10 @@ CODES = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
+ROUTE = "grpc"
+"""The route name of this transport's prediction log records."""
+METADATA_KEY = ids.HEADER.lower()
+"""The metadata key a client may send its request id in (gRPC metadata keys are lower case)."""
 Reply = TypeVar("Reply")
 Handler = Callable[[Any, Any, grpc.ServicerContext], Reply]
 
@@ -95,15 +102,30 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @_handler
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
+        header = next((str(v) for k, v in context.invocation_metadata() or () if k == METADATA_KEY), None)
+        try:
+            request_id = ids.resolve(request.id or None, header)
+        except ids.InvalidRequestId as e:
+            error = bad_field(e.source, e.message)
+            self.dataplane.refused(ids.new_id(), ROUTE, error.message, error.status)
+            raise error from e
+        try:
+            return self._infer(request, request_id)
+        except ServiceError as e:
+            self.dataplane.refused(request_id, ROUTE, e.message, e.status)
+            raise
+
+    def _infer(self, request: pb.ModelInferRequest, request_id: str) -> pb.ModelInferResponse:
         self.dataplane.check_model(request.model_name)
         body, binary_data = convert.request_body(request)
+        body["id"] = request_id
         wanted, rows = infer_request.validate(body, self.dataplane.settings.max_batch_size, binary_data)
         model = self.dataplane.serving()  # once: the whole request is answered by this model, whatever swaps meanwhile
         version = model.loaded.version
         if request.model_version and request.model_version != version:
             raise NotFound(f"model {request.model_name} version {request.model_version[:100]!r} is not served; "
                            f"serving {version}")  # fmt: skip
-        answer = self.dataplane.infer(rows, model)
+        answer = self.dataplane.infer(rows, model, request_id=request_id, route=ROUTE)
         raw = convert.wants_raw(body, wanted, bool(request.raw_input_contents))
         return convert.response(
             body, wanted, (request.model_name, version), answer.class_ids, answer.probabilities, raw

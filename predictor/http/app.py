@@ -8,6 +8,8 @@ network I/O, so gunicorn can call it in each worker and tests can use ``app.test
   verifying every artifact again, and a follower (predictor.lifecycle.follower) swaps to what the pod's agent points
   at once gunicorn's post_worker_init starts it; admin pin, unpin and reload are handed to the agent, which decides
   once for the pod. With `pod_workers` (gunicorn's worker count) readiness is pod-wide (predictor.lifecycle.readiness).
+- With HANDOVER_DIR the worker also records its predictions in its own prediction log (predictor.predlog), spooled
+  beside the handover for the pod's agent to ship (closed by gunicorn's worker_exit); without it the log is disabled.
 - Without it (a test client) the registry reads the bucket itself, nothing follows anything, and the admin routes act
   on this one registry: the process is its own pod.
 """
@@ -33,6 +35,7 @@ from predictor.http import (
     openapi,
     page,
     predict,
+    request_ids,
     v2,
 )
 from predictor.http import metrics as metrics_route
@@ -41,6 +44,7 @@ from predictor.lifecycle.follower import Follower
 from predictor.lifecycle.readiness import PodReadiness
 from predictor.lifecycle.registry import Registry
 from predictor.metrics import Metrics
+from predictor.predlog.log import PredictionLog
 from predictor.settings import PredictorSettings
 
 
@@ -52,8 +56,10 @@ def create_app(
     metrics = Metrics()
     bucket = store or DeferredModelStore(settings)
     follower = pod = None
+    log = PredictionLog(None)
     if settings.handover_dir:
         directory = Path(settings.handover_dir)
+        log = PredictionLog.from_settings(settings, directory, metrics.registry)
         pod = PodReadiness(directory, pod_workers) if pod_workers else None
         follower = Follower.build(settings, directory, bucket, metrics, on_swap=[pod.record] if pod else [])
         registry = follower.registry
@@ -61,7 +67,8 @@ def create_app(
         registry = Registry(bucket, settings, metrics)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    extensions.install(app, DataPlane(registry, settings, metrics), follower, pod)
+    extensions.install(app, DataPlane(registry, settings, metrics, log), follower, pod)
+    request_ids.register(app)
     for blueprint in (predict.bp, v2.bp, health.bp, model_info.bp, admin.bp, metrics_route.bp, openapi.bp, page.bp):
         app.register_blueprint(blueprint)
     errors.register(app)

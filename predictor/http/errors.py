@@ -1,7 +1,8 @@
 """The one handler that renders every error as JSON (the errors themselves are predictor.errors).
 
 Most routes answer ``{"error": {"code", "message", "details"}}``; the Open Inference Protocol routes under ``/v2/``
-answer the protocol's own ``{"error": "<message>"}``. No response ever carries a traceback.
+answer the protocol's own ``{"error": "<message>"}``. No response ever carries a traceback. A refused prediction
+request is recorded in the prediction log (predictor.http.request_ids).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from core.errors import ServiceError
 from predictor.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from predictor.http import request_ids
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ def to_response(error: Exception) -> Response:
     else:
         log.exception("unhandled error on %s %s", request.method, request.path)
         converted = ServiceError("internal server error")
+    request_ids.refused(converted.message, converted.status)
     body: dict[str, Any] = {"error": converted.message} if request.path.startswith("/v2/") else converted.as_dict()
     response = current_app.response_class(json.dumps(body), converted.status, mimetype="application/json")
     if isinstance(error, HTTPException) and "Allow" in (headers := dict(error.get_headers())):

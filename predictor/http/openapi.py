@@ -23,7 +23,10 @@ bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
 SCHEMAS = "#/components/schemas/"
-VERSION_HEADER = {"X-Model-Version": {"$ref": "#/components/headers/ModelVersion"}}
+HEADERS = {
+    "X-Model-Version": {"$ref": "#/components/headers/ModelVersion"},
+    "X-Request-Id": {"$ref": "#/components/headers/RequestId"},
+}
 ERROR_TEXT = {
     400: "Malformed JSON or a value that breaks the schema; `details.field` names it.",
     401: "Missing or wrong bearer token.",
@@ -40,7 +43,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _response(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
-    return {"description": description, "headers": VERSION_HEADER, "content": {media: {"schema": schema}}}
+    return {"description": description, "headers": HEADERS, "content": {media: {"schema": schema}}}
 
 
 def _errors(*codes: int, v2: bool = False) -> dict[str, Any]:
@@ -176,7 +179,9 @@ def document(settings: PredictorSettings) -> dict[str, Any]:
             "title": "Iris predictor",
             "version": "1.0.0",
             "description": "Iris species predictions from the newest verified model, hot-swapped without downtime. "
-            "Every response carries X-Model-Version.",
+            "Every response carries X-Model-Version and X-Request-Id (the client's X-Request-Id, or the V2 body's "
+            "`id`, when acceptable: 1 to 128 visible ASCII characters; else a new one). On the prediction routes an "
+            "unacceptable client id is a 400 naming `X-Request-Id` or `id`.",
         },
         "paths": paths(settings),
         "components": {
@@ -186,7 +191,12 @@ def document(settings: PredictorSettings) -> dict[str, Any]:
                     "description": "Version of the model that answered (or serves now); 'none' before the first load.",
                     "required": True,
                     "schema": {"type": "string"},
-                }
+                },
+                "RequestId": {
+                    "description": "The request's id, under which the prediction log records it (feedback names it).",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                },
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

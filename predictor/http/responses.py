@@ -54,7 +54,7 @@ class OutputTensor(TypedDict):
 class InferResponse(TypedDict):
     model_name: str
     model_version: str
-    id: NotRequired[str]
+    id: Annotated[str, Field(description="The request's id: the body's `id`, else X-Request-Id, else a new one.")]
     outputs: list[OutputTensor]
 
 

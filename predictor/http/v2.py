@@ -7,13 +7,15 @@ Errors on /v2/ routes use the protocol's own body ``{"error": "<message>"}`` (th
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import pydantic_core
 from flask import Blueprint, Response, current_app, request
 
 from core.iris import CLASSES
-from predictor.errors import ModelNotReady
-from predictor.http import binary, extensions, infer_request, request_body
+from predictor.errors import BadRequest, ModelNotReady
+from predictor.http import binary, extensions, infer_request, request_body, request_ids
 from predictor.http.predict import json_response
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -42,8 +44,14 @@ def infer(model_name: str) -> Response:
     dataplane.check_model(model_name)
     header_length = request.headers.get(binary.HEADER)
     head, binary_data = binary.split(request_body.read(any_content_type=header_length is not None), header_length)
-    body, wanted, rows = infer_request.checked(head, dataplane.settings.max_batch_size, binary_data)
-    answer = dataplane.infer(rows)
+    try:
+        body, wanted, rows = infer_request.checked(head, dataplane.settings.max_batch_size, binary_data)
+    except BadRequest:
+        with contextlib.suppress(ValueError, LookupError, TypeError):
+            request_ids.adopt((pydantic_core.from_json(head) if isinstance(head, bytes) else head)["id"])
+        raise
+    request_id = request_ids.resolve(body.get("id"))
+    answer = dataplane.infer(rows, request_id=request_id, route="v2")
     version = answer.version
     outputs = {
         "predict": {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": answer.class_ids},
@@ -52,9 +60,7 @@ def infer(model_name: str) -> Response:
             "data": [p for row in answer.probabilities for p in row],
         },
     }  # fmt: skip
-    reply: dict[str, Any] = {"model_name": model_name, "model_version": version}
-    if "id" in body:
-        reply["id"] = body["id"]
+    reply: dict[str, Any] = {"model_name": model_name, "model_version": version, "id": request_id}
     reply["outputs"] = [outputs[name] for name in wanted]
     request_parameters = body.get("parameters", {})
     binary_outputs = {name for name, params in wanted.items() if binary.wants_binary(request_parameters, params)}

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,11 @@ class Shipper:
         pod: str,
         retry: Retry | None = None,
         counters: PredictionLogCounters | None = None,
+        on_shipped: Sequence[Callable[[bytes], object]] = (),
     ) -> None:
         self.settings, self.bucket, self.directory, self.pod, self.retry = settings, bucket, directory, pod, retry
+        self.on_shipped = tuple(on_shipped)
+        """Called with each shipped file's JSON lines (the pod's served traffic in batches: the drift window)."""
         self.counters = counters or PredictionLogCounters()
         self.failures = 0
         """Consecutive failed passes (0 after a pass that shipped everything)."""
@@ -99,6 +103,11 @@ class Shipper:
         else:
             self.counters.sent.inc(records)
         self._shipped(claimed)
+        for listener in self.on_shipped:
+            try:
+                listener(data)
+            except Exception:  # a listener's problem never holds back the log
+                log.exception("prediction log listener failed", extra={"object": name})
         return True
 
     def _shipped(self, claimed: Path) -> None:

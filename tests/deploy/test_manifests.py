@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings
 
 from predictor.agent.service import STOP_BUDGET_MAX
 from predictor.http.app import create_app
+from predictor.predlog.settings import PredictionLogSettings
+from predictor.predlog.shipper import FINAL_PASS_TIMEOUT
 from predictor.settings import PredictorSettings
 from tests import keys
 from tests.deploy.conftest import (
@@ -231,7 +233,37 @@ def test_predictor_rollout_and_shutdown_budget() -> None:
     assert multiproc in {m["mountPath"] for m in container["volumeMounts"]}
     graceful = int(find(RESOURCES, "ConfigMap", "iris-predictor")["data"]["GRACEFUL_TIMEOUT"])
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert spec["terminationGracePeriodSeconds"] >= graceful + pre_stop + STOP_BUDGET_MAX
+    assert spec["terminationGracePeriodSeconds"] >= graceful + pre_stop + STOP_BUDGET_MAX + FINAL_PASS_TIMEOUT
+
+
+def quantity_bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([KMG]i)?", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}[unit]
+
+
+def test_every_serving_container_and_the_agent_share_the_prediction_log_spool_on_disk() -> None:
+    """The serving processes write the spool and the agent ships (and deletes) from it: all read-write, one
+    disk-backed emptyDir with room for the spool bound plus one open file per serving process."""
+    spec = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+    containers = [next(c for c in spec["initContainers"] if c["name"] == "model-agent"), *spec["containers"]]
+    folders = {c["name"]: {e["name"]: e.get("value") for e in c["env"]}.get("PREDICTION_LOG_DIR") for c in containers}
+    [folder] = set(folders.values())
+    assert folder is not None
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    names = set()
+    for container in containers:
+        [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+        assert not mount.get("readOnly", False), container["name"]
+        names.add(mount["name"])
+    [name] = names
+    empty_dir = volumes[name]["emptyDir"]
+    assert "medium" not in empty_dir  # on disk: a memory-backed spool would count against the containers' memory
+    data = find(RESOURCES, "ConfigMap", "iris-predictor")["data"]
+    settings = PredictionLogSettings.model_validate({k.lower(): v for k, v in data.items()})
+    workers = int(data.get("WEB_CONCURRENCY", PredictorSettings.model_fields["web_concurrency"].default))
+    writers = workers + 1  # the gunicorn workers and the gRPC server
+    needed = settings.prediction_log_max_spool_bytes + writers * settings.prediction_log_rotate_bytes
+    assert quantity_bytes(empty_dir["sizeLimit"]) >= needed
 
 
 def test_the_model_agent_is_a_sidecar_sharing_the_handover() -> None:

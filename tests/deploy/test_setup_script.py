@@ -239,3 +239,14 @@ def test_the_setup_seeds_the_evaluation_set_with_the_signing_key(dry_run: tuple[
     assert f"GCS_BUCKET={PROJECT}-iris" in seed
     assert any(a.startswith("MODEL_SIGNING_PRIVATE_KEY_FILE=") and a.endswith("/private-key.pem") for a in seed)
     assert commands.index(seed) > commands.index(has(commands, "kubectl", "create", "secret", "iris-signing-key"))
+
+
+def test_the_predictor_may_only_create_objects_under_predictions(dry_run: tuple[str, list[list[str]]]) -> None:
+    """The prediction log's shipper uploads create-only: the predictor never overwrites or deletes a record file."""
+    stdout, commands = dry_run
+    writes = {
+        (role, tuple(prefixes))
+        for member, role, prefixes in bucket_grants(stdout, commands)
+        if member.startswith("serviceAccount:iris-predictor@") and role in WRITE_ROLES
+    }
+    assert writes == {("roles/storage.objectCreator", ("predictions/",))}
