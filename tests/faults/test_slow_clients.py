@@ -111,7 +111,7 @@ def nginx_in_front(predictor: Predictor, tmp_path: Path, worker_sockets: bool = 
         "proxy_runtime_dir": tmp_path / "proxy",
     })  # fmt: skip
     sockets = proxy.worker_sockets(predictor.env) if worker_sockets else []
-    admin = f"127.0.0.1:{predictor.http.admin_port}"
+    admin = f"127.0.0.1:{predictor.admin_port}"
     nginx = proxy.start_proxy(settings, predictor.service.host, MAX_BODY, tmp_path / "proxy.log", admin, sockets)
     if nginx is None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
@@ -141,7 +141,7 @@ def test_bare_gunicorn_stalls_under_slow_clients(predictor: Predictor, row: Row)
     """Control: without the proxy, 4 x workers x threads slow clients hold every thread of a one-worker gunicorn;
     every probe and request times out (the kubelet would mark the pod unready, then restart it)."""
     slow = 4 * predictor.workers * THREADS
-    url, admin = predictor.service.url, f"http://127.0.0.1:{predictor.http.admin_port}"
+    url, admin = predictor.service.url, f"http://127.0.0.1:{predictor.admin_port}"
     trickle, samples = siege(predictor.service.port, url, admin, slow)
     trickle.stop()
     row.note(f"{slow} slow clients on bare gunicorn ({predictor.workers}x{THREADS}): {summary(samples)}")
@@ -154,7 +154,7 @@ def test_tricklers_on_gunicorns_admin_listener_stall_the_pod(predictor: Predicto
     4 x workers x threads slow clients: they hold every thread, so the probes and /api through nginx time out."""
     slow = 4 * predictor.workers * THREADS
     with nginx_in_front(predictor, tmp_path) as front:
-        trickle, samples = siege(predictor.http.admin_port, front.service.url, f"http://127.0.0.1:{predictor.http.admin_port}",
+        trickle, samples = siege(predictor.admin_port, front.service.url, f"http://127.0.0.1:{predictor.admin_port}",
                                  slow)  # fmt: skip
         trickle.stop()
     row.note(f"{slow} slow clients on gunicorn's ADMIN_PORT ({predictor.workers}x{THREADS}): {summary(samples)}")
