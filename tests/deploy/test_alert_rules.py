@@ -24,7 +24,7 @@ from core.drift import DriftGauges, DriftMonitor, Reference
 from core.iris import CLASSES
 from core.settings import DriftSettings
 from devstack import emulators, prometheus
-from tests.deploy.conftest import BASE, K8S, find, kubectl, kustomize_build
+from tests.deploy.conftest import BASE, build_with_operator_component, find, kubectl, kustomize_build
 from tests.polling import wait_for
 
 PROMTOOL = prometheus.binary("promtool")
@@ -211,15 +211,7 @@ def test_the_rules_are_in_the_base_in_managed_prometheus_form() -> None:
 
 @pytest.mark.skipif(kubectl() is None, reason="kubectl (with its built-in kustomize) is not installed")
 def test_the_prometheus_operator_component_renders_the_same_groups(tmp_path: Path) -> None:
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump({
-            "resources": [os.path.relpath(BASE, overlay)],
-            "components": [os.path.relpath(K8S / "components" / "prometheus-operator", overlay)],
-        })
-    )  # fmt: skip
-    operator = find(kustomize_build(overlay), "PrometheusRule", "iris-alerts")
+    operator = find(build_with_operator_component(tmp_path), "PrometheusRule", "iris-alerts")
     managed = find(kustomize_build(BASE), "Rules", "iris-alerts")
     assert operator["apiVersion"] == "monitoring.coreos.com/v1"
     assert operator["spec"]["groups"] == managed["spec"]["groups"] == prometheus.rule_groups()
