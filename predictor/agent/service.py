@@ -33,6 +33,7 @@ from core.observe import Heartbeat, StreamHealth
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.agent import reconcile
 from predictor.agent.aspired import AspiredVersions
+from predictor.agent.behind import BucketLag
 from predictor.agent.drift import PodDrift
 from predictor.agent.subscription import ModelEvents
 from predictor.lifecycle import handover
@@ -62,6 +63,8 @@ class StagingBucket:
         self.store, self.writer, self.bucket, self.health = store, writer, bucket, health
         self.newest: str | None = None
         """The newest version the last listing saw (valid or not)."""
+        self.listed: list[ArtifactRef] = []
+        """The last listing's artifacts, oldest first."""
 
     def list_versions(self) -> list[ArtifactRef]:
         """The bucket's artifacts; each version newer than the last listing's newest is expected to have been
@@ -69,7 +72,7 @@ class StagingBucket:
         overwritten, so another generation of a known name is a metadata rewrite (fake-gcs-server gives the retiring
         customTime patch a generation of its own, unannounced) or an old artifact uploaded again, which anti-rollback
         ignores anyway."""
-        refs = self.store.list_versions()
+        refs = self.listed = self.store.list_versions()
         known, self.newest = self.newest, refs[-1].version if refs else None
         new = [ref for ref in refs if known is None or ref.version > known]
         self.health.found(((self.bucket, ref.name, ref.generation), ref.created) for ref in new)
@@ -105,6 +108,7 @@ class Agent:
         aspired: AspiredVersions | None = None,
         shipper: Shipper | None = None,
         drift: PodDrift | None = None,
+        lag: BucketLag | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
         self.aspired = aspired
@@ -112,6 +116,8 @@ class Agent:
         self.shipper = shipper
         """Ships the pod's prediction log; None with PREDICTION_LOG_ENABLED=false."""
         self.drift = drift
+        self.lag = lag
+        """Whether the pod serves an older model than models/ offers (predictor_agent_behind_bucket)."""
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -191,6 +197,8 @@ class Agent:
         """One heartbeat: check for missed events, refresh the gauges, write agent.json."""
         self.health.check()
         self.heartbeat.beat()
+        if self.lag is not None:
+            self.lag.update()
         if self.directory is None:
             return
         store = self.registry.store
@@ -224,8 +232,9 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
     drift = PodDrift(settings, metrics.registry)
+    staging = StagingBucket(store, writer, settings.gcs_bucket, health)
     registry = Registry(
-        StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
+        staging, settings, metrics,
         on_swap=[writer.point_to, drift.use], on_record=[lambda history: handover.write_history(directory, history)],
     )  # fmt: skip
     writer.pinned = lambda: registry.pinned
@@ -236,4 +245,5 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
             settings, store.bucket, settings.spool_dir(directory), settings.pod_name, gcs.retry(settings),
             PredictionLogCounters(metrics.registry), on_shipped=[drift.observe_lines],
         )  # fmt: skip
-    return Agent(settings, registry, health, directory, aspired, shipper, drift)
+    lag = BucketLag(metrics.registry, registry, lambda: staging.listed)
+    return Agent(settings, registry, health, directory, aspired, shipper, drift, lag)
