@@ -98,6 +98,14 @@ CASES = [
     case("IrisPodServingOlderModel: quiet when a swap caught up within 5 minutes", 7, {
         'predictor_workers_behind{pod="p1"}': "1 1 0 0 0 0 0 0 0 0",
     }, []),
+    case("IrisPodBehindBucket: fires when a pod stays behind the bucket for 10 minutes", 12, {
+        'predictor_agent_behind_bucket{pod="p1"}': "1x20",
+        'predictor_agent_behind_bucket{pod="p2"}': "0x20",
+    }, [{"pod": "p1", **WARNING}]),
+    case("IrisPodBehindBucket: quiet when the swap came within 10 minutes, or 10 minutes have not passed", 12, {
+        'predictor_agent_behind_bucket{pod="p1"}': "1 1 1 1 1 1 1 1 0x12",
+        'predictor_agent_behind_bucket{pod="p2"}': "0 0 0 1x20",
+    }, []),
     case("IrisFleetServesDifferentModels: fires when pods disagree for 10 minutes", 12, {
         'predictor_model_serving{pod="p1",version="a"}': "2x20",
         'predictor_model_serving{pod="p2",version="b"}': "2x20",
