@@ -108,7 +108,6 @@ class Agent:
         aspired: AspiredVersions | None = None,
         shipper: Shipper | None = None,
         drift: PodDrift | None = None,
-        lag: BucketLag | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
         self.aspired = aspired
@@ -116,8 +115,6 @@ class Agent:
         self.shipper = shipper
         """Ships the pod's prediction log; None with PREDICTION_LOG_ENABLED=false."""
         self.drift = drift
-        self.lag = lag
-        """Whether the pod serves an older model than models/ offers (predictor_agent_behind_bucket)."""
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -127,6 +124,8 @@ class Agent:
             daemon=True,
         )  # fmt: skip
         self.ticker = threading.Thread(target=self._tick_forever, name="model-agent-heartbeat", daemon=True)
+        self.lag = BucketLag(registry.metrics.registry, registry, lambda: getattr(registry.store, "listed", []))
+        """Whether the pod serves an older model than models/ offers (predictor_agent_behind_bucket)."""
 
     def start(self) -> None:
         """Subscribe (before the first listing, so nothing published after it is missed), schedule, load."""
@@ -197,8 +196,7 @@ class Agent:
         """One heartbeat: check for missed events, refresh the gauges, write agent.json."""
         self.health.check()
         self.heartbeat.beat()
-        if self.lag is not None:
-            self.lag.update()
+        self.lag.update()
         if self.directory is None:
             return
         store = self.registry.store
@@ -232,9 +230,8 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
     drift = PodDrift(settings, metrics.registry)
-    staging = StagingBucket(store, writer, settings.gcs_bucket, health)
     registry = Registry(
-        staging, settings, metrics,
+        StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
         on_swap=[writer.point_to, drift.use], on_record=[lambda history: handover.write_history(directory, history)],
     )  # fmt: skip
     writer.pinned = lambda: registry.pinned
@@ -245,5 +242,4 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
             settings, store.bucket, settings.spool_dir(directory), settings.pod_name, gcs.retry(settings),
             PredictionLogCounters(metrics.registry), on_shipped=[drift.observe_lines],
         )  # fmt: skip
-    lag = BucketLag(metrics.registry, registry, lambda: staging.listed)
-    return Agent(settings, registry, health, directory, aspired, shipper, drift, lag)
+    return Agent(settings, registry, health, directory, aspired, shipper, drift)

@@ -33,19 +33,6 @@ WARNING, CRITICAL = {"severity": "warning"}, {"severity": "critical"}
 IRIS = load_iris()
 
 
-def case(name: str, minutes: int, series: dict[str, str], fires: list[dict[str, str]]) -> dict[str, Any]:
-    """One promtool test: `series` (1-minute steps) evaluated at `minutes`; `fires` are the expected alerts' labels
-    (empty: the alert must not fire)."""
-    return {
-        "name": name,
-        "interval": "1m",
-        "input_series": [{"series": s, "values": v} for s, v in series.items()],
-        "alert": name.split(":")[0],
-        "eval_time": f"{minutes}m",
-        "exp_alerts": [{"exp_labels": labels} for labels in fires],
-    }
-
-
 def missed_events(
     alert: str, counter: str, job: str, missing: str, quiet: tuple[int, str, str]
 ) -> list[dict[str, Any]]:
@@ -57,6 +44,19 @@ def missed_events(
         case(f"{alert}: fires on a missed event", 5, {series: missing}, [{"job": job, **WARNING}]),
         case(f"{alert}: quiet {why}", minutes, {series: values}, []),
     ]
+
+
+def case(name: str, minutes: int, series: dict[str, str], fires: list[dict[str, str]]) -> dict[str, Any]:
+    """One promtool test: `series` (1-minute steps) evaluated at `minutes`; `fires` are the expected alerts' labels
+    (empty: the alert must not fire)."""
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": [{"series": s, "values": v} for s, v in series.items()],
+        "alert": name.split(":")[0],
+        "eval_time": f"{minutes}m",
+        "exp_alerts": [{"exp_labels": labels} for labels in fires],
+    }
 
 
 LATENCY = 'predictor_request_duration_seconds_bucket{{route="{route}",status="200",le="{le}"}}'
