@@ -33,6 +33,19 @@ WARNING, CRITICAL = {"severity": "warning"}, {"severity": "critical"}
 IRIS = load_iris()
 
 
+def missed_events(
+    alert: str, counter: str, job: str, missing: str, quiet: tuple[int, str, str]
+) -> list[dict[str, Any]]:
+    """The two cases of a missed-events counter: `missing` (its values) fires at 5 minutes; `quiet` (minutes, values,
+    why) must not."""
+    series = f'{counter}{{job="{job}"}}'
+    minutes, values, why = quiet
+    return [
+        case(f"{alert}: fires on a missed event", 5, {series: missing}, [{"job": job, **WARNING}]),
+        case(f"{alert}: quiet {why}", minutes, {series: values}, []),
+    ]
+
+
 def case(name: str, minutes: int, series: dict[str, str], fires: list[dict[str, str]]) -> dict[str, Any]:
     """One promtool test: `series` (1-minute steps) evaluated at `minutes`; `fires` are the expected alerts' labels
     (empty: the alert must not fire)."""
@@ -68,18 +81,10 @@ CASES = [
         'predictor_model_accuracy_floor{version="v2"}': "0.9x20",
         'predictor_live_accuracy{version="v3"}': "0.5x20",
     }, []),
-    case("IrisModelEventsMissed: fires on a missed event", 5, {
-        'predictor_agent_missed_events_total{job="predictor"}': "0 0 0 1 1 1 1",
-    }, [{"job": "predictor", **WARNING}]),
-    case("IrisModelEventsMissed: quiet once 15 minutes passed without one", 25, {
-        'predictor_agent_missed_events_total{job="predictor"}': "0 1 1x30",
-    }, []),
-    case("IrisDataEventsMissed: fires on a missed event", 5, {
-        'trainer_watch_missed_events_total{job="trainer-watch"}': "0 0 2 2 2 2 2",
-    }, [{"job": "trainer-watch", **WARNING}]),
-    case("IrisDataEventsMissed: quiet while none is missed", 20, {
-        'trainer_watch_missed_events_total{job="trainer-watch"}': "4x30",
-    }, []),
+    *missed_events("IrisModelEventsMissed", "predictor_agent_missed_events_total", "predictor", "0 0 0 1 1 1 1",
+                   (25, "0 1 1x30", "once 15 minutes passed without one")),
+    *missed_events("IrisDataEventsMissed", "trainer_watch_missed_events_total", "trainer-watch", "0 0 2 2 2 2 2",
+                   (20, "4x30", "while none is missed")),
     case("IrisModelEventsDisconnected: fires after 10 minutes without a stream", 12, {
         'predictor_agent_subscription_connected{pod="p1"}': "0x20",
         'predictor_agent_subscription_connected{pod="p2"}': "1x20",
@@ -92,6 +97,14 @@ CASES = [
     }, [{"pod": "p1", **WARNING}]),
     case("IrisPodServingOlderModel: quiet when a swap caught up within 5 minutes", 7, {
         'predictor_workers_behind{pod="p1"}': "1 1 0 0 0 0 0 0 0 0",
+    }, []),
+    case("IrisPodBehindBucket: fires when a pod stays behind the bucket for 10 minutes", 12, {
+        'predictor_agent_behind_bucket{pod="p1"}': "1x20",
+        'predictor_agent_behind_bucket{pod="p2"}': "0x20",
+    }, [{"pod": "p1", **WARNING}]),
+    case("IrisPodBehindBucket: quiet when the swap came within 10 minutes, or 10 minutes have not passed", 12, {
+        'predictor_agent_behind_bucket{pod="p1"}': "1 1 1 1 1 1 1 1 0x12",
+        'predictor_agent_behind_bucket{pod="p2"}': "0 0 0 1x20",
     }, []),
     case("IrisFleetServesDifferentModels: fires when pods disagree for 10 minutes", 12, {
         'predictor_model_serving{pod="p1",version="a"}': "2x20",
