@@ -138,6 +138,7 @@ def _label(value: Any) -> str:
 
 Label = Annotated[
     str,
+    Field(description="A class name in a spelling the CSV schema accepts, or a class index; stored as the name."),
     PlainValidator(
         _label,
         json_schema_input_type=Annotated[str, Field(description="A class name, e.g. virginica or Iris-virginica.")]

@@ -23,7 +23,7 @@ from predictor.predlog.feedback import ACCEPTED, UNAVAILABLE, Item
 bp = Blueprint("feedback", __name__, url_prefix="/v1")
 ID_REASON = f"expected a prediction's request id: 1 to {ids.MAX_LENGTH} visible ASCII characters"
 ROW_REASON = f"expected an integer 0..{contract.MAX_ROW} (the instance's index in its prediction's batch)"
-ITEM_REASON = 'expected a feedback item {"id", "label", "row"}'
+ITEM_REASON = 'expected a feedback item {{"id", "label", "row"}}'  # a format string (field_errors)
 RETRY_AFTER_S = 5
 DISABLED = "feedback is disabled: no FEEDBACK_TOKEN or FEEDBACK_TOKEN_FILE is configured and FEEDBACK_PUBLIC is false"
 

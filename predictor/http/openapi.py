@@ -163,8 +163,8 @@ def feedback_paths(settings: PredictorSettings) -> dict[str, Any]:
                              "spool): send those again after Retry-After seconds.", verdicts),
         },
     )  # fmt: skip
-    operation["responses"]["202"] = operation["responses"].pop("200")
-    operation["responses"]["202"]["description"] = "At least one item was accepted (queued for the joiner)."
+    accepted = {**operation["responses"].pop("200"), "description": "At least one item was accepted (queued)."}
+    operation["responses"] = {"202": accepted, **operation["responses"]}
     if not settings.feedback_public:
         operation["security"] = [{"bearer": []}]
         operation["responses"].update(_errors(401))
