@@ -209,6 +209,7 @@ class Agent:
             "connected": self.events.status()["connected"] if self.events else None,
             "events": self.events is not None,
             "prediction_log": self.shipper.status() if self.shipper else None,
+            "feedback_log": self.feedback_shipper.status() if self.feedback_shipper else None,
             **self.health.status(),
         }
         handover.write_agent(self.directory, state)
