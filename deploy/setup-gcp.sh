@@ -171,6 +171,7 @@ grant_storage() {
   bucket_role "$predictor" roles/storage.objectViewer predictor-read-models models/
   # the prediction log: create-only (the shipper uploads with if_generation_match=0; never overwrites or deletes)
   bucket_role "$predictor" roles/storage.objectCreator predictor-write-predictions predictions/
+  bucket_role "$predictor" roles/storage.objectCreator predictor-write-feedback feedback/date=  # feedback, the same way (never the joiner's ledger or accuracy document beside it)
   bucket_role "$trainer" roles/storage.objectViewer trainer-read-data data/
   bucket_role "$trainer" roles/storage.objectCreator trainer-seed-data data/  # seeds data/iris.csv when data/ is empty
   bucket_role "$trainer" roles/storage.objectUser trainer-write-models models/  # claims are replaced in place
@@ -254,7 +255,7 @@ bind_workload_identity() {
 }
 
 create_secret() {
-  say "Secrets in $NAMESPACE: the trainer's Ed25519 signing key and split salt, the trusted public keys, the admin token (never printed)"
+  say "Secrets in $NAMESPACE: the trainer's Ed25519 signing key and split salt, the trusted public keys, the admin and feedback tokens (never printed)"
   run gcloud container clusters get-credentials "$CLUSTER" --project="$PROJECT_ID" --region="$REGION"
   ensure kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
   # The held-out split's salt: a secret, so nobody can tell which rows the quality gate scores on.
@@ -285,12 +286,20 @@ create_secret() {
         --from-file="$key_id.pem=$WORKDIR/public-key.pem"
     fi
   fi
+  $DRY_RUN || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORKDIR/feedback-token")
   if ! $DRY_RUN && kubectl get secret "$SECRET" --namespace="$NAMESPACE" >/dev/null 2>&1; then
     echo "exists: secret $NAMESPACE/$SECRET (kept)"
+    # a secret made before feedback had its own token gets one; an existing feedback-token is kept
+    if [ -z "$(kubectl get secret "$SECRET" --namespace="$NAMESPACE" -o jsonpath='{.data.feedback-token}')" ]; then
+      (umask 077 && printf '{"data":{"feedback-token":"%s"}}' "$(base64 -w0 <"$WORKDIR/feedback-token")" \
+        >"$WORKDIR/feedback-token.patch.json")  # a file: secret values never on a command line
+      run kubectl patch secret "$SECRET" --namespace="$NAMESPACE" --patch-file="$WORKDIR/feedback-token.patch.json"
+    fi
     return
   fi
   $DRY_RUN || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORKDIR/admin-token")
-  run kubectl create secret generic "$SECRET" --namespace="$NAMESPACE" --from-file=admin-token="$WORKDIR/admin-token"
+  run kubectl create secret generic "$SECRET" --namespace="$NAMESPACE" --from-file=admin-token="$WORKDIR/admin-token" \
+    --from-file=feedback-token="$WORKDIR/feedback-token"
 }
 
 # The first trusted evaluation set (scikit-learn's bundled iris), signed with the trainer's key under the set's own

@@ -1,4 +1,5 @@
-"""The local stack's Ed25519 signing key pair and the trainer's split salt, made once in the state folder.
+"""The local stack's Ed25519 signing key pair, the trainer's split salt and the feedback token, made once in the
+state folder.
 
 Never committed: both live in the stack's state folder.
 """
@@ -14,6 +15,7 @@ from core import signing
 PRIVATE = "signing-key.pem"
 PUBLIC = "public"
 SALT = "split-salt"
+FEEDBACK_TOKEN_FILE = "feedback.token"  # noqa: S105 - a file name
 
 
 def ensure_pair(folder: Path) -> tuple[Path, Path]:
@@ -36,24 +38,31 @@ def ensure_pair(folder: Path) -> tuple[Path, Path]:
     return private, public
 
 
-def ensure_salt(folder: Path) -> Path:
-    """Create `folder/split-salt` (mode 600, random) once: the trainer's secret SPLIT_SALT_FILE."""
-    salt = folder / SALT
-    if not salt.exists():
+def ensure_secret(folder: Path, name: str) -> Path:
+    """Create `folder/<name>` (mode 600, random) once and return its path."""
+    path = folder / name
+    if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(salt, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(32))
-    return salt
+    return path
+
+
+def ensure_salt(folder: Path) -> Path:
+    """Create `folder/split-salt` once: the trainer's secret SPLIT_SALT_FILE."""
+    return ensure_secret(folder, SALT)
 
 
 def env(folder: Path) -> dict[str, str]:
-    """Signing variables and the split salt for a trainer or predictor using `folder` (created if missing)."""
+    """Signing variables, the split salt and the feedback token file for a trainer or predictor using `folder`
+    (created if missing)."""
     private, public = ensure_pair(folder)
     return {
         "MODEL_SIGNING_PRIVATE_KEY_FILE": str(private.resolve()),
         "MODEL_PUBLIC_KEYS_DIR": str(public.resolve()),
         "SPLIT_SALT_FILE": str(ensure_salt(folder).resolve()),
+        "FEEDBACK_TOKEN_FILE": str(ensure_secret(folder, FEEDBACK_TOKEN_FILE).resolve()),
     }
 
 

@@ -214,13 +214,14 @@ def render_settings() -> str:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The document /openapi.json serves under the default settings with an admin token configured."""
+    """The document /openapi.json serves under the default settings with an admin and a feedback token configured."""
     from pydantic import SecretStr
 
     from predictor.http.openapi import document
     from predictor.settings import PredictorSettings
 
-    return document(PredictorSettings.model_construct(admin_token=SecretStr(ADMIN_TOKEN_EXAMPLE)))
+    token = SecretStr(ADMIN_TOKEN_EXAMPLE)
+    return document(PredictorSettings.model_construct(admin_token=token, feedback_token=token))
 
 
 def _schema_type(schema: dict[str, Any]) -> str:
@@ -261,7 +262,9 @@ def render_http() -> str:
         f"{info['title']} {info['version']} (OpenAPI {doc['openapi']}). {info['description']}",
         "The limits below are the default settings' (`MAX_BATCH_SIZE`, `MAX_BODY_BYTES`, `MODEL_NAME`);",
         "the `/admin/*` paths exist only when `ADMIN_TOKEN` is set, and `/admin/*` and `/metrics` answer only on",
-        "`ADMIN_PORT` when it is set. The running server's own document is at `/openapi.json`.",
+        "`ADMIN_PORT` when it is set; `/v1/feedback` exists only when `FEEDBACK_TOKEN` (or `FEEDBACK_TOKEN_FILE`)",
+        "is set or `FEEDBACK_PUBLIC=true` (then without a token). The running server's own document is at",
+        "`/openapi.json`.",
         "",
         "## Routes",
         "",
@@ -275,7 +278,8 @@ def render_http() -> str:
         for method, op in methods.items():
             lines += ["", f"### `{method.upper()} {path}`", "", _one_line(op["summary"]) + ".", ""]
             if op.get("security"):
-                lines += ["Needs `Authorization: Bearer <ADMIN_TOKEN>`.", ""]
+                secret = "FEEDBACK_TOKEN" if path.startswith("/v1/feedback") else "ADMIN_TOKEN"
+                lines += [f"Needs `Authorization: Bearer <{secret}>`.", ""]
             body = op.get("requestBody")
             if body:
                 for media, content in body["content"].items():

@@ -353,6 +353,9 @@ http://127.0.0.1:{cfg.port}/api)
   V2 over gRPC       127.0.0.1:{cfg.stack_grpc_port}   (Open Inference Protocol: tritonclient.grpc, kserve)
   admin, metrics     http://127.0.0.1:{cfg.stack_admin_port}/metrics   (/admin/*: token in \
 {cfg.stack_dir}/admin.token){alerts}
+  feedback           curl -H "Authorization: Bearer $(cat {cfg.stack_dir}/keys/feedback.token)" \
+-H 'Content-Type: application/json' -d '{{"id": "<X-Request-Id of an answer>", "label": "setosa"}}' \
+http://127.0.0.1:{cfg.port}/v1/feedback
   drop training CSV  make drop CSV=path/to/file.csv      (validated into data/ or quarantine/)
   retrain now        make train    (new data in data/ trains at once; the safety net runs on '{cfg.train_schedule}')
   environment        source {env_file}

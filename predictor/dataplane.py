@@ -4,7 +4,8 @@ Transport-neutral (as MLServer's DataPlane): the Flask routes (predictor.http) a
 (predictor.grpc) both call it and only translate requests and answers. It reads the process's registry
 (predictor.lifecycle.registry), which decides what serves; a request takes the serving model once, so a concurrent
 swap never splits a batch. Every inference is recorded in the process's prediction log (predictor.predlog) under
-the request's id and route; the transports record their refusals with `refused`.
+the request's id and route; the transports record their refusals with `refused`. Feedback (true labels for logged
+predictions) is judged and spooled by the process's feedback log (predictor.predlog.feedback).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from core.iris import CLASSES, FEATURES
 from predictor.errors import ModelNotReady, NotFound
 from predictor.lifecycle.registry import Registry, Serving
 from predictor.metrics import Metrics
+from predictor.predlog.feedback import FeedbackLog, Item, Verdict
 from predictor.predlog.log import PredictionLog
 from predictor.settings import PredictorSettings
 
@@ -46,11 +48,18 @@ class DataPlane:
     """One serving process's answers, over its registry."""
 
     def __init__(
-        self, registry: Registry, settings: PredictorSettings, metrics: Metrics, log: PredictionLog | None = None
+        self,
+        registry: Registry,
+        settings: PredictorSettings,
+        metrics: Metrics,
+        log: PredictionLog | None = None,
+        feedback_log: FeedbackLog | None = None,
     ) -> None:
         self.registry, self.settings, self.metrics = registry, settings, metrics
         self.log = log or PredictionLog(None)
         """The process's prediction log (disabled unless the composition root builds one)."""
+        self.feedback_log = feedback_log or FeedbackLog(None, settings.feedback_max_age)
+        """The process's feedback spool (every item `not_logged` unless the composition root builds one)."""
 
     def live(self) -> bool:
         """True while the process answers at all."""
@@ -117,3 +126,8 @@ class DataPlane:
     def refused(self, request_id: str, route: str, reason: str, status: int) -> None:
         """Record a refused prediction request (its reason and status, never its body)."""
         self.log.log_refusal(request_id, route, reason, status, self.registry.version)
+
+    def feedback(self, items: Sequence[Item], received_at: float) -> list[Verdict]:
+        """A verdict per feedback item, in order (predictor.predlog.feedback); accepted ones are spooled as received
+        at `received_at`. Never blocks, no I/O."""
+        return self.feedback_log.judge(self.log, items, received_at)

@@ -16,10 +16,11 @@ class BadRequest(ServiceError):
 
 
 class Unauthorized(ServiceError):
-    """Missing or wrong bearer token on an admin route."""
+    """Missing or wrong bearer token on an admin or feedback route; `realm` names which (WWW-Authenticate)."""
 
     status = 401
     code = "unauthorized"
+    realm = "admin"
 
 
 class NotFound(ServiceError):

@@ -83,8 +83,8 @@ def post_worker_init(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Worker, on its way out: stop following the handover, then write what its prediction log holds to the spool
-    and make the last file ready (the agent, stopped after the workers, ships it)."""
+    """Worker, on its way out: stop following the handover, then write what its prediction log and its feedback
+    spool hold to their folders and make the last files ready (the agent, stopped after the workers, ships them)."""
     from predictor.http import extensions
 
     app = getattr(worker, "wsgi", None)
@@ -94,6 +94,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     if follower is not None:
         follower.stop()
     extensions.dataplane(app).log.close()
+    extensions.dataplane(app).feedback_log.close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

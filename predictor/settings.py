@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
 from core.settings import DriftSettings, TrustSettings
 from predictor.predlog.settings import PredictionLogSettings
@@ -57,6 +58,14 @@ class PredictorSettings(TrustSettings, PredictionLogSettings, DriftSettings):
     """Largest request body accepted; larger ones get 413."""
     admin_token: SecretStr | None = Field(None, min_length=16)
     """Bearer token for /admin/* (16+ characters; empty or short refuses to start); unset, the admin routes are 404."""
+    feedback_token: SecretStr | None = Field(None, min_length=16)
+    """Bearer token for POST /v1/feedback (16+ characters); unset and no FEEDBACK_TOKEN_FILE, the route answers 404
+    unless FEEDBACK_PUBLIC."""
+    feedback_token_file: Path | None = None
+    """File holding the feedback bearer token (surrounding whitespace ignored; read once at start; a missing or short
+    one refuses to start); used when FEEDBACK_TOKEN is unset."""
+    feedback_public: bool = False
+    """POST /v1/feedback takes feedback without a token (the trainer's data trust checks still apply to it)."""
     model_events_enabled: bool = True
     """The model agent subscribes to MODEL_EVENTS_TOPIC; when false, the reconcile poll is the only trigger."""
     subscription_prefix: str = "predictor"
@@ -93,6 +102,26 @@ class PredictorSettings(TrustSettings, PredictionLogSettings, DriftSettings):
     is `rate_limited` and the reconcile poll decides."""
     pod_name: str = "local"
     """Pod name from the downward API; part of the subscription name."""
+
+    _feedback_file_token: bytes | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _read_feedback_token(self) -> PredictorSettings:
+        if self.feedback_token is None and self.feedback_token_file is not None:
+            try:
+                text = self.feedback_token_file.read_text().strip()
+            except OSError as e:
+                raise ValueError(f"FEEDBACK_TOKEN_FILE: cannot read {str(self.feedback_token_file)!r}: {e}") from e
+            if len(text) < 16:
+                raise ValueError("FEEDBACK_TOKEN_FILE: the token must have at least 16 characters")
+            self._feedback_file_token = text.encode()
+        return self
+
+    def feedback_secret(self) -> bytes | None:
+        """The feedback bearer token (FEEDBACK_TOKEN, else the file's, read at start), None when neither is set."""
+        if self.feedback_token is not None:
+            return self.feedback_token.get_secret_value().encode()
+        return self._feedback_file_token
 
     @model_validator(mode="after")
     def _worker_sockets_fit(self) -> PredictorSettings:

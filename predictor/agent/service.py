@@ -14,7 +14,8 @@ age and whether they lag it) and answers the agent's own liveness probe (AGENT_H
 
 The agent also runs the pod's prediction log shipper (predictor.predlog.shipper: the serving processes' spool files
 to the bucket; started with the agent, stopped after the subscription, its status in ``agent.json``) and feeds each
-shipped file to the pod's drift window (predictor.agent.drift), whose reference follows every model it accepts.
+shipped file to the pod's drift window (predictor.agent.drift), whose reference follows every model it accepts, and a
+second shipper of the same class for the feedback spool (FEEDBACK_LOG_DIR to FEEDBACK_LOG_PREFIX, never dropping).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from predictor.lifecycle import handover
 from predictor.lifecycle.handover import HandoverWriter
 from predictor.lifecycle.registry import Registry
 from predictor.metrics import Metrics
-from predictor.predlog.metrics import PredictionLogCounters
+from predictor.predlog.metrics import FeedbackCounters, PredictionLogCounters
 from predictor.predlog.shipper import Shipper
 from predictor.settings import PredictorSettings
 
@@ -108,6 +109,7 @@ class Agent:
         aspired: AspiredVersions | None = None,
         shipper: Shipper | None = None,
         drift: PodDrift | None = None,
+        feedback_shipper: Shipper | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
         self.aspired = aspired
@@ -115,6 +117,8 @@ class Agent:
         self.shipper = shipper
         """Ships the pod's prediction log; None with PREDICTION_LOG_ENABLED=false."""
         self.drift = drift
+        self.feedback_shipper = feedback_shipper
+        """Ships the pod's accepted feedback (predictor.predlog.feedback); None with the log off."""
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -138,8 +142,9 @@ class Agent:
         self.ticker.start()
         if self.aspired is not None:
             self.aspired.start()
-        if self.shipper is not None:
-            self.shipper.start()
+        for shipper in (self.shipper, self.feedback_shipper):
+            if shipper is not None:
+                shipper.start()
         log.info("model agent started", extra={"events": self.events is not None, "interval_s": interval})
 
     def _subscriber(self) -> ModelEvents | None:
@@ -168,8 +173,9 @@ class Agent:
             self.loader.join(timeout=0.5)
         if self.aspired is not None:
             self.aspired.stop()
-        if self.shipper is not None:  # last: its final pass ships what the serving processes closed on their way out
-            self.shipper.stop()
+        for shipper in (self.shipper, self.feedback_shipper):  # last: ships what the serving processes closed
+            if shipper is not None:
+                shipper.stop()
         log.info("model agent stopped", extra={"duration_s": round(time.monotonic() - started, 3)})
 
     def status(self) -> dict[str, Any]:
@@ -179,6 +185,7 @@ class Agent:
             "scheduler_running": bool(self.scheduler.running),
             "events": self.events.status() if self.events else None,
             "prediction_log": self.shipper.status() if self.shipper else None,
+            "feedback_log": self.feedback_shipper.status() if self.feedback_shipper else None,
         }
 
     def probe(self) -> tuple[bool, dict[str, Any]]:
@@ -208,6 +215,7 @@ class Agent:
             "connected": self.events.status()["connected"] if self.events else None,
             "events": self.events is not None,
             "prediction_log": self.shipper.status() if self.shipper else None,
+            "feedback_log": self.feedback_shipper.status() if self.feedback_shipper else None,
             **self.health.status(),
         }
         handover.write_agent(self.directory, state)
@@ -236,10 +244,14 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     )  # fmt: skip
     writer.pinned = lambda: registry.pinned
     aspired = AspiredVersions(registry, writer, settings.handover_poll_interval)
-    shipper = None
+    shipper = feedback_shipper = None
     if settings.prediction_log_enabled:
         shipper = Shipper(
             settings, store.bucket, settings.spool_dir(directory), settings.pod_name, gcs.retry(settings),
             PredictionLogCounters(metrics.registry), on_shipped=[drift.observe_lines],
         )  # fmt: skip
-    return Agent(settings, registry, health, directory, aspired, shipper, drift)
+        feedback_shipper = Shipper(
+            settings, store.bucket, settings.feedback_dir(directory), settings.pod_name, gcs.retry(settings),
+            FeedbackCounters(metrics.registry), prefix=settings.feedback_log_prefix, drops=False,
+        )  # fmt: skip
+    return Agent(settings, registry, health, directory, aspired, shipper, drift, feedback_shipper)

@@ -10,15 +10,14 @@ idempotent. With no ADMIN_TOKEN configured every /admin route answers 404.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from core.errors import ServiceError
 from core.states import SwapOutcome, SwapTrigger
-from predictor.errors import BadRequest, NotFound, Unauthorized
-from predictor.http import extensions, inputs, request_body
+from predictor.errors import BadRequest, NotFound
+from predictor.http import bearer, extensions, inputs, request_body
 from predictor.http.contract import Contract
 from predictor.http.predict import json_response
 from predictor.lifecycle.registry import SwapRecord
@@ -38,10 +37,7 @@ def authorize() -> None:
     settings = extensions.settings()
     if settings.admin_token is None:
         raise NotFound("admin routes are disabled (no ADMIN_TOKEN configured)")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    expected = settings.admin_token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        raise Unauthorized("missing or wrong bearer token")
+    bearer.check(settings.admin_token.get_secret_value().encode(), "admin")
 
 
 def _decide(action: str, version: str | None = None) -> Response:

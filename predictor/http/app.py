@@ -9,7 +9,8 @@ network I/O, so gunicorn can call it in each worker and tests can use ``app.test
   at once gunicorn's post_worker_init starts it; admin pin, unpin and reload are handed to the agent, which decides
   once for the pod. With `pod_workers` (gunicorn's worker count) readiness is pod-wide (predictor.lifecycle.readiness).
 - With HANDOVER_DIR the worker also records its predictions in its own prediction log (predictor.predlog), spooled
-  beside the handover for the pod's agent to ship (closed by gunicorn's worker_exit); without it the log is disabled.
+  beside the handover for the pod's agent to ship (closed by gunicorn's worker_exit), and spools accepted feedback
+  in a folder of its own (predictor.predlog.feedback); without it both are disabled.
 - Without it (a test client) the registry reads the bucket itself, nothing follows anything, and the admin routes act
   on this one registry: the process is its own pod.
 """
@@ -29,6 +30,7 @@ from predictor.http import (
     admin_port,
     errors,
     extensions,
+    feedback,
     health,
     hosts,
     model_info,
@@ -44,6 +46,7 @@ from predictor.lifecycle.follower import Follower
 from predictor.lifecycle.readiness import PodReadiness
 from predictor.lifecycle.registry import Registry
 from predictor.metrics import Metrics
+from predictor.predlog.feedback import FeedbackLog
 from predictor.predlog.log import PredictionLog
 from predictor.settings import PredictorSettings
 
@@ -57,9 +60,11 @@ def create_app(
     bucket = store or DeferredModelStore(settings)
     follower = pod = None
     log = PredictionLog(None)
+    feedback_log = None
     if settings.handover_dir:
         directory = Path(settings.handover_dir)
         log = PredictionLog.from_settings(settings, directory, metrics.registry)
+        feedback_log = FeedbackLog.from_settings(settings, directory, metrics.registry)
         pod = PodReadiness(directory, pod_workers) if pod_workers else None
         follower = Follower.build(settings, directory, bucket, metrics, on_swap=[pod.record] if pod else [])
         registry = follower.registry
@@ -67,9 +72,20 @@ def create_app(
         registry = Registry(bucket, settings, metrics)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    extensions.install(app, DataPlane(registry, settings, metrics, log), follower, pod)
+    extensions.install(app, DataPlane(registry, settings, metrics, log, feedback_log), follower, pod)
     request_ids.register(app)
-    for blueprint in (predict.bp, v2.bp, health.bp, model_info.bp, admin.bp, metrics_route.bp, openapi.bp, page.bp):
+    blueprints = (
+        predict.bp,
+        v2.bp,
+        feedback.bp,
+        health.bp,
+        model_info.bp,
+        admin.bp,
+        metrics_route.bp,
+        openapi.bp,
+        page.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     errors.register(app)
     hosts.register(app)

@@ -5,6 +5,10 @@ A measurement is a JSON number (never a boolean or a string), finite, 0..MAX_CM 
 four named features or a list of four numbers in FEATURES order. MAX_BATCH_SIZE comes from the settings, so the
 batch-carrying models are built per limit (`Contract.build`, cached). Rules JSON Schema cannot state (a V2 tensor's
 data agreeing with its shape, binary sizes) are checked by predictor.http.v2 after the model.
+
+Feedback (POST /v1/feedback) is one item or ``{"feedback": [items]}`` of at most FEEDBACK_MAX_ITEMS (`feedback`,
+cached per limit); a label is a class name in any spelling the CSV schema accepts (core.csvscan.canonical_label:
+`Iris-virginica`, ` VIRGINICA `) or a class index, and validates to the canonical name.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from pydantic import with_config as _with_config
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from core.iris import FEATURES, MAX_CM
+from core.csvscan import canonical_label
+from core.iris import CLASSES, FEATURES, MAX_CM
+from predictor.predlog.ids import MAX_LENGTH
 
 OUTPUTS = ("predict", "predict_proba")
 """The V2 outputs of the model, in answer order."""
-ROW = "row"
+ROW = "list"
 """Union tag of an instance given as a list of four numbers (its positions are the FEATURES)."""
 NAMED = "named"
 """Union tag of an instance given as an object of features."""
@@ -115,7 +121,33 @@ def _shape(shape: list[int], info: ValidationInfo) -> list[int]:
     return shape
 
 
-CUSTOM_ERRORS = frozenset({"shape", "batch_size", "parameter"})
+LABEL_REASON = f"expected a class name ({', '.join(CLASSES)}) or a class index 0..{len(CLASSES) - 1}"
+MAX_ROW = 1_000_000
+"""Largest row index a feedback item may name (its prediction's batch was at most MAX_BATCH_SIZE rows)."""
+FEEDBACK_BODY = 'expected a feedback item {"id", "label", "row"} or {"feedback": [items]}'
+
+
+def _label(value: Any) -> str:
+    """The canonical class name of a label: a name in a CSV spelling, or an index into CLASSES."""
+    if type(value) is int and 0 <= value < len(CLASSES):
+        return CLASSES[value]
+    if type(value) is str and len(value) <= 64 and (name := canonical_label(value)) is not None:
+        return name
+    raise PydanticCustomError("label", LABEL_REASON)
+
+
+Label = Annotated[
+    str,
+    Field(description="A class name in a spelling the CSV schema accepts, or a class index; stored as the name."),
+    PlainValidator(
+        _label,
+        json_schema_input_type=Annotated[str, Field(description="A class name, e.g. virginica or Iris-virginica.")]
+        | Annotated[int, Field(ge=0, le=len(CLASSES) - 1, description="A class index (0 setosa ... 2 virginica).")],
+    ),
+]
+
+
+CUSTOM_ERRORS = frozenset({"shape", "batch_size", "parameter", "label", "feedback_body"})
 """Error types raised here with the message a client is told as is."""
 
 
@@ -155,6 +187,48 @@ class PinRequest(TypedDict):
     """The model version to pin."""
 
     version: Annotated[StrictStr, Field(pattern=r"^\d{8}T\d{12}Z$")]
+
+
+@forbid_extra
+class FeedbackItem(TypedDict):
+    """The true class of one instance of a logged prediction."""
+
+    id: Annotated[
+        StrictStr,
+        Field(
+            pattern=f"^[!-~]{{1,{MAX_LENGTH}}}$",
+            description="The prediction's request id, as its answer gave it (X-Request-Id, or the V2 `id`).",
+        ),
+    ]
+    label: Label
+    row: NotRequired[
+        Annotated[
+            StrictInt, Field(ge=0, le=MAX_ROW, description="The instance's index in that prediction's batch (0).")
+        ]
+    ]
+
+
+def _feedback_kind(value: Any) -> str | None:
+    if type(value) is not dict:
+        return None
+    return BATCH if "feedback" in value else SINGLE
+
+
+@functools.cache
+def feedback(limit: int) -> TypeAdapter[Any]:
+    """The validator of a POST /v1/feedback body with at most `limit` (FEEDBACK_MAX_ITEMS) items."""
+
+    @forbid_extra
+    class FeedbackBatch(TypedDict):
+        """Several labels in one request, answered in order."""
+
+        feedback: Annotated[list[FeedbackItem], Field(min_length=1, max_length=limit)]
+
+    body = Annotated[
+        Annotated[FeedbackItem, Tag(SINGLE)] | Annotated[FeedbackBatch, Tag(BATCH)],
+        Discriminator(_feedback_kind, custom_error_type="feedback_body", custom_error_message=FEEDBACK_BODY),
+    ]
+    return TypeAdapter(body)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def to_response(error: Exception) -> Response:
     if isinstance(error, HTTPException) and "Allow" in (headers := dict(error.get_headers())):
         response.headers["Allow"] = headers["Allow"]
     if converted.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="admin"'
+        response.headers["WWW-Authenticate"] = f'Bearer realm="{getattr(converted, "realm", "admin")}"'
     return response
 
 

@@ -4,7 +4,8 @@ Every schema is generated from the models: the request bodies' from those that v
 the answers' from predictor.http.responses; this module lays out the paths.
 
 Limits (batch size, body size, model name) come from the settings, and the admin paths appear only when an admin
-token is configured (otherwise they answer 404 like any unknown path). Every status listed is one the route really
+token is configured (otherwise they answer 404 like any unknown path), the feedback path only when a feedback token
+is configured or FEEDBACK_PUBLIC (its bearer security then dropped). Every status listed is one the route really
 returns; tests fuzz the document against the app with schemathesis.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from flask import Blueprint
 from pydantic import TypeAdapter
 
+from predictor.http import contract as contracts
 from predictor.http import extensions, responses
 from predictor.http.contract import Contract
 from predictor.settings import PredictorSettings
@@ -70,7 +72,8 @@ def schemas(settings: PredictorSettings) -> dict[str, Any]:
     contract = Contract.build(settings.max_batch_size)
     bodies: dict[str, TypeAdapter[Any]] = {
         "PredictRequest": contract.predict, "ApiRequest": contract.api, "InferRequest": contract.infer,
-        "PinRequest": contract.pin, **responses.adapters(),
+        "PinRequest": contract.pin, "FeedbackRequest": contracts.feedback(settings.feedback_max_items),
+        **responses.adapters(),
     }  # fmt: skip
     refs, found = TypeAdapter.json_schemas(
         [(name, "validation", adapter) for name, adapter in bodies.items()],
@@ -140,7 +143,31 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
     }
     if settings.admin_token is not None:
         found.update(admin_paths())
+    if settings.feedback_public or settings.feedback_secret() is not None:
+        found.update(feedback_paths(settings))
     return found
+
+
+def feedback_paths(settings: PredictorSettings) -> dict[str, Any]:
+    verdicts = _ref("FeedbackResponse")
+    operation = _operation(
+        "True labels for logged predictions (one item or a batch); a verdict per item",
+        _response("", verdicts),
+        _ref("FeedbackRequest"),
+        errors={
+            **_errors(400, 413, 415),
+            "422": _response("No item was accepted (each result says why: sampled_out, late, duplicate, not_logged).",
+                             verdicts),
+            "503": _response("No item was accepted and some could not be queued for now (full feedback queue or "
+                             "spool): send those again after Retry-After seconds.", verdicts),
+        },
+    )  # fmt: skip
+    accepted = {**operation["responses"].pop("200"), "description": "At least one item was accepted (queued)."}
+    operation["responses"] = {"202": accepted, **operation["responses"]}
+    if not settings.feedback_public:
+        operation["security"] = [{"bearer": []}]
+        operation["responses"].update(_errors(401))
+    return {"/v1/feedback": {"post": operation}}
 
 
 def admin_paths() -> dict[str, Any]:

@@ -103,9 +103,27 @@ class AdminResult(TypedDict):
     record: SwapRecord | None
 
 
+FeedbackStatus = Literal["accepted", "sampled_out", "late", "duplicate", "not_logged", "unavailable"]
+
+
+class FeedbackResult(TypedDict):
+    """What became of one feedback item (predictor.predlog.feedback)."""
+
+    id: str
+    row: int
+    status: FeedbackStatus
+    reason: NotRequired[Annotated[str, Field(description="Why the item was not accepted.")]]
+
+
+class FeedbackResponse(TypedDict):
+    accepted: Annotated[int, Field(ge=0, description="Items queued for the joiner.")]
+    results: Annotated[list[FeedbackResult], Field(description="One per item, in request order.")]
+
+
 ANSWERS: dict[str, Any] = {
     "PredictResponse": PredictResponse, "ApiResponse": ApiResponse, "InferResponse": InferResponse, "Error": Error,
     "V2Error": V2Error, "SwapRecord": SwapRecord, "ModelInfo": ModelInfo, "AdminResult": AdminResult,
+    "FeedbackResponse": FeedbackResponse,
 }  # fmt: skip
 
 

@@ -7,7 +7,12 @@ A record is one request, answered or refused, under the request's id (predictor.
 - a ``refusal``: time, route, the reason and HTTP status, and the version serving then, WITHOUT the features (a
   refused body is not data we keep, and may be anything).
 
-A batch request is one record, so feedback names a prediction by (id, row index). The request path builds the
+A batch request is one record, so feedback names a prediction by (id, row index). Feedback (predictor.predlog.feedback)
+is a record of its own kind, spooled and shipped apart from the log (its own folder and prefix):
+
+- a ``feedback``: the true class (``label``, a name of core.iris.CLASSES) of row ``row`` of the prediction ``id``,
+  and when the predictor received it.
+ The request path builds the
 record from what it already holds (NumPy arrays are fine: serialising happens in the writer thread, so the caller
 must not modify them afterwards). Records are plain slotted dataclasses (a frozen one costs the request path five
 times as much to build); nothing changes one once it is queued. `to_line` and `from_line` are the file format,
@@ -15,6 +20,7 @@ one JSON object per line::
 
     {"schema":1,"kind":"answer","id":"...","time":"2026-12-04T22:10:00.123456Z","version":"2026...Z",
      "route":"v2","features":[[5.1,3.5,1.4,0.2]],"classes":["setosa"],"probabilities":[[0.98,0.02,0.0]]}
+    {"schema":1,"kind":"feedback","id":"...","row":0,"label":"virginica","time":"2026-12-05T01:30:00.123456Z"}
 """
 
 from __future__ import annotations
@@ -60,7 +66,19 @@ class Refusal:
     version: str | None = None
 
 
-Record = Answer | Refusal
+@dataclass(slots=True)
+class Feedback:
+    """The true class of one instance of a logged prediction: row `row` of the request `id`."""
+
+    id: str
+    row: int
+    label: str
+    """A class name of core.iris.CLASSES."""
+    time: float
+    """When the feedback was received (time.time())."""
+
+
+Record = Answer | Refusal | Feedback
 
 
 def _plain(value: Any) -> Any:
@@ -110,6 +128,11 @@ def to_line(record: Record) -> bytes:
             "version": record.version, "route": record.route, "features": _plain(record.features),
             "classes": _class_names(record.classes), "probabilities": _plain(record.probabilities),
         }  # fmt: skip
+    elif isinstance(record, Feedback):
+        head = {
+            "schema": SCHEMA, "kind": "feedback", "id": record.id, "row": record.row, "label": record.label,
+            "time": iso_time(record.time),
+        }  # fmt: skip
     else:
         head = {
             "schema": SCHEMA, "kind": "refusal", "id": record.id, "time": iso_time(record.time),
@@ -135,6 +158,10 @@ def from_line(line: bytes | str) -> Record:
             )  # fmt: skip
         if data["kind"] == "refusal":
             return Refusal(data["id"], moment, data["route"], data["reason"], data["status"], data["version"])
+        if data["kind"] == "feedback":
+            if type(data["row"]) is not int or data["label"] not in CLASSES:
+                raise ValueError(f"feedback row {data['row']!r} or label {data['label']!r} out of range")
+            return Feedback(data["id"], data["row"], data["label"], moment)
         raise ValueError(f"unknown kind {data['kind']!r}")
     except (KeyError, TypeError) as e:
-        raise ValueError(f"not a prediction log record: {e!r}") from e
+        raise ValueError(f"not a prediction log or feedback record: {e!r}") from e

@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SPOOL_SUFFIX = "-predictions"
 """The default spool folder is the handover folder's name with this suffix, beside it."""
+FEEDBACK_FOLDER = "feedback"
+"""The default feedback spool folder: this subfolder of the prediction log's spool folder."""
+WEEK = 7 * 24 * 3600.0
 
 
 class PredictionLogSettings(BaseSettings):
@@ -39,6 +42,27 @@ class PredictionLogSettings(BaseSettings):
     """Seconds between the shipper's passes over the spool (each closed spool file becomes one object)."""
     prediction_log_retry_max: float = Field(60.0, gt=0)
     """Cap of the shipper's exponential backoff while the bucket refuses or cannot be reached."""
+    feedback_log_dir: Path | None = None
+    """Spool folder of accepted feedback (predictor.predlog.feedback), shared like PREDICTION_LOG_DIR; unset: the
+    `feedback` subfolder of the prediction log's spool folder (never mixed with prediction files)."""
+    feedback_log_prefix: str = Field("feedback/", pattern=r"^[a-z0-9][a-z0-9_\-/]*/$")
+    """Bucket prefix of the shipped feedback files: `<prefix>date=YYYY-MM-DD/<pod>-<spool file>.jsonl.gz`."""
+    feedback_queue_size: int = Field(10_000, ge=1)
+    """Feedback records a serving process holds in memory for its writer thread; beyond, feedback items are answered
+    503 `unavailable` (the client retries them), never dropped."""
+    feedback_log_max_spool_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)
+    """Most bytes of closed feedback spool files kept while the bucket cannot take them; beyond, new feedback items
+    are answered 503 `unavailable` until the shipper caught up (nothing accepted is dropped for room)."""
+    feedback_max_items: int = Field(1000, ge=1)
+    """Most feedback items in one POST /v1/feedback."""
+    feedback_max_age: float = Field(WEEK, gt=0)
+    """Seconds after a generated (UUIDv7) prediction id was issued until feedback for it is answered `late`."""
+
+    def feedback_dir(self, handover_dir: Path) -> Path:
+        """FEEDBACK_LOG_DIR, else the `feedback` subfolder of the prediction log's spool folder."""
+        if self.feedback_log_dir is not None:
+            return self.feedback_log_dir
+        return self.spool_dir(handover_dir) / FEEDBACK_FOLDER
 
     def spool_dir(self, handover_dir: Path) -> Path:
         """PREDICTION_LOG_DIR, else the folder beside `handover_dir` named after it."""

@@ -58,8 +58,15 @@ class Shipper:
         retry: Retry | None = None,
         counters: PredictionLogCounters | None = None,
         on_shipped: Sequence[Callable[[bytes], object]] = (),
+        prefix: str | None = None,
+        drops: bool = True,
     ) -> None:
         self.settings, self.bucket, self.directory, self.pod, self.retry = settings, bucket, directory, pod, retry
+        self.prefix = prefix or settings.prediction_log_prefix
+        """Bucket prefix of the shipped files (PREDICTION_LOG_PREFIX unless given: FEEDBACK_LOG_PREFIX)."""
+        self.drops = drops
+        """Keep the folder within PREDICTION_LOG_MAX_SPOOL_BYTES by dropping its oldest files; False for feedback,
+        whose writers refuse new records instead (predictor.predlog.spool, `refuse_over`)."""
         self.on_shipped = tuple(on_shipped)
         """Called with each shipped file's JSON lines (the pod's served traffic in batches: the drift window)."""
         self.counters = counters or PredictionLogCounters()
@@ -71,7 +78,8 @@ class Shipper:
     def run_once(self, retry: Retry | None = None) -> bool:
         """One pass; True if every ready file was shipped (or found shipped)."""
         promote_orphans(self.directory, self.counters)
-        enforce_bound(self.directory, self.settings.prediction_log_max_spool_bytes, self.counters)
+        if self.drops:
+            enforce_bound(self.directory, self.settings.prediction_log_max_spool_bytes, self.counters)
         return all(self._ship(path, retry or self.retry) for path in ready_files(self.directory))  # stops at a failure
 
     def _ship(self, path: Path, retry: Retry | None) -> bool:
@@ -86,7 +94,7 @@ class Shipper:
         except FileNotFoundError:
             return True
         records = data.count(b"\n")
-        name = object_name(self.settings.prediction_log_prefix, self.pod, stem_of(claimed))
+        name = object_name(self.prefix, self.pod, stem_of(claimed))
         blob = self.bucket.blob(name)
         try:
             gcs.call(

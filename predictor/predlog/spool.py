@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 PART, READY, SHIPPING, DROPPING, NEW = ".part", ".jsonl", ".shipping", ".dropping", ".new"
 POLL_S = 0.05
 """Seconds the writer thread sleeps between drains of its queue."""
+MEASURE_S = 1.0
+"""Seconds between a refusing spool's measurements of what waits in its folder (`refuse_over`)."""
 
 
 STEM = re.compile(r"\d{8}T\d{6}-[0-9a-f]{12}-\d{6}")
@@ -90,10 +92,17 @@ class Spool:
         rotate_seconds: float = 60.0,
         max_spool_bytes: int | None = None,
         autostart: bool = True,
+        refuse_over: int | None = None,
     ) -> None:
         self.directory, self.counters, self.queue_size = directory, counters, queue_size
         self.rotate_bytes, self.rotate_seconds, self.max_spool_bytes = rotate_bytes, rotate_seconds, max_spool_bytes
         self.autostart = autostart
+        self.refuse_over = refuse_over
+        """With a bound here (and no `max_spool_bytes`, which drops the oldest file), `offer` refuses new records while
+        the folder's ready files hold more than this many bytes (measured by the writer thread every MEASURE_S)."""
+        self.full = False
+        """The last measurement found the folder over `refuse_over`."""
+        self._measured = 0.0
         self.queue: deque[Record] = deque()
         self.thread: threading.Thread | None = None
         self.closed = False
@@ -107,19 +116,35 @@ class Spool:
 
     def put(self, record: Record) -> bool:
         """Queue `record` for the writer; never blocks. False (and counted as dropped) when the queue is full."""
+        if self.offer(record):
+            return True
+        self.counters.dropped.inc()
+        return False
+
+    def offer(self, record: Record) -> bool:
+        """Queue `record` for the writer; never blocks, counts nothing. False when the queue is full, the spool over
+        `refuse_over`, closed, or its writer cannot start (the caller says so or counts it)."""
         if self.thread is None and self.autostart:
             try:
                 self.start()
-            except Exception:  # no thread to be had: the request goes on, the record is counted
+            except Exception:  # no thread to be had: the request goes on
                 log.exception("prediction log writer could not start")
-                self.counters.dropped.inc()
                 return False
         queue = self.queue
-        if len(queue) >= self.queue_size or self.closed:
-            self.counters.dropped.inc()
+        if len(queue) >= self.queue_size or self.closed or self.full:
             return False
         queue.append(record)
         return True
+
+    def measure(self) -> int:
+        """Bytes of the folder's waiting files (ready and being shipped); sets `full` against `refuse_over`."""
+        total = 0
+        for path in ready_files(self.directory):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        self.full = self.refuse_over is not None and total > self.refuse_over
+        self._measured = time.monotonic()
+        return total
 
     def start(self) -> None:
         """Start the writer thread (put does on its first call unless autostart is off)."""
@@ -169,6 +194,8 @@ class Spool:
                 self._drain()
                 if self._file is not None and time.monotonic() - self._file.opened >= self.rotate_seconds:
                     self._rotate()
+                if self.refuse_over is not None and time.monotonic() - self._measured >= MEASURE_S:
+                    self.measure()
             except Exception:  # the next round tries again; what could not be written was counted as dropped
                 log.exception("prediction log writer failed")
             if stopping:
@@ -267,6 +294,8 @@ class Spool:
             os.close(current.fd)
         if self.max_spool_bytes is not None:
             enforce_bound(self.directory, self.max_spool_bytes, self.counters)
+        if self.refuse_over is not None:
+            self.measure()
 
 
 def _forked(ref: weakref.ref[Spool]) -> None:

@@ -130,7 +130,7 @@ def test_cluster_registry_secret_and_trigger(dry_run: tuple[str, list[list[str]]
     has(commands, "container", "clusters", "create-auto", "iris")
     has(commands, "artifacts", "repositories", "create", "iris", "--repository-format=docker")
     for name, keys in [
-        ("iris-secrets", {"admin-token"}),
+        ("iris-secrets", {"admin-token", "feedback-token"}),
         ("iris-signing-key", {"private-key.pem", "split-salt"}),
         ("iris-model-public-keys", {"ed25519-KEY_ID.pem"}),
     ]:
@@ -242,15 +242,21 @@ def test_the_setup_seeds_the_evaluation_set_with_the_signing_key(dry_run: tuple[
     assert commands.index(seed) > commands.index(has(commands, "kubectl", "create", "secret", "iris-signing-key"))
 
 
-def test_the_predictor_may_only_create_objects_under_predictions(dry_run: tuple[str, list[list[str]]]) -> None:
-    """The prediction log's shipper uploads create-only: the predictor never overwrites or deletes a record file."""
+def test_the_predictor_may_only_create_objects_under_predictions_and_feedback(
+    dry_run: tuple[str, list[list[str]]],
+) -> None:
+    """The prediction log's and feedback's shippers upload create-only: the predictor never overwrites or deletes a
+    record file."""
     stdout, commands = dry_run
     writes = {
         (role, tuple(prefixes))
         for member, role, prefixes in bucket_grants(stdout, commands)
         if member.startswith("serviceAccount:iris-predictor@") and role in WRITE_ROLES
     }
-    assert writes == {("roles/storage.objectCreator", ("predictions/",))}
+    assert writes == {
+        ("roles/storage.objectCreator", ("predictions/",)),
+        ("roles/storage.objectCreator", ("feedback/date=",)),
+    }
 
 
 def test_the_lifecycle_deletes_old_logs_and_retired_models_never_the_newest(

@@ -4,6 +4,7 @@ shifted traffic raises the pod's drift flag in /metrics (fake-gcs-server, small 
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 from collections.abc import Iterator
@@ -217,3 +218,51 @@ def test_a_clean_shutdown_ships_every_record(
     found = records_by_id(storage_client, bucket_name, sent)
     assert {request_id: len(found.get(request_id, [])) for request_id in sent} == dict.fromkeys(sent, 1)
     assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def feedback_by_id(client: storage.Client, bucket: str, wanted: int) -> dict[tuple[str, int], str]:
+    """(id, row) -> label of every shipped feedback record, once `wanted` arrived (or the timeout passed)."""
+    deadline = time.monotonic() + SHIPPED_TIMEOUT
+    while True:
+        found = {}
+        for blob in client.list_blobs(bucket, prefix="feedback/"):
+            assert re.fullmatch(
+                r"feedback/date=\d{4}-\d\d-\d\d/pod-a-\d{8}T\d{6}-[0-9a-f]{12}-\d{6}\.jsonl\.gz", blob.name
+            )
+            for line in gzip.decompress(blob.download_as_bytes()).splitlines():
+                item = record.from_line(line)
+                assert isinstance(item, record.Feedback)
+                found[item.id, item.row] = item.label
+        if len(found) >= wanted or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_feedback_reaches_the_bucket_while_serving_and_on_shutdown(
+    pod_env: dict[str, str], served: Lineage, storage_client: storage.Client, bucket_name: str, tmp_path: Path
+) -> None:
+    """The workers spool accepted feedback in its own folder; the agent's second shipper takes it to feedback/."""
+    token = "feedback-pod-token-0123"
+    (tmp_path / "handover").mkdir()
+    with serving({**pod_env, "FEEDBACK_TOKEN": token}, served, tmp_path) as service:
+        url, auth = f"{service.url}/v1/feedback", {"Authorization": f"Bearer {token}"}
+        setosa = list(EXAMPLES["setosa"])
+        predicted = requests.post(f"{service.url}/predict", json={"instances": [setosa, setosa]}, timeout=5)
+        request_id = predicted.headers["X-Request-Id"]
+        items = [{"id": request_id, "label": "setosa"}, {"id": request_id, "row": 1, "label": "Iris-versicolor"}]
+        response = requests.post(url, json={"feedback": items}, headers=auth, timeout=5)
+        assert (response.status_code, response.json()["accepted"]) == (202, 2)
+        assert requests.post(url, json=items[0], timeout=5).status_code == 401
+        assert feedback_by_id(storage_client, bucket_name, 2) == {
+            (request_id, 0): "setosa",
+            (request_id, 1): "versicolor",
+        }
+        text = requests.get(f"{service.url}/metrics", timeout=5).text
+        assert 'predictor_feedback_records_total{outcome="accepted"} 2.0' in text
+        last = requests.post(url, json={"id": "at-shutdown", "label": 2}, headers=auth, timeout=5)
+        assert last.status_code == 202
+    assert service.process.returncode is not None
+    assert feedback_by_id(storage_client, bucket_name, 3)["at-shutdown", 0] == "virginica"
+    assert not list((tmp_path / "spool" / "feedback").glob("*.jsonl"))
+    answers = records_by_id(storage_client, bucket_name, {request_id})
+    assert [type(r) for r in answers[request_id]] == [record.Answer], "predictions and feedback never mixed"

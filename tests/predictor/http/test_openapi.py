@@ -11,11 +11,13 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis.internal.conjecture.utils import many
+from pydantic import SecretStr
 from schemathesis import DataGenerationMethod, GenerationConfig
 from schemathesis.checks import ALL_CHECKS
 from schemathesis.specs.openapi.definitions import OPENAPI_30
 from sklearn.pipeline import Pipeline
 
+from predictor.http import extensions
 from predictor.http.app import create_app
 from predictor.http.openapi import document
 from predictor.settings import PredictorSettings
@@ -128,3 +130,19 @@ def test_admin_routes_conform_to_the_document(live_app: Flask, registry, store, 
     publish(store, fitted_model)
     registry.reconcile("startup")
     fuzz(live_app, method, path, ALL_CHECKS, examples=15, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
+@fuzzing
+def test_the_feedback_route_conforms_to_the_document(offline_settings: PredictorSettings, tmp_path) -> None:
+    """With the prediction log on (a handover) and the right token (ignored_auth checks that others get 401)."""
+    token = "feedback-fuzz-token-0123"
+    settings = offline_settings.model_copy(update={
+        "handover_dir": str(tmp_path / "handover"), "prediction_log_dir": tmp_path / "spool",
+        "feedback_token": SecretStr(token),
+    })  # fmt: skip
+    app = fuzz_app(settings, None)
+    try:
+        fuzz(app, "post", "/v1/feedback", ALL_CHECKS, headers={"Authorization": f"Bearer {token}"})
+    finally:
+        extensions.dataplane(app).feedback_log.close()
+        extensions.dataplane(app).log.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,16 +89,6 @@ def test_a_clean_shutdown_ships_everything_at_once(
     received = helpers.ids(helpers.shipped(storage_client, bucket_name))
     assert sorted(received) == sorted(f"req-{i}" for i in range(3000))
     assert leftover(spool) == []
-
-
-@pytest.fixture
-def own_gcs(tmp_path: Path) -> Iterator[Service]:
-    """A fake-gcs-server of this test alone (memory backend), so it can be stopped and started again."""
-    service = emulators.start_fake_gcs(emulators.free_port(), None, tmp_path / "fake-gcs.log")
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def test_files_wait_while_the_bucket_is_down_and_ship_when_it_is_back(tmp_path: Path, own_gcs: Service) -> None:
