@@ -54,10 +54,15 @@ def parsers(limit: int) -> dict[str, Callable[[bytes], Any]]:
             "infer": lambda raw: v2._rows(old.parse_json(raw)["inputs"], limit, b""),  # type: ignore[attr-defined]
         }
     contract_module: Any
+    infer_request: Any
     try:
         from predictor.http import contract as contract_module
-        from predictor.http import infer_request
         from predictor.http.predict import PREDICT
+
+        try:
+            infer_request = importlib.import_module("predictor.infer_request")
+        except ImportError:  # a tree from before predictor/infer_request.py
+            infer_request = importlib.import_module("predictor.http.infer_request")
     except ImportError:  # a tree from before predictor/http/
         contract_module = importlib.import_module("predictor.contract")
         infer_request = v2

@@ -12,7 +12,7 @@
 #   --domain   host name of the Gateway's Google-managed certificate (its DNS A record: the address iris-ip)
 # Environment overrides: REPOSITORY (iris), NAMESPACE (iris), MODEL_EVENTS_TOPIC (model-events),
 #   DATA_EVENTS_TOPIC (data-events), WATCH_SUBSCRIPTION (trainer-data-events),
-#   MODEL_RETENTION_DAYS (180), BRANCH_PATTERN (^main$), OVERLAY (prod), PYTHON (python3, with the project's
+#   MODEL_RETENTION_DAYS (180), PREDICTION_LOG_RETENTION_DAYS (90), BRANCH_PATTERN (^main$), OVERLAY (prod), PYTHON (python3, with the project's
 #   requirements: it signs and uploads the evaluation set as you, through Application Default Credentials).
 set -euo pipefail
 
@@ -31,6 +31,7 @@ TOPIC=${MODEL_EVENTS_TOPIC:-model-events}
 DATA_TOPIC=${DATA_EVENTS_TOPIC:-data-events}
 WATCH_SUBSCRIPTION=${WATCH_SUBSCRIPTION:-trainer-data-events}
 MODEL_RETENTION_DAYS=${MODEL_RETENTION_DAYS:-180}
+PREDICTION_LOG_RETENTION_DAYS=${PREDICTION_LOG_RETENTION_DAYS:-90}
 BRANCH_PATTERN=${BRANCH_PATTERN:-^main\$}
 OVERLAY=${OVERLAY:-prod}
 PYTHON=${PYTHON:-python3}
@@ -106,14 +107,15 @@ enable_apis() {
 }
 
 create_bucket() {
-  say "Bucket gs://$BUCKET: uniform access, no versioning, superseded models deleted $MODEL_RETENTION_DAYS days after retirement"
+  say "Bucket gs://$BUCKET: uniform access, no versioning, superseded models deleted $MODEL_RETENTION_DAYS days after retirement, prediction and feedback logs after $PREDICTION_LOG_RETENTION_DAYS days"
   ensure gcloud storage buckets describe "gs://$BUCKET" -- \
     gcloud storage buckets create "gs://$BUCKET" --project="$PROJECT_ID" --location="$REGION" \
     --uniform-bucket-level-access --public-access-prevention
   cat >"$WORKDIR/lifecycle.json" <<EOF
 {"rule": [
   {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": $MODEL_RETENTION_DAYS, "matchesPrefix": ["models/model-"]}},
-  {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["models/claims/"]}}
+  {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["models/claims/"]}},
+  {"action": {"type": "Delete"}, "condition": {"age": $PREDICTION_LOG_RETENTION_DAYS, "matchesPrefix": ["predictions/", "feedback/date="]}}
 ]}
 EOF
   echo "# lifecycle: $(tr -d '\n' <"$WORKDIR/lifecycle.json")"

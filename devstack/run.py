@@ -278,8 +278,12 @@ def start_project(stack: Stack, env: dict[str, str], events: bool) -> None:
     if events:
         stack.spawn("trainer-watch", [py, "-m", "trainer", "--watch"], env)
     stack.spawn("trainer-scheduler", [py, "-m", "trainer", "--schedule"], env)
-    stack.spawn("predictor", [py, "-m", "predictor"], env, int(env["PORT"]))
-    stack.spawn("predictor-grpc", [py, "-m", "predictor.grpc"], env, cfg.stack_grpc_port)
+    # One metrics folder for the pod's processes, as the pod's emptyDir: the gRPC server's samples join /metrics.
+    pod_metrics = stack.config.stack_dir.resolve() / "metrics"
+    pod_metrics.mkdir(parents=True, exist_ok=True)
+    pod_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(pod_metrics)}
+    stack.spawn("predictor", [py, "-m", "predictor"], pod_env, int(env["PORT"]))
+    stack.spawn("predictor-grpc", [py, "-m", "predictor.grpc"], pod_env, cfg.stack_grpc_port)
     start_front(stack, env)
     function_cmd = [py, "-m", "functions_framework", "--source", "functions/main.py", "--target", "ingest_upload",
                     "--signature-type", "cloudevent", "--host", "127.0.0.1",

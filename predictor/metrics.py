@@ -2,8 +2,10 @@
 
 With PROMETHEUS_MULTIPROC_DIR set (``python -m predictor`` sets it before prometheus_client is imported) every worker
 writes its samples to files there and GET /metrics (predictor.http.metrics) aggregates all workers with a
-MultiProcessCollector; gunicorn's master empties the folder at start (``clear_folder``) and its ``child_exit`` hook
-marks each exited process dead (``forget_process``) so the ``livesum`` gauge forgets dead workers. Without it (tests),
+MultiProcessCollector; gunicorn's master removes its processes' files at start (``clear_folder``) and its
+``child_exit`` hook marks each exited process dead (``forget_process``) so the ``livesum`` gauge forgets dead workers.
+The model agent and the gRPC server join the same folder from their own containers under prefixed identities
+(``agent-<pid>``, ``grpc-<pid>``), so the pod's /metrics carries every process of the pod. Without it (tests),
 the process's own CollectorRegistry is exposed.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter as Tally
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from core.iris import CLASSES
 AGENT_FILE_PREFIX = "agent-"
 """The model agent's metric files are named ``<type>_agent-<pid>.db``: in a pod the agent sidecar has its own PID
 namespace, so a bare pid could equal a serving worker's and both would write the same files."""
+GRPC_FILE_PREFIX = "grpc-"
+"""The gRPC server's metric files, ``<type>_grpc-<pid>.db``: its container has its own PID namespace too."""
 
 
 def agent_identity(pid: int) -> str:
@@ -28,12 +33,27 @@ def agent_identity(pid: int) -> str:
     return f"{AGENT_FILE_PREFIX}{pid}"
 
 
-def name_files_as_agent() -> None:
-    """In the agent, before its first metric exists: write metric files under agent_identity(pid)."""
+def grpc_identity(pid: int) -> str:
+    """The identifier the gRPC server process `pid` names its metric files with."""
+    return f"{GRPC_FILE_PREFIX}{pid}"
+
+
+def name_files_as(identity: Callable[[int], str]) -> None:
+    """In a process of its own container, before its first metric exists: write metric files under identity(pid)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import values
 
-        values.ValueClass = values.MultiProcessValue(lambda: agent_identity(os.getpid()))
+        values.ValueClass = values.MultiProcessValue(lambda: identity(os.getpid()))
+
+
+def name_files_as_agent() -> None:
+    """In the agent, before its first metric exists: write metric files under agent_identity(pid)."""
+    name_files_as(agent_identity)
+
+
+def file_identity(path: Path) -> str:
+    """Whose metric file `path` is: ``gauge_livesum_123.db`` -> ``123``, ``counter_agent-7.db`` -> ``agent-7``."""
+    return path.stem.rsplit("_", 1)[-1]
 
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -55,7 +75,8 @@ class Metrics:
         )  # fmt: skip
         self.predictions = Counter("predictor_predictions", "Predicted instances by species.", ["species"], registry=r)
         self.serving = Gauge(
-            "predictor_model_serving", "1 per live worker serving this model version (summed over workers).",
+            "predictor_model_serving",
+            "1 per live serving process (gunicorn worker, gRPC server) serving this model version (summed).",
             ["version"], multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
         self.swaps = Counter(
@@ -116,12 +137,27 @@ class Metrics:
 
 
 def clear_folder() -> None:
-    """Empty PROMETHEUS_MULTIPROC_DIR (gunicorn's master, at start): stale files of dead PIDs would count as live."""
+    """Remove the files of gunicorn's processes (bare pids) from PROMETHEUS_MULTIPROC_DIR (gunicorn's master, at
+    start): a dead worker's stale files would count as live. The agent's and the gRPC server's files stay: they may
+    be alive in their own containers, and each forgets its own dead predecessors (forget_others)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
         for stale in Path(directory).glob("*.db"):
-            stale.unlink(missing_ok=True)
+            if file_identity(stale).isdigit():
+                stale.unlink(missing_ok=True)
+
+
+def forget_others(prefix: str, mine: str) -> list[str]:
+    """Mark dead every identity starting with `prefix` but `mine` (the one process of a container, at its start:
+    files under the prefix are its dead predecessors'); the identities forgotten."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return []
+    others = {file_identity(p) for p in Path(directory).glob(f"*_{prefix}*.db")} - {mine}
+    for identity in sorted(others):
+        forget_process(identity)
+    return sorted(others)
 
 
 def forget_process(pid: int | str) -> None:

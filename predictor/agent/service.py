@@ -36,6 +36,7 @@ from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.agent import reconcile
 from predictor.agent.accuracy import LiveAccuracy
 from predictor.agent.aspired import AspiredVersions
+from predictor.agent.behind import BucketLag
 from predictor.agent.drift import PodDrift
 from predictor.agent.subscription import ModelEvents
 from predictor.lifecycle import handover
@@ -65,6 +66,8 @@ class StagingBucket:
         self.store, self.writer, self.bucket, self.health = store, writer, bucket, health
         self.newest: str | None = None
         """The newest version the last listing saw (valid or not)."""
+        self.listed: list[ArtifactRef] = []
+        """The last listing's artifacts, oldest first."""
 
     def list_versions(self) -> list[ArtifactRef]:
         """The bucket's artifacts; each version newer than the last listing's newest is expected to have been
@@ -72,7 +75,7 @@ class StagingBucket:
         overwritten, so another generation of a known name is a metadata rewrite (fake-gcs-server gives the retiring
         customTime patch a generation of its own, unannounced) or an old artifact uploaded again, which anti-rollback
         ignores anyway."""
-        refs = self.store.list_versions()
+        refs = self.listed = self.store.list_versions()
         known, self.newest = self.newest, refs[-1].version if refs else None
         new = [ref for ref in refs if known is None or ref.version > known]
         self.health.found(((self.bucket, ref.name, ref.generation), ref.created) for ref in new)
@@ -126,6 +129,8 @@ class Agent:
             daemon=True,
         )  # fmt: skip
         self.ticker = threading.Thread(target=self._tick_forever, name="model-agent-heartbeat", daemon=True)
+        self.lag = BucketLag(registry.metrics.registry, registry, lambda: getattr(registry.store, "listed", []))
+        """Whether the pod serves an older model than models/ offers (predictor_agent_behind_bucket)."""
 
     def start(self) -> None:
         """Subscribe (before the first listing, so nothing published after it is missed), schedule, load."""
@@ -200,6 +205,7 @@ class Agent:
         """One heartbeat: check for missed events, refresh the gauges, write agent.json."""
         self.health.check()
         self.heartbeat.beat()
+        self.lag.update()
         if self.directory is None:
             return
         store = self.registry.store

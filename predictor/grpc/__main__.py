@@ -18,9 +18,30 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-# Before prometheus_client is imported: this process keeps its metrics to itself. The image sets the multiprocess
-# directory for gunicorn's workers, whose /metrics aggregates it; this container does not mount it.
-os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+def pod_metrics_folder() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR when this container mounts it writable (the pod's folder, which the gunicorn workers'
+    /metrics aggregates), else None."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return directory if directory and os.path.isdir(directory) and os.access(directory, os.W_OK) else None
+
+
+# Before prometheus_client is imported (it reads the variable once): without the pod's folder this process keeps its
+# metrics to itself.
+if pod_metrics_folder() is None:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def join_pod_metrics() -> list[str]:
+    """Before the first metric exists: write metric files into the pod's folder as ``grpc-<pid>``, and forget dead
+    predecessors' live gauges (the identities forgotten)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return []
+    from predictor import metrics
+
+    metrics.name_files_as(metrics.grpc_identity)
+    return metrics.forget_others(metrics.GRPC_FILE_PREFIX, metrics.grpc_identity(os.getpid()))
+
 
 if TYPE_CHECKING:
     from core.store import ModelStore
@@ -69,6 +90,7 @@ def main() -> int:
 
     settings = load(PredictorSettings)
     logs.setup(settings.log_level)
+    join_pod_metrics()
     from predictor.grpc.server import serve  # scikit-learn and prometheus_client: after the environment is settled
 
     process = compose(settings)

@@ -15,7 +15,7 @@ import numpy as np
 
 from core.iris import CLASSES, FEATURES
 from predictor.errors import bad_field
-from predictor.http import binary
+from predictor.infer_request import DTYPES
 from predictor.protos import grpc_predict_v2_pb2 as pb
 
 CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents"}
@@ -66,7 +66,7 @@ def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, index: int, raw: byte
 
 
 def _check_raw_size(raw: bytes, shape: list[int], datatype: str, index: int) -> None:
-    dtype = binary.DTYPES.get(datatype)
+    dtype = DTYPES.get(datatype)
     if dtype is None or len(shape) != 2 or shape[1] != len(FEATURES) or shape[0] < 1:
         return  # the shape or datatype is wrong: validation names that
     expected = shape[0] * shape[1] * dtype.itemsize
@@ -105,7 +105,7 @@ def response(
         datatype, shape, field, values = columns[name]
         output = answer.outputs.add(name=name, datatype=datatype, shape=shape)
         if raw:
-            answer.raw_output_contents.append(np.asarray(values, dtype=binary.DTYPES[datatype]).tobytes())
+            answer.raw_output_contents.append(np.asarray(values, dtype=DTYPES[datatype]).tobytes())
         else:
             getattr(output.contents, field).extend(values)
     return answer

@@ -1,7 +1,7 @@
 """``inference.GRPCInferenceService``: health, metadata and inference, answered by the data plane.
 
 Each handler translates between protobuf and the transport-neutral data plane (predictor.dataplane) that the REST
-routes call too; requests are checked as the REST V2 route checks them (predictor.http.infer_request, no Flask). A
+routes call too; requests are checked as the REST V2 route checks them (predictor.infer_request, no Flask). A
 ServiceError becomes the gRPC status matching its HTTP one, with the same message the REST route gives.
 ModelInfer answers under the request's id (its `id`, else the ``x-request-id`` metadata, else a new one), recorded
 in the prediction log with route ``grpc``, refusals too.
@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 import grpc
 
 from core.errors import ServiceError
+from predictor import infer_request
 from predictor.dataplane import DataPlane
 from predictor.errors import NotFound, bad_field
 from predictor.grpc import convert
-from predictor.http import infer_request
 from predictor.predlog import ids
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc

@@ -8,15 +8,14 @@ else when the request's ``parameters.binary_data_output`` does; its JSON then ca
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from predictor.errors import bad_field
+from predictor.infer_request import DTYPES
 
 HEADER = "Inference-Header-Content-Length"
-DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.dtype("<i8")}
 
 
 def split(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -26,17 +25,6 @@ def split(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if not header_length.isascii() or not header_length.isdigit() or int(header_length) > len(raw):
         raise bad_field(HEADER, f"expected a byte count of at most the body's {len(raw)} bytes")
     return raw[: int(header_length)], raw[int(header_length) :]
-
-
-def binary_values(tensor: Mapping[str, Any], binary: bytes, count: int) -> list[Any]:
-    """The flat values of an input sent as binary data (it must be exactly count x 4 values of its datatype)."""
-    size = tensor["parameters"]["binary_data_size"]
-    dtype = DTYPES[tensor["datatype"]]
-    expected = count * 4 * dtype.itemsize
-    if type(size) is not int or size != expected or len(binary) != expected:
-        raise bad_field("inputs[0].parameters.binary_data_size", f"expected {expected} bytes, got {len(binary)}")
-    values: list[Any] = np.frombuffer(binary, dtype=dtype).astype(np.float64).tolist()
-    return values
 
 
 def wants_binary(request_parameters: dict[str, Any], output_parameters: dict[str, Any]) -> bool:

@@ -57,6 +57,13 @@ def _operation(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = N
     return operation
 
 
+def _prediction(summary: str, answer: str, model: str, v2: bool = False) -> dict[str, Any]:
+    """A prediction route: POST `<model>Request`, answered by `<model>Response`, refused like every prediction
+    (malformed or too large a body, not JSON, no model yet)."""
+    ok = _response(answer, _ref(f"{model}Response"))
+    return {"post": _operation(summary, ok, _ref(f"{model}Request"), errors=_errors(400, 413, 415, 503, v2=v2))}
+
+
 def schemas(settings: PredictorSettings) -> dict[str, Any]:
     """Every component schema, generated from the models: the requests' (predictor.http.contract, which validate
     them) and the answers' (predictor.http.responses)."""
@@ -96,22 +103,16 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
         },
     )
     found: dict[str, Any] = {
-        "/predict": {
-            "post": _operation(
-                "Predict species with probabilities",
-                _response("One prediction per instance, all by the same model.", _ref("PredictResponse")),
-                _ref("PredictRequest"),
-                errors=_errors(400, 413, 415, 503),
-            )
-        },
-        "/api": {
-            "post": _operation(
-                "Original client contract: measurements in, class ids out as a JSON string",
-                _response("Class ids (0 setosa, 1 versicolor, 2 virginica).", _ref("ApiResponse")),
-                _ref("ApiRequest"),
-                errors=_errors(400, 413, 415, 503),
-            )
-        },
+        "/predict": _prediction(
+            "Predict species with probabilities",
+            "One prediction per instance, all by the same model.",
+            "Predict",
+        ),
+        "/api": _prediction(
+            "Original client contract: measurements in, class ids out as a JSON string",
+            "Class ids (0 setosa, 1 versicolor, 2 virginica).",
+            "Api",
+        ),
         "/v2": {"get": _operation("Server metadata (OIP V2)", _response("Server metadata.", any_object))},
         "/v2/health/live": {"get": live},
         "/healthz": {"get": live},
@@ -121,14 +122,12 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
         f"/v2/models/{name}/ready": {
             "get": _operation("Model readiness (OIP V2)", _response("Ready.", any_object), errors=v2_ready_errors)
         },
-        f"/v2/models/{name}/infer": {
-            "post": _operation(
-                "Inference (OIP V2); errors are {'error': message}",
-                _response("predict (INT64 class ids) and predict_proba (FP64 [N, 3]).", _ref("InferResponse")),
-                _ref("InferRequest"),
-                errors=_errors(400, 413, 415, 503, v2=True),
-            )
-        },
+        f"/v2/models/{name}/infer": _prediction(
+            "Inference (OIP V2); errors are {'error': message}",
+            "predict (INT64 class ids) and predict_proba (FP64 [N, 3]).",
+            "Infer",
+            v2=True,
+        ),
         "/v1/model": {
             "get": _operation("Serving model, lineage and swap history", _response("Model.", _ref("ModelInfo")))
         },

@@ -14,8 +14,9 @@ import pydantic_core
 from flask import Blueprint, Response, current_app, request
 
 from core.iris import CLASSES
+from predictor import infer_request
 from predictor.errors import BadRequest, ModelNotReady
-from predictor.http import binary, extensions, infer_request, request_body, request_ids
+from predictor.http import binary, extensions, request_body, request_ids
 from predictor.http.predict import json_response
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")

@@ -232,6 +232,11 @@ class Registry:
             self.pinned = None
             return self.reconcile(SwapTrigger.ADMIN)
 
+    def acceptable_newer(self, refs: Sequence[ArtifactRef]) -> list[ArtifactRef]:
+        """Those of `refs` these rules would still load: newer than the serving version (any, while none serves),
+        neither refused by verification nor found missing, and the pinned version alone while pinned."""
+        return [ref for ref in refs if self._skip_reason(ref.name, ref.version, ref.generation) is None]
+
     def _skip_reason(self, name: str, version: str | None, generation: int | None) -> str | None:
         if version is None:
             return SkipReason.NOT_A_MODEL

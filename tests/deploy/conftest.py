@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,19 @@ def kustomize_build(directory: Path) -> list[dict[str, Any]]:
     out = subprocess.run([exe, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def build_with_operator_component(workdir: Path) -> list[dict[str, Any]]:
+    """The base built with k8s/components/prometheus-operator, as an overlay in `workdir` would add it."""
+    overlay = workdir / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump({
+            "resources": [os.path.relpath(BASE, overlay)],
+            "components": [os.path.relpath(K8S / "components" / "prometheus-operator", overlay)],
+        })
+    )  # fmt: skip
+    return kustomize_build(overlay)
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

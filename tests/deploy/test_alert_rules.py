@@ -24,13 +24,26 @@ from core.drift import DriftGauges, DriftMonitor, Reference
 from core.iris import CLASSES
 from core.settings import DriftSettings
 from devstack import emulators, prometheus
-from tests.deploy.conftest import BASE, K8S, find, kubectl, kustomize_build
+from tests.deploy.conftest import BASE, build_with_operator_component, find, kubectl, kustomize_build
 from tests.polling import wait_for
 
 PROMTOOL = prometheus.binary("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
 WARNING, CRITICAL = {"severity": "warning"}, {"severity": "critical"}
 IRIS = load_iris()
+
+
+def missed_events(
+    alert: str, counter: str, job: str, missing: str, quiet: tuple[int, str, str]
+) -> list[dict[str, Any]]:
+    """The two cases of a missed-events counter: `missing` (its values) fires at 5 minutes; `quiet` (minutes, values,
+    why) must not."""
+    series = f'{counter}{{job="{job}"}}'
+    minutes, values, why = quiet
+    return [
+        case(f"{alert}: fires on a missed event", 5, {series: missing}, [{"job": job, **WARNING}]),
+        case(f"{alert}: quiet {why}", minutes, {series: values}, []),
+    ]
 
 
 def case(name: str, minutes: int, series: dict[str, str], fires: list[dict[str, str]]) -> dict[str, Any]:
@@ -82,18 +95,10 @@ CASES = [
         'predictor_model_accuracy_floor{version="v1",pod="p1"}': "0.9x20",
         'predictor_model_accuracy_floor{version="v1",pod="p2"}': NAN,
     }, [{"version": "v1", **CRITICAL}]),
-    case("IrisModelEventsMissed: fires on a missed event", 5, {
-        'predictor_agent_missed_events_total{job="predictor"}': "0 0 0 1 1 1 1",
-    }, [{"job": "predictor", **WARNING}]),
-    case("IrisModelEventsMissed: quiet once 15 minutes passed without one", 25, {
-        'predictor_agent_missed_events_total{job="predictor"}': "0 1 1x30",
-    }, []),
-    case("IrisDataEventsMissed: fires on a missed event", 5, {
-        'trainer_watch_missed_events_total{job="trainer-watch"}': "0 0 2 2 2 2 2",
-    }, [{"job": "trainer-watch", **WARNING}]),
-    case("IrisDataEventsMissed: quiet while none is missed", 20, {
-        'trainer_watch_missed_events_total{job="trainer-watch"}': "4x30",
-    }, []),
+    *missed_events("IrisModelEventsMissed", "predictor_agent_missed_events_total", "predictor", "0 0 0 1 1 1 1",
+                   (25, "0 1 1x30", "once 15 minutes passed without one")),
+    *missed_events("IrisDataEventsMissed", "trainer_watch_missed_events_total", "trainer-watch", "0 0 2 2 2 2 2",
+                   (20, "4x30", "while none is missed")),
     case("IrisModelEventsDisconnected: fires after 10 minutes without a stream", 12, {
         'predictor_agent_subscription_connected{pod="p1"}': "0x20",
         'predictor_agent_subscription_connected{pod="p2"}': "1x20",
@@ -106,6 +111,14 @@ CASES = [
     }, [{"pod": "p1", **WARNING}]),
     case("IrisPodServingOlderModel: quiet when a swap caught up within 5 minutes", 7, {
         'predictor_workers_behind{pod="p1"}': "1 1 0 0 0 0 0 0 0 0",
+    }, []),
+    case("IrisPodBehindBucket: fires when a pod stays behind the bucket for 10 minutes", 12, {
+        'predictor_agent_behind_bucket{pod="p1"}': "1x20",
+        'predictor_agent_behind_bucket{pod="p2"}': "0x20",
+    }, [{"pod": "p1", **WARNING}]),
+    case("IrisPodBehindBucket: quiet when the swap came within 10 minutes, or 10 minutes have not passed", 12, {
+        'predictor_agent_behind_bucket{pod="p1"}': "1 1 1 1 1 1 1 1 0x12",
+        'predictor_agent_behind_bucket{pod="p2"}': "0 0 0 1x20",
     }, []),
     case("IrisFleetServesDifferentModels: fires when pods disagree for 10 minutes", 12, {
         'predictor_model_serving{pod="p1",version="a"}': "2x20",
@@ -225,15 +238,7 @@ def test_the_rules_are_in_the_base_in_managed_prometheus_form() -> None:
 
 @pytest.mark.skipif(kubectl() is None, reason="kubectl (with its built-in kustomize) is not installed")
 def test_the_prometheus_operator_component_renders_the_same_groups(tmp_path: Path) -> None:
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump({
-            "resources": [os.path.relpath(BASE, overlay)],
-            "components": [os.path.relpath(K8S / "components" / "prometheus-operator", overlay)],
-        })
-    )  # fmt: skip
-    operator = find(kustomize_build(overlay), "PrometheusRule", "iris-alerts")
+    operator = find(build_with_operator_component(tmp_path), "PrometheusRule", "iris-alerts")
     managed = find(kustomize_build(BASE), "Rules", "iris-alerts")
     assert operator["apiVersion"] == "monitoring.coreos.com/v1"
     assert operator["spec"]["groups"] == managed["spec"]["groups"] == prometheus.rule_groups()

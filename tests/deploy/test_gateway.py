@@ -140,11 +140,15 @@ def test_nginx_never_forwards_admin_or_metrics() -> None:
 
 
 def test_only_the_load_balancer_reaches_the_public_ports() -> None:
-    (policy,) = [p for p in RESOURCES if p["kind"] == "NetworkPolicy" and p["metadata"]["name"].endswith("ingress")]
+    (policy,) = [
+        p for p in RESOURCES if p["kind"] == "NetworkPolicy" and p["metadata"]["name"] == "iris-predictor-ingress"
+    ]
     ports = {p["name"]: p["containerPort"] for c in containers().values() for p in c.get("ports", [])}
     rules = {tuple(sorted(p["port"] for p in rule["ports"])): rule["from"] for rule in policy["spec"]["ingress"]}
     assert rules.keys() == {tuple(sorted((ports["http"], ports["grpc"]))), (ports["admin"],)}
     public = rules[tuple(sorted((ports["http"], ports["grpc"])))]
     assert {peer["ipBlock"]["cidr"] for peer in public} == GFE_RANGES
-    (monitoring,) = rules[(ports["admin"],)]
-    assert monitoring == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    scrapers = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rules[(ports["admin"],)]
+    ]
+    assert sorted(scrapers) == ["gmp-system", "monitoring"]  # Managed Prometheus's collectors, a self-managed one

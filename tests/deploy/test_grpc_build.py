@@ -59,7 +59,8 @@ def test_the_grpc_container_serves_grpc_port_with_health_probes() -> None:
     ports = {p["name"]: p["containerPort"] for p in grpc["ports"]}
     env = {e["name"]: e.get("value") for e in grpc["env"]}
     assert int(env["GRPC_PORT"]) == ports["grpc"] == PredictorSettings.model_fields["grpc_port"].default
-    assert "PROMETHEUS_MULTIPROC_DIR" not in env, "the gunicorn workers' directory counts serving workers"
+    workers = {e["name"]: e.get("value") for e in containers()["predictor"]["env"]}
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == workers["PROMETHEUS_MULTIPROC_DIR"], "its samples join the pod's"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert grpc[probe]["grpc"]["port"] == ports["grpc"]
     assert grpc["readinessProbe"]["grpc"]["service"] == SERVICE

@@ -345,3 +345,20 @@ def test_the_model_agent_and_the_data_watcher_have_liveness_probes_on_their_heal
     window = watcher["livenessProbe"]["periodSeconds"] * watcher["livenessProbe"]["failureThreshold"]
     assert float(trainer_env["WATCH_STALE_AFTER"]) >= 600
     assert window >= 60
+
+
+def test_every_process_of_the_predictor_pod_writes_its_metrics_where_the_pods_metrics_are_read() -> None:
+    """gunicorn's workers (whose /metrics aggregates the folder), the model agent and the gRPC server share one
+    PROMETHEUS_MULTIPROC_DIR volume, so the pod's one scrape carries them all."""
+    spec = pod_spec(find(RESOURCES, "Deployment", PREDICTOR))
+    folders = {}
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if "PROMETHEUS_MULTIPROC_DIR" not in env:
+            continue
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        mount = mounts[env["PROMETHEUS_MULTIPROC_DIR"]]
+        assert not mount.get("readOnly", False), container["name"]
+        folders[container["name"]] = mount["name"]
+    assert set(folders) == {"model-agent", spec["containers"][0]["name"], "grpc"}
+    assert set(folders.values()) == {"prometheus"}

@@ -40,13 +40,35 @@ def test_everything_is_denied_unless_allowed() -> None:
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
-def test_trainer_pods_accept_no_connection() -> None:
-    labels = pod_labels()
-    for name, spec in policies().items():
-        if "Ingress" in spec["policyTypes"] and spec.get("ingress"):
-            assert not selects(spec["podSelector"], labels["iris-trainer"]), name
-            assert not selects(spec["podSelector"], labels["iris-trainer-watch"]), name
-    assert selects(policies()["iris-predictor-ingress"]["podSelector"], labels["iris-predictor"])
+SCRAPERS = {"gmp-system", "monitoring"}
+"""Namespaces of the metrics scrapers: Managed Service for Prometheus's collectors and a self-managed Prometheus."""
+
+
+def admitted(pod: str) -> dict[int, set[str]]:
+    """Port -> the namespaces every ingress rule selecting the pods of workload `pod` admits there."""
+    ports: dict[int, set[str]] = {}
+    for spec in policies().values():
+        if "Ingress" not in spec["policyTypes"] or not selects(spec["podSelector"], pod_labels()[pod]):
+            continue
+        for rule in spec.get("ingress", []):
+            namespaces = {
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                for peer in rule["from"]
+                if "namespaceSelector" in peer
+            }
+            for port in rule["ports"]:
+                ports.setdefault(port["port"], set()).update(namespaces)
+    return ports
+
+
+def test_trainer_pods_accept_no_connection_but_the_watchers_metrics_scrape() -> None:
+    assert admitted("iris-trainer") == {}
+    assert admitted("iris-trainer-watch") == {9093: SCRAPERS}
+    assert selects(policies()["iris-predictor-ingress"]["podSelector"], pod_labels()["iris-predictor"])
+
+
+def test_the_predictor_admin_port_admits_only_the_scrapers() -> None:
+    assert admitted("iris-predictor")[9090] == SCRAPERS
 
 
 def test_every_pod_talks_only_to_dns_metadata_and_google_apis() -> None:

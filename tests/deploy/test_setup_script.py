@@ -3,6 +3,7 @@ against existing resources creates nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -250,3 +251,18 @@ def test_the_predictor_may_only_create_objects_under_predictions(dry_run: tuple[
         if member.startswith("serviceAccount:iris-predictor@") and role in WRITE_ROLES
     }
     assert writes == {("roles/storage.objectCreator", ("predictions/",))}
+
+
+def test_the_lifecycle_deletes_old_logs_and_retired_models_never_the_newest(
+    dry_run: tuple[str, list[list[str]]],
+) -> None:
+    stdout, _ = dry_run
+    (line,) = [line for line in stdout.splitlines() if line.startswith("# lifecycle: ")]
+    rules = {
+        tuple(r["condition"]["matchesPrefix"]): r["condition"]
+        for r in json.loads(line.removeprefix("# lifecycle: "))["rule"]
+    }
+    assert set(rules) == {("models/model-",), ("models/claims/",), ("predictions/", "feedback/date=")}
+    assert rules[("models/model-",)] == {"daysSinceCustomTime": 180, "matchesPrefix": ["models/model-"]}
+    assert rules[("predictions/", "feedback/date=")]["age"] == 90  # above FEEDBACK_MAX_AGE's 7 days
+    assert all(r["action"] == {"type": "Delete"} for r in json.loads(line.removeprefix("# lifecycle: "))["rule"])

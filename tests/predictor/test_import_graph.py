@@ -1,11 +1,14 @@
-"""The layout's rule, checked: the model lifecycle, the agent, the data plane and the gRPC server never import Flask.
+"""The layout's rules, checked: the model lifecycle, the agent, the data plane and the gRPC server never import Flask,
+and the gRPC server's modules never import the HTTP package (predictor/http/): what both transports share lives beside
+the data plane (predictor.dataplane, predictor.infer_request).
 
 Each module is imported alone in a fresh interpreter (an import in this test process would find Flask already
-loaded by other tests).
+loaded by other tests); the HTTP rule reads each gRPC module's own import statements.
 """
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +20,7 @@ MODULES = sorted(
     for folder in PACKAGES
     for path in (REPO / folder).glob("*.py")
 )
-FLASK_FREE = [*MODULES, "predictor.dataplane", "predictor.errors", "predictor.metrics", "predictor.http.infer_request"]
+FLASK_FREE = [*MODULES, "predictor.dataplane", "predictor.errors", "predictor.metrics", "predictor.infer_request"]
 PROBE = """
 import importlib, sys
 for module in sys.argv[1:]:
@@ -49,3 +52,34 @@ def test_the_lifecycle_the_agent_the_data_plane_and_grpc_do_not_import_flask() -
 
 def test_the_check_can_fail() -> None:
     assert first_to_import_flask(["predictor.lifecycle.registry", "predictor.http.app"]) == "predictor.http.app"
+
+
+def http_imports(path: Path) -> list[str]:
+    """The import statements of the module at `path` that name predictor.http or one of its modules."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        if any(name == "predictor.http" or name.startswith("predictor.http.") for name in names):
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_grpc_does_not_import_the_http_package() -> None:
+    modules = sorted((REPO / "predictor" / "grpc").glob("*.py"))
+    assert {"service.py", "convert.py", "__main__.py"} <= {path.name for path in modules}
+    assert {path.name: http_imports(path) for path in modules if http_imports(path)} == {}
+
+
+def test_the_http_check_can_fail(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text("import predictor.http.app\nfrom predictor import http\nfrom predictor.http import binary\n"
+                      "from predictor import infer_request\nimport predictor.httpd\n")  # fmt: skip
+    assert http_imports(module) == [
+        "import predictor.http.app", "from predictor import http", "from predictor.http import binary"
+    ]  # fmt: skip
+    assert http_imports(REPO / "predictor" / "http" / "v2.py")

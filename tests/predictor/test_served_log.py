@@ -162,6 +162,7 @@ def test_every_answer_and_refusal_reaches_the_bucket_once_under_its_id(
     assert sent is not None
     assert float(sent.group(1)) >= len(answered) + 2  # the agent ships (and counts) every process's files
     assert 'predictor_prediction_log_records_total{outcome="dropped"} 0.0' in text
+    assert re.search(r"^predictor_agent_behind_bucket 0\.0$", text, re.MULTILINE)  # the agent's, in the pod's /metrics
     agent = requests.get(f"{url}/v1/model", timeout=5).json()["agent"]
     assert agent["prediction_log"]["failures"] == 0
 

@@ -188,19 +188,23 @@ def own_stack(tmp_path: Path) -> Iterator[tuple[Service, Service]]:
             service.stop()
 
 
+def own_registry(
+    own_stack: tuple[Service, Service], common_env: dict[str, str], bucket: str, **overrides: Any
+) -> tuple[PredictorSettings, Registry]:
+    """A bucket of its own on `own_stack`, and the settings and registry of a pod using both emulators."""
+    pubsub, gcs = own_stack
+    emulators.ensure_bucket(gcs.host, PROJECT, bucket)
+    settings = settings_from_env(
+        common_env, gcs_bucket=bucket, storage_emulator_host=gcs.host, pubsub_emulator_host=pubsub.host, **overrides
+    )
+    return settings, registry_for(settings)
+
+
 def test_resubscribes_after_an_emulator_restart(
     own_stack: tuple[Service, Service], common_env: dict[str, str], fitted_model: Pipeline, tmp_path: Path
 ) -> None:
-    pubsub, gcs = own_stack
-    emulators.ensure_bucket(gcs.host, PROJECT, "restart-bucket")
-    settings = settings_from_env(
-        common_env,
-        gcs_bucket="restart-bucket",
-        storage_emulator_host=gcs.host,
-        pubsub_emulator_host=pubsub.host,
-        reconcile_interval=300,
-    )
-    registry = registry_for(settings)
+    pubsub = own_stack[0]
+    settings, registry = own_registry(own_stack, common_env, "restart-bucket", reconcile_interval=300)
     store = registry.store
     reconnects: list[float] = []
     with running(ModelEvents(registry, settings, lambda: reconnects.append(time.monotonic()))) as events:
@@ -236,15 +240,7 @@ def test_an_unavailable_store_is_nacked_after_one_offer_and_the_event_is_not_los
 ) -> None:
     """One retry owner per layer: GCS_RETRY_DEADLINE inside each store call, then Pub/Sub redelivery."""
     pubsub, gcs = own_stack
-    emulators.ensure_bucket(gcs.host, PROJECT, "outage-bucket")
-    settings = settings_from_env(
-        common_env,
-        gcs_bucket="outage-bucket",
-        storage_emulator_host=gcs.host,
-        pubsub_emulator_host=pubsub.host,
-        gcs_retry_deadline=0.3,
-    )
-    registry = registry_for(settings)
+    settings, registry = own_registry(own_stack, common_env, "outage-bucket", gcs_retry_deadline=0.3)
     lineage = publish_model(registry.store, fitted_model)  # before the subscription exists: no event for it
     name = layout.model_object(lineage.version)
     generation = registry.store.ref(name).generation

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from core.errors import ServiceError
+from predictor import infer_request
 from predictor.grpc import convert
-from predictor.http import infer_request
 from predictor.protos import grpc_predict_v2_pb2 as pb
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.1, 5.8, 2.2]]

@@ -9,8 +9,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from core.iris import CLASSES, FEATURES
+from predictor import infer_request
 from predictor.errors import BadRequest
-from predictor.http import infer_request, inputs, responses
+from predictor.http import inputs, responses
 from predictor.http.contract import Contract, InstanceObject
 from predictor.http.openapi import document
 from predictor.http.predict import PREDICT

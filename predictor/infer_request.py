@@ -2,21 +2,26 @@
 (predictor.grpc, its protobuf translated to the JSON form) both validate through this; no Flask here.
 
 One input tensor of shape [N, 4] (FEATURES order), datatype FP32 or FP64, ``data`` flat (row-major) or nested, or
-binary data of the declared size (predictor.http.binary); every failure is a 400 naming the field.
+binary data of the declared size (REST's binary extension, predictor.http.binary, or gRPC's raw contents); every
+failure is a 400 naming the field. Transport-neutral, beside the data plane: it imports neither Flask nor a transport.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pydantic_core
 
 from core.iris import FEATURES, check_measurement
 from predictor.errors import BadRequest, bad_field
-from predictor.http import binary, inputs
+from predictor.http import inputs
 from predictor.http.contract import OUTPUTS, Contract, InferRequest, InputTensor
 
+DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.dtype("<i8")}
+"""The byte layout of each V2 datatype sent as binary data (little-endian), over REST and gRPC alike."""
 SHAPE = f"expected [N, {len(FEATURES)}]"
 REASONS: dict[inputs.Site, str] = {
     (): "expected an inference request object",
@@ -76,7 +81,7 @@ def _rows(tensor: InputTensor, binary_data: bytes) -> inputs.Rows:
         raise bad_field("inputs[0].data", "missing field")
     count = tensor["shape"][0]
     if in_binary:
-        values = binary.binary_values(tensor, binary_data, count)
+        values = binary_values(tensor, binary_data, count)
         for index, value in enumerate(values):
             problem = check_measurement(value)
             if problem:
@@ -86,6 +91,17 @@ def _rows(tensor: InputTensor, binary_data: bytes) -> inputs.Rows:
     if binary_data:
         raise bad_field("inputs[0].parameters.binary_data_size", "binary data sent but no input declares its size")
     return _data(tensor["data"], count)
+
+
+def binary_values(tensor: Mapping[str, Any], binary: bytes, count: int) -> list[Any]:
+    """The flat values of an input sent as binary data (it must be exactly count x 4 values of its datatype)."""
+    size = tensor["parameters"]["binary_data_size"]
+    dtype = DTYPES[tensor["datatype"]]
+    expected = count * 4 * dtype.itemsize
+    if type(size) is not int or size != expected or len(binary) != expected:
+        raise bad_field("inputs[0].parameters.binary_data_size", f"expected {expected} bytes, got {len(binary)}")
+    values: list[Any] = np.frombuffer(binary, dtype=dtype).astype(np.float64).tolist()
+    return values
 
 
 def _counts(data: list[Any], count: int) -> None:
