@@ -15,7 +15,9 @@ age and whether they lag it) and answers the agent's own liveness probe (AGENT_H
 The agent also runs the pod's prediction log shipper (predictor.predlog.shipper: the serving processes' spool files
 to the bucket; started with the agent, stopped after the subscription, its status in ``agent.json``) and feeds each
 shipped file to the pod's drift window (predictor.agent.drift), whose reference follows every model it accepts, and a
-second shipper of the same class for the feedback spool (FEEDBACK_LOG_DIR to FEEDBACK_LOG_PREFIX, never dropping).
+second shipper of the same class for the feedback spool (FEEDBACK_LOG_DIR to FEEDBACK_LOG_PREFIX, never dropping). It
+reads the bucket's live accuracy document on a timer (predictor.agent.accuracy). The drift window and the accuracy
+reader hand their figures over to the serving processes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from core import gcs
 from core.observe import Heartbeat, StreamHealth
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.agent import reconcile
+from predictor.agent.accuracy import LiveAccuracy
 from predictor.agent.aspired import AspiredVersions
 from predictor.agent.behind import BucketLag
 from predictor.agent.drift import PodDrift
@@ -110,6 +113,7 @@ class Agent:
         shipper: Shipper | None = None,
         drift: PodDrift | None = None,
         feedback_shipper: Shipper | None = None,
+        accuracy: LiveAccuracy | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
         self.aspired = aspired
@@ -119,6 +123,7 @@ class Agent:
         self.drift = drift
         self.feedback_shipper = feedback_shipper
         """Ships the pod's accepted feedback (predictor.predlog.feedback); None with the log off."""
+        self.accuracy = accuracy
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -145,6 +150,8 @@ class Agent:
         for shipper in (self.shipper, self.feedback_shipper):
             if shipper is not None:
                 shipper.start()
+        if self.accuracy is not None:
+            self.accuracy.start()
         log.info("model agent started", extra={"events": self.events is not None, "interval_s": interval})
 
     def _subscriber(self) -> ModelEvents | None:
@@ -173,6 +180,8 @@ class Agent:
             self.loader.join(timeout=0.5)
         if self.aspired is not None:
             self.aspired.stop()
+        if self.accuracy is not None:
+            self.accuracy.stop()
         for shipper in (self.shipper, self.feedback_shipper):  # last: ships what the serving processes closed
             if shipper is not None:
                 shipper.stop()
@@ -237,10 +246,12 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     writer = HandoverWriter(directory)
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
-    drift = PodDrift(settings, metrics.registry)
+    drift = PodDrift(settings, metrics.registry, directory)
+    accuracy = LiveAccuracy(settings, store.bucket, metrics.registry, directory, gcs.retry(settings))
     registry = Registry(
         StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
-        on_swap=[writer.point_to, drift.use], on_record=[lambda history: handover.write_history(directory, history)],
+        on_swap=[writer.point_to, drift.use, accuracy.use],
+        on_record=[lambda history: handover.write_history(directory, history)],
     )  # fmt: skip
     writer.pinned = lambda: registry.pinned
     aspired = AspiredVersions(registry, writer, settings.handover_poll_interval)
@@ -254,4 +265,4 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
             settings, store.bucket, settings.feedback_dir(directory), settings.pod_name, gcs.retry(settings),
             FeedbackCounters(metrics.registry), prefix=settings.feedback_log_prefix, drops=False,
         )  # fmt: skip
-    return Agent(settings, registry, health, directory, aspired, shipper, drift, feedback_shipper)
+    return Agent(settings, registry, health, directory, aspired, shipper, drift, feedback_shipper, accuracy)

@@ -1,5 +1,7 @@
 """GET /v1/model: the serving version, its lineage, its pin, the recent swap history of this worker, and the pod's
-model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth)."""
+model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth), and
+the serving version's live accuracy from feedback; GET /v1/model/monitoring: live accuracy and drift
+(predictor.http.monitoring)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from predictor.http import extensions
+from predictor.http import extensions, monitoring
 from predictor.lifecycle import podhealth
 
 bp = Blueprint("model_info", __name__)
@@ -22,6 +24,7 @@ def model() -> dict[str, Any]:
     return {
         "model_version": current.version if current else None,
         "lineage": current.lineage.as_dict() if current else None,
+        "live_accuracy": monitoring.live_accuracy(current.version if current else None),
         "object": current.ref.name if current else None,
         "generation": current.ref.generation if current else None,
         "loaded_at": registry.loaded_at.isoformat() if registry.loaded_at else None,
@@ -33,3 +36,8 @@ def model() -> dict[str, Any]:
         "behind": pod["behind"] if pod else None,
         "degraded": pod["degraded"] if pod else [],
     }
+
+
+@bp.get("/v1/model/monitoring")
+def model_monitoring() -> dict[str, Any]:
+    return monitoring.answer()
