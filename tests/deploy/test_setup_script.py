@@ -250,3 +250,21 @@ def test_the_predictor_may_only_create_objects_under_predictions(dry_run: tuple[
         if member.startswith("serviceAccount:iris-predictor@") and role in WRITE_ROLES
     }
     assert writes == {("roles/storage.objectCreator", ("predictions/",))}
+
+
+def test_the_feedback_joiner_reads_the_logs_and_writes_only_its_csvs_ledger_and_document(
+    dry_run: tuple[str, list[list[str]]],
+) -> None:
+    stdout, commands = dry_run
+    trainer = {
+        (role, tuple(prefixes))
+        for member, role, prefixes in bucket_grants(stdout, commands)
+        if member.startswith("serviceAccount:iris-trainer@")
+    }
+    assert ("roles/storage.objectViewer", ("predictions/", "feedback/")) in trainer
+    assert ("roles/storage.objectCreator", ("incoming/feedback-",)) in trainer
+    assert ("roles/storage.objectUser", ("feedback/ledger/", "feedback/accuracy.json")) in trainer
+    assert not [
+        p for role, prefixes in trainer if role in WRITE_ROLES for p in prefixes if p in ("incoming/", "feedback/")
+    ]
+    assert '"matchesPrefix": ["feedback/ledger/"]' in stdout  # ledgers outlive FEEDBACK_MAX_AGE (at most 30 days)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from tests.trainer.feedback_helpers import (
     ship,
     uuid7,
 )
-from trainer.feedback import accuracy, ledger
+from trainer.feedback import accuracy, ledger, records
 from trainer.feedback.join import Joiner, Metrics
 from trainer.feedback.records import issued_at
 from trainer.settings import TrainerSettings
@@ -309,3 +310,17 @@ def test_the_series_is_thinned_evenly_keeping_the_first_and_the_latest() -> None
     gaps = {int(b["total"]) - int(a["total"]) for a, b in itertools.pairwise(thinned)}
     assert gaps <= {2, 3}
     assert accuracy.thin(points[:5]) == points[:5]
+
+
+def test_a_feedback_object_that_is_not_gzip_or_inflates_too_far_is_counted_invalid_and_read_once(
+    joiner: Joiner, bucket: storage.Bucket
+) -> None:
+    now = time.time()
+    bucket.blob(f"feedback/date={time.strftime('%Y-%m-%d', time.gmtime(now))}/pod-x.jsonl.gz").upload_from_string(
+        b"not gzip"
+    )
+    assert joiner.run_once(now).outcomes == {"invalid": 1}
+    assert joiner.run_once(now + 1).stamp is None
+    assert records.inflate(gzip.compress(b"x" * 1000), limit=1000) == b"x" * 1000
+    with pytest.raises(ValueError, match="inflates beyond 999 bytes"):
+        records.inflate(gzip.compress(b"x" * 1000), limit=999)

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from core import csvscan, gcs, layout
 from trainer.feedback import accuracy, ledger
 from trainer.feedback.lookup import DAY, FileCache, Lookup
-from trainer.feedback.records import Feedback, Outcome, feedback_lines, partition
+from trainer.feedback.records import Feedback, Outcome, feedback_lines, inflate, partition
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ class Joiner:
                 continue
             blob = self.bucket.blob(name)
             try:
-                found, bad = feedback_lines(gcs.call(retry, blob.download_as_bytes), name)
-            except (OSError, EOFError) as e:  # not gzip: every line of it is invalid
+                found, bad = feedback_lines(inflate(gcs.call(retry, blob.download_as_bytes)), name)
+            except ValueError as e:  # not gzip, or too large: counted as one invalid item
                 log.warning("feedback object unreadable: %s", e, extra={"object": name})
                 found, bad = [], 1
             except gexc.NotFound:

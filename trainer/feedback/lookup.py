@@ -7,12 +7,13 @@ record is looked for in every file of the partitions from the feedback's day bac
 newest first; of several records under one id (a client may reuse ids) the latest before the feedback wins.
 
 Listings are made once per pass and day; files are downloaded once and kept, parsed, up to CACHE_BYTES of their
-compressed size (shipped files never change: their names are create-only), so a watcher's next passes read only new
-files.
+JSON lines (about three times that in memory; shipped files never change: their names are create-only), so a
+watcher's next passes read only new files.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -22,12 +23,14 @@ from core import gcs
 from trainer.feedback import records
 from trainer.feedback.records import Prediction
 
+log = logging.getLogger(__name__)
+
 NEAR_BEFORE = 3600.0
 """Seconds before an id's issue time that its file's first record may be (a generous spool rotation bound)."""
 NEAR_AFTER = 300.0
 """Seconds after an id's issue time that its file's first record may be (the time to answer, and clock steps)."""
 DAY = 86400.0
-CACHE_BYTES = 64 * 1024 * 1024
+CACHE_BYTES = 32 * 1024 * 1024
 
 
 class FileCache:
@@ -74,8 +77,13 @@ class Lookup:
         if index is None:
             blob = self.bucket.blob(name)
             data = gcs.call(self.retry, blob.download_as_bytes)
-            index = records.prediction_index(data)
-            self.cache.put(name, len(data), index)
+            try:
+                lines = records.inflate(data)
+            except ValueError as e:
+                log.warning("prediction log file skipped: %s", e, extra={"object": name})
+                lines = b""
+            index = records.prediction_index(lines)
+            self.cache.put(name, len(lines), index)
             self.files_read += 1
         return index
 

@@ -14,6 +14,7 @@ reads only the fields the joiner needs and refuses anything else line by line; i
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import uuid
@@ -26,6 +27,8 @@ from core.iris import CLASSES, FEATURES, check_measurement
 
 SCHEMA = 1
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Most bytes a shipped file may inflate to (a spool file rotates at 4 MiB by default); a larger one is skipped."""
 _FILE = re.compile(r"-(\d{8}T\d{6})-[0-9a-f]{12}-\d{6}\.jsonl\.gz$")
 """The end of a shipped file's name: its spool stem, which begins with the UTC time of its first record."""
 
@@ -78,6 +81,18 @@ def file_time(name: str) -> float | None:
     return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
 
 
+def inflate(data: bytes, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A shipped file's JSON lines; ValueError when it is not gzip or inflates beyond `limit` bytes."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            lines = stream.read(limit + 1)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"not a gzip file: {e}") from e
+    if len(lines) > limit:
+        raise ValueError(f"inflates beyond {limit} bytes")
+    return lines
+
+
 def issued_at(request_id: str) -> float | None:
     """When a generated id (a UUIDv7 as 32 lower-case hex digits) was issued; None for a client's own id."""
     if len(request_id) != 32 or request_id != request_id.lower():
@@ -121,10 +136,10 @@ class Feedback:
         return cls(request_id, row, label, parse_time(data.get("time")), source or str(data.get("source", "")))
 
 
-def feedback_lines(data: bytes, source: str) -> tuple[list[Feedback], int]:
-    """The feedback records of one shipped file (gzip JSON lines), and how many lines were not one."""
+def feedback_lines(lines: bytes, source: str) -> tuple[list[Feedback], int]:
+    """The feedback records of one shipped file's JSON lines (inflated), and how many lines were not one."""
     items, invalid = [], 0
-    for line in gzip.decompress(data).splitlines():
+    for line in lines.splitlines():
         if not line.strip():
             continue
         try:
@@ -158,11 +173,11 @@ class Prediction:
         return [float(v) for v in values], str(predicted)
 
 
-def prediction_index(data: bytes) -> dict[str, list[Prediction]]:
-    """The records of one shipped prediction log file by request id (a client may reuse an id), unreadable lines
-    skipped."""
+def prediction_index(lines: bytes) -> dict[str, list[Prediction]]:
+    """The records of one shipped prediction log file's JSON lines (inflated) by request id (a client may reuse an
+    id), unreadable lines skipped."""
     index: dict[str, list[Prediction]] = {}
-    for line in gzip.decompress(data).splitlines():
+    for line in lines.splitlines():
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or record.get("schema") != SCHEMA:
