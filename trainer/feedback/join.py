@@ -52,6 +52,8 @@ class Metrics:
         self.pending = Gauge("trainer_feedback_pending", "Feedback items waiting for their prediction.", registry=r)
         self.passes = Counter("trainer_feedback_passes", "Joiner passes, by status (ok, failed).", ["status"],
                               registry=r)  # fmt: skip
+        for status in ("ok", "failed"):
+            self.passes.labels(status)
         self.last_success = Gauge(
             "trainer_feedback_last_success_timestamp_seconds", "When a joiner pass last completed.", registry=r
         )
@@ -87,6 +89,8 @@ class Joiner:
         self.retry = gcs.retry(settings)
         self.metrics = metrics or Metrics()
         self.cache = FileCache()
+        self.entries: dict[str, ledger.Entry] = {}
+        """Ledger entries already read (trainer.feedback.ledger.load)."""
         self.keyring = settings.keyring()
 
     @property
@@ -116,7 +120,7 @@ class Joiner:
         now = time.time() if now is None else now
         cfg, retry = self.settings, self.retry
         since = now - cfg.feedback_max_age - DAY
-        state = ledger.load(self.bucket, self.prefix, since, retry)
+        state = ledger.load(self.bucket, self.prefix, since, retry, self.entries)
         for name in state.unreadable:
             log.error("unreadable feedback ledger entry skipped", extra={"object": name})
         result = Pass()

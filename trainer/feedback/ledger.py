@@ -133,13 +133,23 @@ class State:
         return [e for e in self.entries if e.joined and not (e.csv_written and e.accuracy_counted)]
 
 
-def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any) -> State:
-    """The entries stamped at or after `since` (epoch seconds), oldest first; unreadable ones are listed, skipped."""
+def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any, cache: dict[str, Entry] | None = None) -> State:
+    """The entries stamped at or after `since` (epoch seconds), oldest first; unreadable ones are listed, skipped.
+
+    `cache` keeps parsed entries between passes: an entry is downloaded again only when its generation changed (a
+    mark), so a long-running joiner reads each entry about three times, not once per pass."""
+    cache = {} if cache is None else cache
     start = f"{folder(prefix)}{layout.format_version(datetime.fromtimestamp(since, UTC))}"
     blobs = gcs.call(retry, gcs.listed, bucket, prefix=folder(prefix))
     state = State()
+    listed = set()
     for blob in sorted(blobs, key=lambda b: b.name):
         if blob.name < start or not blob.name.endswith(".json"):
+            continue
+        listed.add(blob.name)
+        known = cache.get(blob.name)
+        if known is not None and known.generation == int(blob.generation or 0):
+            state.entries.append(known)
             continue
         try:
             raw = gcs.call(retry, blob.download_as_bytes, if_generation_match=blob.generation)
@@ -149,7 +159,12 @@ def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any) -> State
                 continue
             blob, raw = fresh, gcs.call(retry, fresh.download_as_bytes)
         try:
-            state.entries.append(Entry.parse(raw, int(blob.generation or 0)))
+            entry = Entry.parse(raw, int(blob.generation or 0))
         except (ValueError, KeyError, TypeError):
             state.unreadable.append(blob.name)
+            continue
+        cache[blob.name] = entry
+        state.entries.append(entry)
+    for name in set(cache) - listed:  # out of the window, or deleted
+        del cache[name]
     return state
