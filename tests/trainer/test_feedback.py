@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
 import time
 from typing import Any
 
@@ -324,3 +325,32 @@ def test_a_feedback_object_that_is_not_gzip_or_inflates_too_far_is_counted_inval
     assert records.inflate(gzip.compress(b"x" * 1000), limit=1000) == b"x" * 1000
     with pytest.raises(ValueError, match="inflates beyond 999 bytes"):
         records.inflate(gzip.compress(b"x" * 1000), limit=999)
+
+
+def test_a_pass_waits_while_another_joiner_holds_the_lease_and_takes_an_expired_one_over(
+    joiner: Joiner, bucket: storage.Bucket
+) -> None:
+    now = time.time()
+    request_id = uuid7(now - 60)
+    ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [SETOSA], ["setosa"])], now - 60)
+    ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 20)], now - 20)
+    lease = bucket.blob("feedback/ledger/lease.json")
+    lease.upload_from_string(json.dumps({"holder": "other", "until": time.time() + 60}))
+    busy = joiner.run_once(now)
+    assert busy.busy
+    assert names(bucket, "incoming/") == []
+    assert names(bucket, "feedback/ledger/") == ["feedback/ledger/lease.json"]  # the other joiner's, untouched
+    lease.upload_from_string(json.dumps({"holder": "other", "until": time.time() - 1}))  # it died
+    result = joiner.run_once(now + 1)
+    assert (result.busy, result.outcomes) == (False, {"joined": 1})
+    assert bucket.get_blob("feedback/ledger/lease.json") is None  # released
+    assert counted_passes(joiner) == {"ok": 1.0, "busy": 1.0, "failed": 0.0}
+
+
+def counted_passes(joiner: Joiner) -> dict[str, float]:
+    return {
+        s.labels["status"]: s.value
+        for m in joiner.metrics.registry.collect()
+        for s in m.samples
+        if s.name == "trainer_feedback_passes_total"
+    }

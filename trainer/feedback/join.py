@@ -11,12 +11,19 @@
 
 The ingest function validates the CSV into ``data/feedback-<stamp>.csv`` like any dropped CSV, and the data watcher
 trains on it: feedback rows meet every check other data meets.
+
+A pass holds the ledger's lease (``<FEEDBACK_LOG_PREFIX>ledger/lease.json``, create-only or taken over once expired,
+deleted at the end), so two joiners (the watcher and a one-shot command) never decide the same feedback twice; a
+pass that finds it held does nothing (`busy`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,9 +57,9 @@ class Metrics:
         for outcome in Outcome:
             self.items.labels(outcome.value)
         self.pending = Gauge("trainer_feedback_pending", "Feedback items waiting for their prediction.", registry=r)
-        self.passes = Counter("trainer_feedback_passes", "Joiner passes, by status (ok, failed).", ["status"],
+        self.passes = Counter("trainer_feedback_passes", "Joiner passes, by status (ok, busy, failed).", ["status"],
                               registry=r)  # fmt: skip
-        for status in ("ok", "failed"):
+        for status in ("ok", "busy", "failed"):
             self.passes.labels(status)
         self.last_success = Gauge(
             "trainer_feedback_last_success_timestamp_seconds", "When a joiner pass last completed.", registry=r
@@ -72,12 +79,14 @@ class Pass:
     """Stamps of earlier passes' entries this pass finished."""
     csv: str | None = None
     prediction_files_read: int = 0
+    busy: bool = False
+    """Another joiner held the lease: this pass did nothing."""
 
     def summary(self) -> dict[str, Any]:
         return {
             "stamp": self.stamp, "objects": len(self.objects), "outcomes": self.outcomes, "joined": len(self.joined),
             "pending": len(self.pending), "finished": self.finished, "csv": self.csv,
-            "prediction_files_read": self.prediction_files_read,
+            "prediction_files_read": self.prediction_files_read, "busy": self.busy,
         }  # fmt: skip
 
 
@@ -92,6 +101,7 @@ class Joiner:
         self.entries: dict[str, ledger.Entry] = {}
         """Ledger entries already read (trainer.feedback.ledger.load)."""
         self.keyring = settings.keyring()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     @property
     def prefix(self) -> str:
@@ -100,8 +110,16 @@ class Joiner:
     def run_once(self, now: float | None = None) -> Pass:
         """One pass, counted and logged; raises what failed it (StoreUnavailable...) after counting the failure."""
         try:
-            result = self.plan(now)
-            self.commit(result)
+            lease = ledger.take_lease(self.bucket, self.prefix, self.holder, self.retry)
+            if lease is None:
+                self.metrics.passes.labels("busy").inc()
+                log.info("another feedback joiner holds the ledger's lease; this pass is skipped")
+                return Pass(busy=True)
+            try:
+                result = self.plan(now)
+                self.commit(result)
+            finally:
+                ledger.release_lease(self.bucket, self.prefix, lease, self.retry)
         except Exception:
             self.metrics.passes.labels("failed").inc()
             raise

@@ -12,7 +12,10 @@ those of the newest entry.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +28,11 @@ from trainer.feedback.records import Feedback
 
 LEDGER = "ledger/"
 SCHEMA = 1
-STAMP_LENGTH = layout.VERSION_LENGTH
+LEASE = "lease.json"
+"""The joiners' lease in the ledger's folder: one pass at a time, whoever runs it."""
+LEASE_SECONDS = 300.0
+"""A lease not released within this long (its joiner died) may be taken over."""
+_ENTRY = re.compile(r"\d{8}T\d{12}Z\.json")
 
 
 def folder(prefix: str) -> str:
@@ -144,7 +151,7 @@ def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any, cache: d
     state = State()
     listed = set()
     for blob in sorted(blobs, key=lambda b: b.name):
-        if blob.name < start or not blob.name.endswith(".json"):
+        if blob.name < start or not _ENTRY.fullmatch(blob.name.removeprefix(folder(prefix))):
             continue
         listed.add(blob.name)
         known = cache.get(blob.name)
@@ -168,3 +175,36 @@ def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any, cache: d
     for name in set(cache) - listed:  # out of the window, or deleted
         del cache[name]
     return state
+
+
+def take_lease(bucket: storage.Bucket, prefix: str, holder: str, retry: Any) -> int | None:
+    """The lease's generation once this joiner holds it; None while another joiner's lease is live."""
+    blob = bucket.blob(folder(prefix) + LEASE)
+    body = json.dumps({"holder": holder, "until": time.time() + LEASE_SECONDS})
+    try:
+        gcs.call(retry, blob.upload_from_string, body, "application/json", if_generation_match=0)
+        return int(blob.generation or 0)
+    except gexc.PreconditionFailed:
+        pass
+    held = gcs.call(retry, bucket.get_blob, blob.name)
+    if held is None:
+        return None  # released meanwhile: the next pass takes it
+    try:
+        until = float(json.loads(gcs.call(retry, held.download_as_bytes, if_generation_match=held.generation))["until"])
+    except (gexc.NotFound, gexc.PreconditionFailed):
+        return None
+    except (ValueError, KeyError, TypeError):
+        until = 0.0  # unreadable: as good as expired
+    if until > time.time():
+        return None
+    try:
+        gcs.call(retry, blob.upload_from_string, body, "application/json", if_generation_match=held.generation)
+    except gexc.PreconditionFailed:
+        return None
+    return int(blob.generation or 0)
+
+
+def release_lease(bucket: storage.Bucket, prefix: str, generation: int, retry: Any) -> None:
+    """Give the lease back (only the generation this joiner wrote; a lease taken over is the new holder's)."""
+    with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
+        gcs.call(retry, bucket.blob(folder(prefix) + LEASE).delete, if_generation_match=generation)
