@@ -23,8 +23,9 @@ class FeedbackSettings(BaseSettings):
     """Seconds between the data watcher's joiner passes (`python -m trainer --watch`); 0 turns its timer off
     (`python -m trainer.feedback` still runs one pass)."""
     feedback_join_wait: float = Field(600.0, ge=0)
-    """Seconds after a feedback was received that its prediction may still be on its way (spooled, not shipped); a
-    feedback whose prediction is not found by then is `unknown`, before that it stays pending."""
+    """Seconds after a feedback was received (or its file reached the bucket, if later) that its prediction may still
+    be on its way (spooled, not shipped); a feedback whose prediction is not found by then is `unknown`, before that
+    it stays pending."""
     feedback_max_age: float = Field(7 * DAY, gt=0, le=30 * DAY)
     """A feedback for a prediction older than this (at the feedback's time) is `late`; the joiner also reads only
     feedback files and ledgers of this window (plus a day). At most 30 days: ledgers are deleted after 35."""

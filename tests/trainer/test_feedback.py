@@ -140,10 +140,22 @@ def test_a_feedback_whose_prediction_never_ships_is_unknown_after_the_wait(
                             feedback("client-id-7", 0, "setosa", now - 10)], now - 10)  # fmt: skip
     assert joiner.run_once(now).outcomes == {}
     assert joiner.run_once(now + 30).outcomes == {}  # still within FEEDBACK_JOIN_WAIT (60 s)
-    late = joiner.run_once(now + 51)
+    late = joiner.run_once(now + 61)
     assert (late.outcomes, late.pending, late.csv) == ({"unknown": 2}, [], None)
     assert joiner.run_once(now + 100).stamp is None  # decided once
     assert names(bucket, "incoming/") == []
+
+
+def test_a_feedback_that_reaches_the_bucket_late_still_waits_for_its_prediction(
+    joiner: Joiner, bucket: storage.Bucket
+) -> None:
+    now = time.time()
+    request_id = uuid7(now - 1200)  # both spools waited out a 20-minute outage; the feedback's file shipped first
+    ship(bucket, FEEDBACK, [feedback(request_id, 0, "versicolor", now - 1100)], now - 1100)
+    first = joiner.run_once(now)
+    assert (first.outcomes, len(first.pending)) == ({}, 1)  # received 1100 s ago, but in the bucket only now
+    ship(bucket, PREDICTIONS, [answer(request_id, now - 1200, [VERSICOLOR], ["versicolor"])], now - 1200)
+    assert joiner.run_once(now + 10).outcomes == {"joined": 1}
 
 
 def test_a_label_for_a_row_joined_in_an_earlier_pass_is_a_duplicate(joiner: Joiner, bucket: storage.Bucket) -> None:

@@ -148,12 +148,12 @@ class Joiner:
         seen, joined = state.objects, state.joined
         items: list[Feedback] = list(state.pending)
         invalid = 0
-        for name in self._feedback_objects(since, now):
+        for name, arrived in self._feedback_objects(since, now):
             if name in seen:
                 continue
             blob = self.bucket.blob(name)
             try:
-                found, bad = feedback_lines(inflate(gcs.call(retry, blob.download_as_bytes)), name)
+                found, bad = feedback_lines(inflate(gcs.call(retry, blob.download_as_bytes)), name, arrived)
             except ValueError as e:  # not gzip, or too large: counted as one invalid item
                 log.warning("feedback object unreadable: %s", e, extra={"object": name})
                 found, bad = [], 1
@@ -185,7 +185,7 @@ class Joiner:
             return Outcome.DUPLICATE
         prediction = lookup.find(item.id, item.time)
         if prediction is None:
-            return Outcome.UNKNOWN if now - item.time >= self.settings.feedback_join_wait else None
+            return Outcome.UNKNOWN if item.waited(now) >= self.settings.feedback_join_wait else None
         if prediction.refused:
             return Outcome.REFUSED
         if prediction.time < item.time - self.settings.feedback_max_age:
@@ -203,15 +203,16 @@ class Joiner:
         })  # fmt: skip
         return Outcome.JOINED
 
-    def _feedback_objects(self, since: float, now: float) -> list[str]:
-        """The feedback objects of the window's date partitions (the ledger and the document are not in them)."""
-        names: list[str] = []
+    def _feedback_objects(self, since: float, now: float) -> list[tuple[str, float]]:
+        """(name, creation time) of the feedback objects of the window's date partitions (the ledger and the
+        document are not in them)."""
+        found: dict[str, float] = {}
         moment = now
         while moment >= since - DAY:
-            folder = partition(self.prefix, moment)
-            names += [b.name for b in gcs.call(self.retry, gcs.listed, self.bucket, prefix=folder)]
+            for blob in gcs.call(self.retry, gcs.listed, self.bucket, prefix=partition(self.prefix, moment)):
+                found[blob.name] = blob.time_created.timestamp() if blob.time_created else 0.0
             moment -= DAY
-        return sorted(set(names))
+        return sorted(found.items())
 
     def commit(self, result: Pass, now: float | None = None) -> None:
         """Step 4: store the entry, then finish it (CSV, live accuracy)."""

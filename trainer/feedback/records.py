@@ -18,7 +18,7 @@ import io
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -115,13 +115,21 @@ class Feedback:
     label: str
     time: float
     source: str
+    arrived: float = 0.0
+    """When its object reached the bucket (its spool file may have waited out an outage); 0 when unknown."""
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.id, self.row)
 
+    def waited(self, now: float) -> float:
+        """Seconds its prediction had to arrive: since the feedback was received, or since it reached the bucket if
+        that was later (the prediction's own file may still be waiting in a spool too)."""
+        return now - max(self.time, self.arrived)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "row": self.row, "label": self.label, "time": iso(self.time), "source": self.source}
+        return {"id": self.id, "row": self.row, "label": self.label, "time": iso(self.time), "source": self.source,
+                "arrived": iso(self.arrived)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> Feedback:
@@ -133,10 +141,11 @@ class Feedback:
             raise ValueError("row is not a non-negative integer")
         if label not in CLASSES:
             raise ValueError(f"label {label!r} is not one of {', '.join(CLASSES)}")
-        return cls(request_id, row, label, parse_time(data.get("time")), source or str(data.get("source", "")))
+        arrived = parse_time(data["arrived"]) if "arrived" in data else 0.0
+        return cls(request_id, row, label, parse_time(data.get("time")), source or str(data.get("source", "")), arrived)
 
 
-def feedback_lines(lines: bytes, source: str) -> tuple[list[Feedback], int]:
+def feedback_lines(lines: bytes, source: str, arrived: float = 0.0) -> tuple[list[Feedback], int]:
     """The feedback records of one shipped file's JSON lines (inflated), and how many lines were not one."""
     items, invalid = [], 0
     for line in lines.splitlines():
@@ -146,7 +155,7 @@ def feedback_lines(lines: bytes, source: str) -> tuple[list[Feedback], int]:
             record = json.loads(line)
             if not isinstance(record, dict) or record.get("schema") != SCHEMA or record.get("kind") != "feedback":
                 raise ValueError("not a feedback record of schema 1")
-            items.append(Feedback.from_dict(record, source))
+            items.append(replace(Feedback.from_dict(record, source), arrived=arrived))
         except ValueError:
             invalid += 1
     return items, invalid
