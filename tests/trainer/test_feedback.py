@@ -74,12 +74,13 @@ def test_a_pass_joins_every_outcome_and_writes_one_canonical_csv_and_a_ledger_en
     joiner: Joiner, bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    batch, single, refused = uuid7(now - 120), uuid7(now - 110), uuid7(now - 100)
+    batch, single, refused, odd = uuid7(now - 120), uuid7(now - 110), uuid7(now - 100), uuid7(now - 90)
     assert issued_at(batch) is not None
     ship(bucket, PREDICTIONS, [
         answer(batch, now - 120, [SETOSA, VIRGINICA], ["setosa", "versicolor"]),
         answer(single, now - 110, [VERSICOLOR], ["versicolor"]),
         refusal(refused, now - 100),
+        answer(odd, now - 90, [[5.1, 3.5, 1.4, -0.2], SETOSA], ["setosa", "tulip"]),
     ], now - 120)  # fmt: skip
     source = ship(bucket, FEEDBACK, [
         feedback(batch, 0, "setosa", now - 50),
@@ -88,10 +89,12 @@ def test_a_pass_joins_every_outcome_and_writes_one_canonical_csv_and_a_ledger_en
         feedback(single, 0, "setosa", now - 47),  # duplicate: the first label wins
         feedback(batch, 2, "setosa", now - 46),  # the batch had two rows
         feedback(refused, 0, "setosa", now - 45),
+        feedback(odd, 0, "setosa", now - 44),  # a negative measurement: no training CSV takes it
+        feedback(odd, 1, "setosa", now - 43),  # a predicted class that is not one
         b'{"schema":1,"kind":"feedback","id":"x","row":0,"label":"tulip","time":"2026-12-05T01:30:00.000000Z"}\n',
     ], now - 50)  # fmt: skip
     result = joiner.run_once(now)
-    assert result.outcomes == {"joined": 3, "duplicate": 1, "bad_row": 1, "refused": 1, "invalid": 1}
+    assert result.outcomes == {"joined": 3, "duplicate": 1, "bad_row": 1, "refused": 1, "invalid": 3}
     assert result.csv is not None
     assert names(bucket, "incoming/") == [result.csv]
     assert result.csv.startswith("incoming/feedback-")
@@ -109,7 +112,7 @@ def test_a_pass_joins_every_outcome_and_writes_one_canonical_csv_and_a_ledger_en
     assert [(j["id"], j["row"], j["label"], j["predicted"]) for j in entry["joined"]] == [
         (batch, 0, "setosa", "setosa"), (batch, 1, "virginica", "versicolor"), (single, 0, "versicolor", "versicolor")
     ]  # fmt: skip
-    assert counted(joiner) == {"joined": 3, "duplicate": 1, "bad_row": 1, "refused": 1, "invalid": 1}
+    assert counted(joiner) == {"joined": 3, "duplicate": 1, "bad_row": 1, "refused": 1, "invalid": 3}
     again = joiner.run_once(now + 1)  # nothing new: nothing written
     assert again.stamp is None
     assert names(bucket, FEEDBACK + "ledger/") == [entry_name]

@@ -175,7 +175,7 @@ class Prediction:
     def row(self, index: int) -> tuple[list[float], str] | None:
         """Row `index`'s measurements and predicted class, if they make a valid training row."""
         values, predicted = self.features[index], self.classes[index] if index < len(self.classes) else None
-        if not isinstance(values, list) or len(values) != len(FEATURES):
+        if not isinstance(values, list) or len(values) != len(FEATURES) or predicted not in CLASSES:
             return None
         if not all(type(v) in (int, float) and check_measurement(float(v)) is None for v in values):
             return None
