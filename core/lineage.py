@@ -16,6 +16,9 @@ _JSON_FIELDS = ("metrics", "feature_names", "classes", "data_objects", "data_to_
 _INT_FIELDS = ("row_count", "data_objects_total")
 _OPTIONAL_JSON_FIELDS = ("evaluation", "reference")
 """Written only when set, so artifacts signed before the field existed keep verifying."""
+_OPTIONAL_INT_FIELDS = ("feedback_rows",)
+"""Written only when not None, for the same reason."""
+_OPTIONAL = (*_OPTIONAL_JSON_FIELDS, *_OPTIONAL_INT_FIELDS)
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 """ASCII digits only, no sign but minus, no leading zeros or spaces: the only spelling str(int) produces."""
 LISTED_OBJECTS_BYTES = 2048
@@ -99,11 +102,18 @@ class Lineage:
     reference: dict[str, Any] = field(default_factory=dict)
     """Statistics of its training data that served traffic is compared with (core.drift.Reference.to_lineage):
     per-feature bin counts on fixed bins and class counts, about 600 bytes."""
+    feedback_rows: int | None = None
+    """Training rows it learned from feedback (data/ files named `feedback-*`, after the influence caps and
+    exclusions); None for artifacts trained before the field existed."""
 
     def to_metadata(self) -> dict[str, str]:
         """Custom metadata for the object: JSON for structured fields, text for the rest (empty optional ones left
         out)."""
-        fields = {k: v for k, v in asdict(self).items() if v or k not in _OPTIONAL_JSON_FIELDS}
+        fields = {
+            k: v
+            for k, v in asdict(self).items()
+            if (v or k not in _OPTIONAL_JSON_FIELDS) and (v is not None or k not in _OPTIONAL_INT_FIELDS)
+        }
         return {k: _encode(k, v) for k, v in fields.items()}
 
     def signed_fields(self) -> dict[str, str]:
@@ -157,13 +167,14 @@ class Lineage:
         if not metadata.get("signature") or not metadata.get("sha256"):
             raise ArtifactRejected("unsigned", "artifact has no signature in its metadata", name)
         try:
-            required = [k for k in cls.__dataclass_fields__ if k not in _OPTIONAL_JSON_FIELDS]
+            required = [k for k in cls.__dataclass_fields__ if k not in _OPTIONAL]
             values: dict[str, Any] = {k: metadata[k] for k in required}
             present = [*_JSON_FIELDS, *(k for k in _OPTIONAL_JSON_FIELDS if k in metadata)]
             values.update({k: json.loads(metadata[k], object_pairs_hook=_unique_keys) for k in present})
             if not all(isinstance(values.get(k, {}), dict) for k in _OPTIONAL_JSON_FIELDS):
                 raise TypeError(f"{', '.join(_OPTIONAL_JSON_FIELDS)} must be a JSON object")
             values.update({k: _canonical_int(k, values[k]) for k in _INT_FIELDS})
+            values.update({k: _canonical_int(k, metadata[k]) for k in _OPTIONAL_INT_FIELDS if k in metadata})
             lineage = cls(**values)
             stored = lineage.to_metadata()
         except (KeyError, ValueError, TypeError, RecursionError) as e:

@@ -114,6 +114,7 @@ class ModelStore:
         provenance: Provenance = DIRECT,
         evaluation: dict[str, Any] | None = None,
         reference: dict[str, Any] | None = None,
+        feedback_rows: int | None = None,
     ) -> Lineage:
         """Pickle `model`, load it back the way a predictor will, then sign and upload it (publish_bytes).
 
@@ -132,6 +133,7 @@ class ModelStore:
             provenance=provenance,
             evaluation=evaluation,
             reference=reference,
+            feedback_rows=feedback_rows,
         )
 
     def publish_bytes(
@@ -145,6 +147,7 @@ class ModelStore:
         provenance: Provenance = DIRECT,
         evaluation: dict[str, Any] | None = None,
         reference: dict[str, Any] | None = None,
+        feedback_rows: int | None = None,
     ) -> Lineage:
         """Sign and upload pickled bytes as a new artifact; never overwrites (if_generation_match=0)."""
         now = datetime.now(UTC)
@@ -168,6 +171,7 @@ class ModelStore:
             data_to_publish_s=provenance.delay_to(now),
             evaluation=evaluation or {},
             reference=reference or {},
+            feedback_rows=feedback_rows,
         ).signed_with(self.keyring)
         blob = self.bucket.blob(layout.model_object(version))
         blob.metadata = lineage.to_metadata()  # sent with the content: no reader sees the object without it

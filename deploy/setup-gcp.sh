@@ -115,7 +115,8 @@ create_bucket() {
 {"rule": [
   {"action": {"type": "Delete"}, "condition": {"daysSinceCustomTime": $MODEL_RETENTION_DAYS, "matchesPrefix": ["models/model-"]}},
   {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["models/claims/"]}},
-  {"action": {"type": "Delete"}, "condition": {"age": $PREDICTION_LOG_RETENTION_DAYS, "matchesPrefix": ["predictions/", "feedback/date="]}}
+  {"action": {"type": "Delete"}, "condition": {"age": $PREDICTION_LOG_RETENTION_DAYS, "matchesPrefix": ["predictions/", "feedback/date="]}},
+  {"action": {"type": "Delete"}, "condition": {"age": 35, "matchesPrefix": ["feedback/ledger/"]}}
 ]}
 EOF
   echo "# lifecycle: $(tr -d '\n' <"$WORKDIR/lifecycle.json")"
@@ -181,6 +182,12 @@ grant_storage() {
   # eval/ (the trusted evaluation set): the trainer reads it, the ingest function never reaches it, and only the
   # operator (project owner, not a service account) writes it, so no upload can move the gate's anchor.
   bucket_role "$trainer" roles/storage.objectViewer trainer-read-eval eval/
+  # the feedback joiner: reads the prediction log and the feedback, creates one CSV per pass for the ingest function
+  # (create-only, only incoming/feedback-*), keeps its ledger (entries are marked in place) and the live accuracy
+  # document (rewritten under a generation precondition)
+  bucket_role "$trainer" roles/storage.objectViewer trainer-read-feedback predictions/ feedback/
+  bucket_role "$trainer" roles/storage.objectCreator trainer-write-feedback-csv incoming/feedback-
+  bucket_role "$trainer" roles/storage.objectUser trainer-write-feedback-ledger feedback/ledger/ feedback/accuracy.json
   bucket_role "$ingest" roles/storage.objectUser ingest-take-incoming incoming/
   bucket_role "$ingest" roles/storage.objectViewer ingest-list-outputs data/ quarantine/
   bucket_role "$ingest" roles/storage.objectCreator ingest-write-outputs data/ quarantine/

@@ -47,6 +47,12 @@ def watch(config: TrainerSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     watcher = Watcher(config, lambda trigger: run_and_report(config, trigger))
+    if config.feedback_join_interval > 0:
+        from core import gcs
+        from trainer.feedback.join import Joiner, Metrics
+
+        bucket = gcs.client(config).bucket(config.gcs_bucket)
+        watcher.join = Joiner(config, bucket, Metrics(watcher.health.registry)).run_once
     if config.watch_health_port is not None:
         from core import observe
 

@@ -31,6 +31,8 @@ class Dataset:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     used: list[storage.Blob] = field(default_factory=list)
     """The objects that contributed rows, newest first."""
+    feedback_rows: int = 0
+    """Rows from feedback files (data/feedback-*: the feedback joiner's CSVs, trainer.feedback)."""
 
     @property
     def rows(self) -> int:
@@ -202,7 +204,17 @@ def assemble(reading: Reading, selection: influence.Selection) -> Dataset:
     used_blobs = [f.blob for f, i in kept if len(i) and f.blob is not None]
     used_blobs.sort(key=lambda b: b.generation or 0, reverse=True)
     labels = np.asarray(iris.CLASSES)[codes]
-    return Dataset(features, labels, reading.reports, used_blobs)
+    feedback = sum(len(i) for f, i in kept if is_feedback(f.name))
+    return Dataset(features, labels, reading.reports, used_blobs, feedback)
+
+
+FEEDBACK_PREFIX = layout.DATA + "feedback-"
+"""data/ files the feedback joiner's CSVs become (incoming/feedback-<stamp>.csv, validated by the ingest function)."""
+
+
+def is_feedback(name: str) -> bool:
+    """Whether a data/ object holds feedback rows (counted in the lineage's `feedback_rows`)."""
+    return name.startswith(FEEDBACK_PREFIX)
 
 
 def _summarize(name: str, report: csvscan.CsvReport) -> dict[str, Any]:

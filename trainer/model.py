@@ -58,7 +58,8 @@ def held_out(features: np.ndarray, fraction: float, salt: int) -> np.ndarray:
 
 
 def fit_and_evaluate(dataset: Dataset, settings: TrainerSettings) -> Evaluated:
-    """Fit on the rows outside held_out() and score on the held-out ones."""
+    """Fit on the rows outside held_out() and score on the held-out ones; the metrics carry the gate's floor
+    (`accuracy_floor`, signed with the rest, so live accuracy can be shown against it)."""
     test = held_out(dataset.features, settings.test_fraction, settings.split_salt_value())
     x_train, x_test = dataset.features[~test], dataset.features[test]
     y_train, y_test = dataset.labels[~test], dataset.labels[test]
@@ -73,6 +74,7 @@ def fit_and_evaluate(dataset: Dataset, settings: TrainerSettings) -> Evaluated:
         "f1_macro": float(f1_score(y_test, predicted, average="macro")),
         "train_rows": float(len(y_train)),
         "test_rows": float(len(y_test)),
+        "accuracy_floor": float(settings.accuracy_floor),
     }
     return Evaluated(model, metrics, x_test, y_test, predicted)
 

@@ -82,6 +82,7 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
     dataset = data.assemble(reading, selection)
     stats: dict[str, Any] = {
         "rows": dataset.rows,
+        "feedback_rows": dataset.feedback_rows,
         **reading.summary(),
         **selection.summary(reading.files),
         "file_reports": dataset.reports,
@@ -109,6 +110,7 @@ def _train(store: ModelStore, blobs: list[Any], fp: str, settings: TrainerSettin
             provenance=dataset.provenance(trigger),
             evaluation=verdict.evaluation,
             reference=drift.Reference.of(dataset.features, dataset.labels).to_lineage(),
+            feedback_rows=dataset.feedback_rows,
         )
     except ArtifactRejected as e:  # no predictor would accept it: the same checks ran on the pickled bytes
         reason = f"{e.reason}: {e.message}"

@@ -6,11 +6,37 @@ import hashlib
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import SignerSettings
 
+DAY = 86400.0
+PREFIX_PATTERN = r"^[a-z0-9][a-z0-9_\-/]*/$"
 
-class TrainerSettings(SignerSettings):
+
+class FeedbackSettings(BaseSettings):
+    """The feedback joiner (trainer.feedback): labelled predictions into training CSVs, and live accuracy."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    feedback_join_interval: float = Field(30.0, ge=0)
+    """Seconds between the data watcher's joiner passes (`python -m trainer --watch`); 0 turns its timer off
+    (`python -m trainer.feedback` still runs one pass)."""
+    feedback_join_wait: float = Field(600.0, ge=0)
+    """Seconds after a feedback was received (or its file reached the bucket, if later) that its prediction may still
+    be on its way (spooled, not shipped); a feedback whose prediction is not found by then is `unknown`, before that
+    it stays pending."""
+    feedback_max_age: float = Field(7 * DAY, gt=0, le=30 * DAY)
+    """A feedback for a prediction older than this (at the feedback's time) is `late`; the joiner also reads only
+    feedback files and ledgers of this window (plus a day). At most 30 days: ledgers are deleted after 35."""
+    feedback_log_prefix: str = Field("feedback/", pattern=PREFIX_PATTERN)
+    """Bucket prefix of the predictors' feedback files (`<prefix>date=YYYY-MM-DD/<pod>-<stem>.jsonl.gz`); the
+    joiner's ledger (`<prefix>ledger/`) and the live accuracy document (`<prefix>accuracy.json`) live under it."""
+    prediction_log_prefix: str = Field("predictions/", pattern=PREFIX_PATTERN)
+    """Bucket prefix of the predictors' prediction log, where the joiner finds each feedback's prediction."""
+
+
+class TrainerSettings(SignerSettings, FeedbackSettings):
     """One trainer run, or the scheduler that repeats it."""
 
     train_schedule: str = "0 * * * *"

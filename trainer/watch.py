@@ -15,6 +15,9 @@ The watcher watches itself (core.observe): its loop beats a heartbeat (WATCH_STA
 WATCH_HEALTH_PORT fails when it goes stale), it counts its messages, and every WATCH_AUDIT_INTERVAL seconds it lists
 data/: a CSV created after the subscription opened whose notification did not arrive within MISSED_EVENT_AFTER
 seconds is a missed event. It is logged and counted, the pull channel is recycled and a reconcile run trains it.
+
+Every FEEDBACK_JOIN_INTERVAL seconds (unless 0) the loop also runs the feedback joiner's pass (trainer.feedback), on
+the same thread between pulls: its CSV reaches data/ through the ingest function and comes back as a data event.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ PREFIX = "trainer_watch"
 """Prefix of the watcher's stream-health metrics (core.observe)."""
 
 Run = Callable[[Trigger], RunOutcome]
+Join = Callable[[], object]
 
 
 @dataclass
@@ -78,6 +82,9 @@ class Watcher:
 
     def __init__(self, settings: TrainerSettings, run: Run, subscriber: pubsub_v1.SubscriberClient | None = None):
         self.settings, self.run = settings, run
+        self.join: Join | None = None
+        """The feedback joiner's pass, run every FEEDBACK_JOIN_INTERVAL seconds (never when that is 0)."""
+        self.join_at = time.monotonic()
         self.subscriber = subscriber or pubsub.subscriber_client(settings.pubsub_emulator_host)
         project = settings.google_cloud_project
         self.subscription = self.subscriber.subscription_path(project, settings.watch_subscription)
@@ -110,6 +117,7 @@ class Watcher:
         delay, opened = UNAVAILABLE_BACKOFF[0], False
         while not stop.is_set():
             self.heartbeat.beat()
+            self.joining()
             try:
                 opened = opened or self._open()
                 self.step()
@@ -137,6 +145,18 @@ class Watcher:
         if self.batch.due_in(time.monotonic(), cfg.train_quiet_period, cfg.train_max_delay) == 0:
             batch, self.batch = self.batch, Batch()
             self._run_batch(batch)
+
+    def joining(self) -> None:
+        """The feedback joiner's pass when it is due; its failure is logged, and it runs again next interval."""
+        if self.join is None or self.settings.feedback_join_interval <= 0 or time.monotonic() < self.join_at:
+            return
+        self.join_at = time.monotonic() + self.settings.feedback_join_interval
+        try:
+            self.join()
+        except ServiceError as e:
+            log.warning("feedback joiner pass failed: %s", e.message)
+        except Exception:
+            log.exception("feedback joiner pass failed")
 
     def _due_in(self, now: float) -> float | None:
         """Seconds until the batch or the reconcile run is due (0 when one is); None when neither is pending."""

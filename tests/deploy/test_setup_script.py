@@ -268,7 +268,27 @@ def test_the_lifecycle_deletes_old_logs_and_retired_models_never_the_newest(
         tuple(r["condition"]["matchesPrefix"]): r["condition"]
         for r in json.loads(line.removeprefix("# lifecycle: "))["rule"]
     }
-    assert set(rules) == {("models/model-",), ("models/claims/",), ("predictions/", "feedback/date=")}
+    assert set(rules) == {
+        ("models/model-",), ("models/claims/",), ("predictions/", "feedback/date="), ("feedback/ledger/",),
+    }  # fmt: skip
     assert rules[("models/model-",)] == {"daysSinceCustomTime": 180, "matchesPrefix": ["models/model-"]}
     assert rules[("predictions/", "feedback/date=")]["age"] == 90  # above FEEDBACK_MAX_AGE's 7 days
     assert all(r["action"] == {"type": "Delete"} for r in json.loads(line.removeprefix("# lifecycle: "))["rule"])
+
+
+def test_the_feedback_joiner_reads_the_logs_and_writes_only_its_csvs_ledger_and_document(
+    dry_run: tuple[str, list[list[str]]],
+) -> None:
+    stdout, commands = dry_run
+    trainer = {
+        (role, tuple(prefixes))
+        for member, role, prefixes in bucket_grants(stdout, commands)
+        if member.startswith("serviceAccount:iris-trainer@")
+    }
+    assert ("roles/storage.objectViewer", ("predictions/", "feedback/")) in trainer
+    assert ("roles/storage.objectCreator", ("incoming/feedback-",)) in trainer
+    assert ("roles/storage.objectUser", ("feedback/ledger/", "feedback/accuracy.json")) in trainer
+    assert not [
+        p for role, prefixes in trainer if role in WRITE_ROLES for p in prefixes if p in ("incoming/", "feedback/")
+    ]
+    assert '"matchesPrefix": ["feedback/ledger/"]' in stdout  # ledgers outlive FEEDBACK_MAX_AGE (at most 30 days)

@@ -1,0 +1,146 @@
+"""The live accuracy document ``<FEEDBACK_LOG_PREFIX>accuracy.json``: per model version, how its answers fared.
+
+::
+
+    {"schema": 1, "updated": "<iso>", "versions": {"<version>": {"correct": 41, "total": 45,
+     "series": [{"time": "<iso>", "correct": 41, "total": 45}],
+     "offline": {"accuracy": 0.97, "evaluation": 0.96, "accuracy_floor": 0.9}}}}
+
+`correct` counts joined rows whose logged predicted class equals the feedback's label, `total` all joined rows;
+`series` holds the cumulative counts after each pass that changed them, oldest first, thinned evenly to at most
+MAX_POINTS (the first and the latest always kept). `offline` comes from the version's signed lineage (held-out
+`metrics.accuracy`, the trusted evaluation set's `evaluation.accuracy`, the gate's `metrics.accuracy_floor`), read
+from the artifact's metadata and its signature verified with the trusted keys (no download); a figure the lineage
+does not have, or a lineage that does not verify, is left out.
+
+Every write is conditioned on the generation read (create-only when there is none), so two joiners never overwrite
+each other's counts: the one that loses re-reads the document and applies its counts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from core import gcs, layout, signing
+from core.errors import ArtifactRejected
+from core.store import ArtifactRef, ModelStore
+from trainer.feedback.records import iso
+
+log = logging.getLogger(__name__)
+
+NAME = "accuracy.json"
+SCHEMA = 1
+MAX_POINTS = 200
+MAX_ATTEMPTS = 20
+"""Writes tried before a pass gives up (each loss means another joiner's counts landed first)."""
+
+
+def object_name(prefix: str) -> str:
+    return f"{prefix}{NAME}"
+
+
+def tally(joined: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(correct, total) per model version of joined rows (rows without a version are not counted)."""
+    correct, total = Counter[str](), Counter[str]()
+    for row in joined:
+        version = row.get("version")
+        if isinstance(version, str):
+            total[version] += 1
+            correct[version] += int(row.get("predicted") == row.get("label"))
+    return {v: (correct[v], total[v]) for v in total}
+
+
+def thin(points: list[dict[str, Any]], limit: int = MAX_POINTS) -> list[dict[str, Any]]:
+    """At most `limit` points, evenly spaced over the list, the first and the last kept."""
+    if len(points) <= limit:
+        return points
+    step = (len(points) - 1) / (limit - 1)
+    return [points[round(i * step)] for i in range(limit)]
+
+
+def offline(bucket: storage.Bucket, keyring: signing.Keyring, version: str, retry: Any) -> dict[str, float]:
+    """The gate's figures of `version` from its signed lineage; {} when the artifact is missing or does not verify."""
+    blob = gcs.call(retry, bucket.get_blob, layout.model_object(version))
+    if blob is None:
+        return {}
+    try:
+        lineage = ModelStore(bucket, keyring, retry).verify_metadata(ArtifactRef.from_blob(blob))
+    except ArtifactRejected as e:
+        log.warning("no offline figures for %s: %s", version, e.message, extra={"reason": e.reason})
+        return {}
+    figures = {
+        "accuracy": lineage.metrics.get("accuracy"),
+        "evaluation": lineage.evaluation.get("accuracy"),
+        "accuracy_floor": lineage.metrics.get("accuracy_floor"),
+    }
+    return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
+
+
+def applied(document: dict[str, Any], counts: dict[str, tuple[int, int]], now: float,
+            figures: dict[str, dict[str, float]]) -> dict[str, Any]:  # fmt: skip
+    """`document` with `counts` added (a point appended to each changed version's series)."""
+    versions = dict(document.get("versions") or {})
+    for version, (correct, total) in sorted(counts.items()):
+        entry = dict(versions.get(version) or {"correct": 0, "total": 0, "series": []})
+        entry["correct"] = int(entry.get("correct", 0)) + correct
+        entry["total"] = int(entry.get("total", 0)) + total
+        point = {"time": iso(now), "correct": entry["correct"], "total": entry["total"]}
+        entry["series"] = thin([*list(entry.get("series") or []), point])
+        if version in figures:
+            entry["offline"] = figures[version]
+        entry.setdefault("offline", {})
+        versions[version] = entry
+    return {"schema": SCHEMA, "updated": iso(now), "versions": versions}
+
+
+def read(bucket: storage.Bucket, prefix: str, retry: Any) -> tuple[dict[str, Any], int]:
+    """The document and its generation (an empty document and 0 when there is none, or it is unreadable)."""
+    blob = gcs.call(retry, bucket.get_blob, object_name(prefix))
+    if blob is None:
+        return {"schema": SCHEMA, "versions": {}}, 0
+    generation = int(blob.generation or 0)
+    try:
+        raw = gcs.call(retry, blob.download_as_bytes, if_generation_match=generation)
+    except (gexc.NotFound, gexc.PreconditionFailed):
+        return read(bucket, prefix, retry)
+    try:
+        document = json.loads(raw)
+        if not isinstance(document, dict) or not isinstance(document.get("versions"), dict):
+            raise ValueError("no versions object")
+    except ValueError as e:
+        log.error("live accuracy document unreadable, starting it again: %s", e, extra={"object": blob.name})
+        document = {"schema": SCHEMA, "versions": {}}
+    return document, generation
+
+
+def add(bucket: storage.Bucket, prefix: str, keyring: signing.Keyring, joined: list[dict[str, Any]], now: float,
+        retry: Any) -> dict[str, Any] | None:  # fmt: skip
+    """Add the joined rows' counts to the document, conditioned on the generation read, re-reading on a 412.
+
+    Returns the document written (None when there was nothing to count)."""
+    counts = tally(joined)
+    if not counts:
+        return None
+    figures: dict[str, dict[str, float]] = {}
+    for _ in range(MAX_ATTEMPTS):
+        document, generation = read(bucket, prefix, retry)
+        known = document["versions"]
+        for version in counts:
+            if version not in figures and not (known.get(version) or {}).get("offline"):
+                figures[version] = offline(bucket, keyring, version, retry)
+        updated = applied(document, counts, now, figures)
+        blob = bucket.blob(object_name(prefix))
+        body = json.dumps(updated, separators=(",", ":"))
+        try:
+            gcs.call(retry, blob.upload_from_string, body, "application/json", if_generation_match=generation)
+        except gexc.PreconditionFailed:
+            log.info("live accuracy document changed meanwhile; reading it again")
+            continue
+        return updated
+    raise gexc.PreconditionFailed(f"{object_name(prefix)} kept changing: {MAX_ATTEMPTS} writes lost")
