@@ -1,5 +1,6 @@
 """GET /v1/model: the serving version, its lineage, its pin, the recent swap history of this worker, and the pod's
-model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth)."""
+model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth).
+GET /v1/model/training-sample: the rows of its training data the serving model carries for the page's scatter."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 from flask import Blueprint
 
+from core import training_sample
+from core.iris import CLASSES
+from predictor.errors import ModelNotReady, NoTrainingSample
 from predictor.http import extensions
 from predictor.lifecycle import podhealth
 
@@ -32,4 +36,25 @@ def model() -> dict[str, Any]:
         "agent": pod["agent"] if pod else None,
         "behind": pod["behind"] if pod else None,
         "degraded": pod["degraded"] if pod else [],
+    }
+
+
+@bp.get("/v1/model/training-sample")
+def training_sample_points() -> dict[str, Any]:
+    """The serving model's training sample for the page's petal scatter (core.training_sample), checked first."""
+    serving = extensions.registry().serving
+    if serving is None:
+        raise ModelNotReady("no verified model is loaded yet; retry shortly")
+    current = serving.loaded
+    try:
+        points = training_sample.read(current.model)
+    except training_sample.BadSample as e:
+        raise NoTrainingSample(f"model {current.version} carries a malformed training sample: {e}") from e
+    if points is None:
+        raise NoTrainingSample(f"model {current.version} carries no training sample (trained before models had one)")
+    return {
+        "version": current.version,
+        "features": list(training_sample.COLUMNS),
+        "classes": list(CLASSES),
+        "points": points,
     }

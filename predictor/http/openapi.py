@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint
 from pydantic import TypeAdapter
 
+from core.training_sample import MAX_POINTS
 from predictor.http import extensions, responses
 from predictor.http.contract import Contract
 from predictor.settings import PredictorSettings
@@ -33,6 +34,7 @@ ERROR_TEXT = {
     413: "Body larger than MAX_BODY_BYTES.",
     415: "Content-Type is not JSON.",
     422: "The artifact of that version was rejected (the pin is unchanged).",
+    404: "The serving model carries no training sample (`no_training_sample`): it was trained before models had one.",
     503: "No verified model is loaded yet (or the bucket, or the pod's model agent, is unreachable).",
     504: "The pod's model agent did not decide in time, or this worker did not serve its decision in time.",
 }
@@ -131,6 +133,13 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
         },
         "/v1/model": {
             "get": _operation("Serving model, lineage and swap history", _response("Model.", _ref("ModelInfo")))
+        },
+        "/v1/model/training-sample": {
+            "get": _operation(
+                "Rows of the serving model's training data: petal length and width (cm) and class index",
+                _response(f"Up to {MAX_POINTS} evenly spaced rows the model was fitted on.", _ref("TrainingSample")),
+                errors=_errors(404, 503),
+            )
         },
         "/metrics": {
             "get": _operation(

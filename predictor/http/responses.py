@@ -14,6 +14,7 @@ from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from core.states import SwapOutcome, SwapTrigger
+from core.training_sample import MAX_POINTS
 
 Species = Literal["setosa", "versicolor", "virginica"]
 Stamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -97,6 +98,18 @@ class ModelInfo(TypedDict):
     history: list[SwapRecord]
 
 
+class TrainingSample(TypedDict):
+    """Rows of the serving model's training data (core.training_sample), for the page's petal scatter."""
+
+    version: str
+    features: Annotated[list[str], Field(description="The measurements of each point, in order (cm).")]
+    classes: Annotated[list[Species], Field(description="Species by class index.")]
+    points: Annotated[
+        list[Annotated[list[float], Field(min_length=3, max_length=3)]],
+        Field(max_length=MAX_POINTS, description="[petal_length, petal_width, class_index] per row, evenly spaced."),
+    ]
+
+
 class AdminResult(TypedDict):
     model_version: str | None
     pinned: str | None
@@ -104,6 +117,7 @@ class AdminResult(TypedDict):
 
 
 ANSWERS: dict[str, Any] = {
+    "TrainingSample": TrainingSample,
     "PredictResponse": PredictResponse, "ApiResponse": ApiResponse, "InferResponse": InferResponse, "Error": Error,
     "V2Error": V2Error, "SwapRecord": SwapRecord, "ModelInfo": ModelInfo, "AdminResult": AdminResult,
 }  # fmt: skip
