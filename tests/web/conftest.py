@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -11,10 +12,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import numpy as np
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sklearn.datasets import load_iris
 from sklearn.pipeline import Pipeline
 
+from core import training_sample
+from core.iris import CLASSES
 from core.lineage import Lineage
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
@@ -74,6 +79,15 @@ def wait_ready(service: Service) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"predictor not ready after {START_TIMEOUT:g} s:\n{service.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def fitted_model(fitted_model: Pipeline) -> Pipeline:
+    """The shared fitted pipeline with its training sample attached, as the trainer publishes models now."""
+    iris = load_iris()
+    sampled = copy.deepcopy(fitted_model)
+    training_sample.attach(sampled, iris.data, np.asarray(CLASSES)[iris.target])
+    return sampled
 
 
 @pytest.fixture
