@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 import numpy as np
+import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sklearn.datasets import load_iris
 from sklearn.pipeline import Pipeline
 
@@ -125,10 +125,14 @@ class Console:
         page.on("requestfailed", lambda r: self.failed.append(f"failed {r.url}"))
 
 
-def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
-    """A full-page screenshot in the test's folder, copied to test-output/web/ at the repo root."""
+def screenshot(page: Page | Locator, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot (or one of a part of it) in the test's folder, copied to test-output/web/ at the repo
+    root."""
     path = tmp_path / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
+    if isinstance(page, Locator):
+        page.screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=True)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SCREENSHOTS / path.name)
     return path

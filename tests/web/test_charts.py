@@ -9,15 +9,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, Route, ViewportSize, expect
-from sklearn.pipeline import Pipeline
+from playwright.sync_api import Browser, Locator, Page, Route, ViewportSize, expect
+from sklearn.datasets import load_iris
 
 from core.iris import CLASSES, EXAMPLES
 from core.lineage import Lineage
 from core.store import ModelStore
 from devstack.emulators import Service
 from tests.web.conftest import Console, screenshot
+from trainer.model import build
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -82,6 +84,13 @@ def no_sideways_scrolling(page: Page, viewport: ViewportSize) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
 
 
+def legible(label: Locator) -> None:
+    """A chart's text is drawn at least 12 px tall on screen (the viewBox is as wide as the chart is shown)."""
+    box = label.bounding_box()
+    assert box is not None
+    assert box["height"] >= 12, f"{label} is {box['height']:.1f} px tall"
+
+
 def test_scatter_shows_the_sample_and_the_visitors_flower(
     browser: Browser, predictor: Service, first_model: Lineage, tmp_path: Path
 ) -> None:
@@ -109,10 +118,15 @@ def test_scatter_shows_the_sample_and_the_visitors_flower(
     expect(page.locator("#result-species")).to_have_text("setosa")
     expect(scatter.locator(".visitor")).to_have_count(1)
     moved = scatter.locator(".visitor-star").bounding_box()
-    assert placed is not None and moved is not None
-    assert moved["x"] < placed["x"] and moved["y"] > placed["y"], "setosa's petals are shorter and narrower"
+    assert placed is not None
+    assert moved is not None
+    assert moved["x"] < placed["x"], "setosa's petals are shorter"
+    assert moved["y"] > placed["y"], "and narrower"
+    legible(scatter.locator(".axis-title").first)
+    legible(scatter.locator(".axis-x text").first)
     no_sideways_scrolling(page, PHONE)
     screenshot(page, tmp_path, "scatter-phone")
+    screenshot(page.locator("#scatter-panel"), tmp_path, "scatter-card-phone")
     assert console.errors == []
     assert console.failed == []
 
@@ -154,17 +168,46 @@ def test_operator_charts_draw_live_accuracy_and_drift(
         expect(drift.locator(".drifted .drift-label")).to_have_text(["Petal length", "Predicted class"])
         expect(drift.locator(".drift-label").first).to_have_text("Sepal length")
         bars = [drift.locator(".drift-bar").nth(i).bounding_box() for i in (0, 2)]
-        assert bars[0] is not None and bars[1] is not None
+        assert bars[0] is not None
+        assert bars[1] is not None
         assert bars[1]["width"] > 5 * bars[0]["width"], "a score of 0.41 is drawn longer than one of 0.05"
         expect(drift).to_have_attribute("aria-label", re.compile("Drifted: Petal length, Predicted class"))
         expect(page.locator("#drift-caption")).to_contain_text("newest 412 served rows")
         expect(page.locator("#drift-empty")).to_be_hidden()
 
+        for label in (
+            chart.locator(".axis-x text").first,
+            chart.locator(".floor-label"),
+            drift.locator(".drift-label").first,
+        ):
+            legible(label)
         no_sideways_scrolling(page, viewport)
         screenshot(page, tmp_path, f"operators-{name}")
+        screenshot(page.locator("#operators"), tmp_path, f"operators-card-{name}")
         assert console.errors == []
         assert console.failed == []
         page.close()
+
+
+def test_a_model_without_a_sample_says_so_and_still_places_the_flower(
+    browser: Browser, predictor: Service, first_model: Lineage, store: ModelStore, tmp_path: Path
+) -> None:
+    page, console = open_page(browser, predictor, DESKTOP)
+    page.goto(predictor.url + "/")
+    expect(page.locator("#scatter .point")).to_have_count(150)
+    iris = load_iris()
+    older_kind = build().fit(iris.data, np.asarray(CLASSES)[iris.target])  # as trained before models had a sample
+    second = store.publish(older_kind, data_fingerprint="sha256:second", row_count=150, metrics={"accuracy": 0.97})
+    expect(page.locator("#model-version")).to_have_text(second.version, timeout=10_000)
+    expect(page.locator("#scatter-status")).to_have_text(re.compile("carries no training data to show"))
+    expect(page.locator("#scatter-figure")).to_be_hidden()
+    page.get_by_role("button", name="Versicolor").click()
+    expect(page.locator("#result-species")).to_have_text("versicolor")
+    expect(page.locator("#scatter .visitor")).to_have_count(1)
+    expect(page.locator("#scatter .point")).to_have_count(0)
+    screenshot(page.locator("#scatter-panel"), tmp_path, "scatter-no-sample-desktop")
+    assert console.errors == []
+    assert console.failed == [f"404 {predictor.url}/v1/model/training-sample"]
 
 
 @pytest.mark.parametrize("answer", ["missing route", "no figures", "no versions, no features"])

@@ -464,14 +464,22 @@
     );
   }
 
+  let shownMonitoring = null;
+
+  function renderMonitoring() {
+    if (!shownMonitoring) return;
+    renderAccuracy(shownMonitoring.accuracy, shownMonitoring.version);
+    renderDrift(shownMonitoring.drift);
+  }
+
   async function loadMonitoring() {
     const status = $("operators-status");
     try {
       const response = await fetch(MONITORING_URL, { headers: { Accept: "application/json" }, cache: "no-store" });
       const body = await response.json().catch(() => null);
       const usable = response.ok && body && typeof body === "object" && !body.error;
-      renderAccuracy(usable ? body.accuracy : null, usable ? body.version : null);
-      renderDrift(usable ? body.drift : null);
+      shownMonitoring = usable ? body : {};
+      renderMonitoring();
       status.hidden = usable || response.status === 404;
       status.textContent = usable || response.status === 404 ? "" : "Monitoring figures unavailable (HTTP " + response.status + ").";
     } catch (err) {
@@ -489,6 +497,19 @@
 
   $("operators").addEventListener("toggle", followMonitoring);
   followMonitoring();
+
+  // The charts are drawn at the width they are shown (their text stays legible): again when that changes.
+  let resizeTimer = null;
+  let drawnWidth = window.innerWidth;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      if (window.innerWidth === drawnWidth) return;
+      drawnWidth = window.innerWidth;
+      drawScatter();
+      renderMonitoring();
+    }, 150);
+  });
 
   async function poll() {
     try {

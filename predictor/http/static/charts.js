@@ -48,10 +48,18 @@ window.IrisCharts = (function () {
     return Math.ceil(value / step - 1e-9) * step;
   }
 
+  // The drawing width in CSS pixels (the viewBox is as wide as the chart is shown, so its text stays at its CSS size
+  // on a phone and on a desktop), within [min, max]; `max` while the chart is not laid out.
+  function widthOf(root, min, max) {
+    const shown = root.parentNode ? root.parentNode.getBoundingClientRect().width : 0;
+    return Math.round(shown > 0 ? Math.max(min, Math.min(max, shown)) : max);
+  }
+
   // Chart area inside a viewBox of width x height with margins {top, right, bottom, left}.
   function frame(root, width, height, margin) {
     root.setAttribute("viewBox", "0 0 " + width + " " + height);
     root.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    root.style.maxWidth = width + "px";
     root.replaceChildren();
     return { x0: margin.left, x1: width - margin.right, y0: height - margin.bottom, y1: margin.top };
   }
@@ -114,7 +122,8 @@ window.IrisCharts = (function () {
   function scatter(root, data) {
     const points = data.points || [];
     const visitor = data.visitor || null;
-    const width = 400, height = 300;
+    const width = widthOf(root, 300, 560);
+    const height = Math.round(Math.min(380, Math.max(240, width * 0.72)));
     const area = frame(root, width, height, { top: 12, right: 14, bottom: 44, left: 48 });
     const xs = points.map((p) => p[0]).concat(visitor ? [visitor.length] : []);
     const ys = points.map((p) => p[1]).concat(visitor ? [visitor.width] : []);
@@ -176,8 +185,9 @@ window.IrisCharts = (function () {
   // (held-out dashed, evaluation set dotted) over the same span, and each accuracy floor as a red line.
   // `versions`: [{version, colour, series: [{time, correct, total}], offline: {accuracy, evaluation, accuracy_floor}}].
   function accuracy(root, versions) {
-    const width = 560, height = 300;
-    const area = frame(root, width, height, { top: 14, right: 16, bottom: 44, left: 52 });
+    const width = widthOf(root, 300, 860);
+    const height = Math.round(Math.min(320, Math.max(240, width * 0.5)));
+    const area = frame(root, width, height, { top: 14, right: 30, bottom: 44, left: 52 });
     const lines = versions.map((v) => ({
       ...v,
       points: (v.series || [])
@@ -194,7 +204,8 @@ window.IrisCharts = (function () {
     const x = linear(t0, t1, area.x0, area.x1);
     const y = linear(low, 1, area.y0, area.y1);
     const days = new Date(t0).toDateString() !== new Date(t1).toDateString();
-    const timeTicks = { values: [0, 1, 2, 3].map((i) => t0 + ((t1 - t0) * i) / 3), decimals: 0 };
+    const parts = Math.max(1, Math.min(6, Math.floor((area.x1 - area.x0) / (days ? 120 : 85))));
+    const timeTicks = { values: [...Array(parts + 1).keys()].map((i) => t0 + ((t1 - t0) * i) / parts), decimals: 0 };
     axis(root, area, "x", x, timeTicks, (t) => clock(t, days));
     axis(root, area, "y", y, ticks(low, 1, 5), (v) => Math.round(v * 100) + " %");
     axisTitles(root, area, height, "Time (each point: after a feedback pass)", "Accuracy");
@@ -240,35 +251,41 @@ window.IrisCharts = (function () {
   // One bar per feature: its drift score, its threshold as a mark across the bar, drifted ones highlighted.
   // `rows`: [{feature, label, score, threshold, drifted}].
   function drift(root, rows) {
-    const rowHeight = 34;
-    const width = 560, height = 14 + rows.length * rowHeight + 44;
-    const area = frame(root, width, height, { top: 14, right: 86, bottom: 44, left: 124 });
+    const width = widthOf(root, 300, 860);
+    const narrow = width < 480; // labels above the bars instead of beside them
+    const rowHeight = narrow ? 46 : 34;
+    const margin = narrow ? { top: 6, right: 14, bottom: 44, left: 14 } : { top: 14, right: 110, bottom: 44, left: 124 };
+    const height = margin.top + rows.length * rowHeight + margin.bottom;
+    const area = frame(root, width, height, margin);
     const known = rows.filter((r) => typeof r.score === "number");
     const top = Math.max(0.1, ...known.map((r) => r.score), ...rows.map((r) => r.threshold || 0)) * 1.1;
     const xMax = niceCeil(top, 5);
     const x = linear(0, xMax, area.x0, area.x1);
-    axis(root, area, "x", x, ticks(0, xMax, 5));
+    axis(root, area, "x", x, ticks(0, xMax, narrow ? 4 : 5));
     root.append(text((area.x0 + area.x1) / 2, height - 6, "Distance from the training data (0 = same)", {
       class: "axis-title", "text-anchor": "middle",
     }));
     rows.forEach((row, index) => {
-      const mid = area.y1 + index * rowHeight + rowHeight / 2;
+      const rowTop = area.y1 + index * rowHeight;
+      const mid = narrow ? rowTop + 31 : rowTop + rowHeight / 2;
+      const labelAt = narrow ? [area.x0, rowTop + 15, "start"] : [area.x0 - 8, mid + 4, "end"];
+      const valueAt = narrow ? [area.x1, rowTop + 15, "end"] : [area.x1 + 8, mid + 4, "start"];
       const group = svg("g", { class: row.drifted ? "drift-row drifted" : "drift-row", "data-feature": row.feature });
-      group.append(text(area.x0 - 8, mid + 4, row.label, { class: "drift-label", "text-anchor": "end" }));
+      group.append(text(labelAt[0], labelAt[1], row.label, { class: "drift-label", "text-anchor": labelAt[2] }));
       const scored = typeof row.score === "number";
       const barEnd = scored ? x(Math.min(row.score, xMax)) : area.x0;
       const bar = svg("rect", {
-        class: "drift-bar", x: area.x0, y: (mid - 9).toFixed(1), width: Math.max(1, barEnd - area.x0).toFixed(1), height: 18,
+        class: "drift-bar", x: area.x0, y: (mid - 8).toFixed(1), width: Math.max(1, barEnd - area.x0).toFixed(1), height: 16,
       });
       bar.append(svg("title", {}, row.label + ": " + (scored ? row.score.toFixed(3) : "no figure") +
         (typeof row.threshold === "number" ? ", threshold " + row.threshold : "")));
       group.append(bar);
       if (typeof row.threshold === "number") {
         const tx = x(Math.min(row.threshold, xMax));
-        group.append(svg("line", { class: "threshold", x1: tx, x2: tx, y1: mid - 14, y2: mid + 14 }));
+        group.append(svg("line", { class: "threshold", x1: tx, x2: tx, y1: mid - 12, y2: mid + 12 }));
       }
       const value = scored ? row.score.toFixed(3) + (row.drifted ? " drifted" : "") : "—";
-      group.append(text(area.x1 + 6, mid + 4, value, { class: "drift-value" }));
+      group.append(text(valueAt[0], valueAt[1], value, { class: "drift-value", "text-anchor": valueAt[2] }));
       root.append(group);
     });
     const drifted = rows.filter((r) => r.drifted).map((r) => r.label);
