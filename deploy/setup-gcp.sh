@@ -167,6 +167,8 @@ grant_storage() {
   local predictor="serviceAccount:iris-predictor@$SA_DOMAIN" trainer="serviceAccount:iris-trainer@$SA_DOMAIN"
   local ingest="serviceAccount:iris-ingest@$SA_DOMAIN"
   bucket_role "$predictor" roles/storage.objectViewer predictor-read-models models/
+  # the live accuracy document the trainer's feedback joiner writes (each pod's model agent reads it)
+  bucket_role "$predictor" roles/storage.objectViewer predictor-read-accuracy feedback/accuracy.json
   # the prediction log: create-only (the shipper uploads with if_generation_match=0; never overwrites or deletes)
   bucket_role "$predictor" roles/storage.objectCreator predictor-write-predictions predictions/
   bucket_role "$trainer" roles/storage.objectViewer trainer-read-data data/

@@ -91,6 +91,12 @@ class PredictorSettings(TrustSettings, PredictionLogSettings, DriftSettings):
     notification_lookup_rate: float = Field(10.0, gt=0)
     """Bucket lookups per second (burst as many) that notifications may cause in the model agent; beyond, an offer
     is `rate_limited` and the reconcile poll decides."""
+    live_accuracy_interval: float = Field(30.0, gt=0)
+    """Seconds between the model agent's reads of the live accuracy document (`feedback/accuracy.json`, written by
+    the trainer's feedback joiner); an unchanged object (same generation) is not downloaded again."""
+    live_accuracy_min_rows: int = Field(20, ge=1)
+    """Answers with feedback a version needs before its `predictor_live_accuracy` is exported (so the alert does
+    not judge a version by a handful of labels); /v1/model shows the figures from the first one."""
     pod_name: str = "local"
     """Pod name from the downward API; part of the subscription name."""
 

@@ -5,7 +5,8 @@ Each spool file the shipper moved to the bucket (predictor.predlog.shipper) is h
 as ``predictor_drift_score{feature}``, ``predictor_drift_detected{feature}`` and ``predictor_drift_window_rows`` in
 the agent's registry (multiprocess files, so they join the pod's /metrics). Every model the agent accepts brings its
 training data's reference statistics from its signed lineage (a registry swap hook); a model trained before they
-existed has none, and the figures are cleared (no verdicts) while it serves.
+existed has none, and the figures are cleared (no verdicts) while it serves. After every evaluation the figures are
+also written to the handover as ``drift.json`` (``snapshot``; the serving processes' /v1/model/monitoring).
 
 Rows reach the window in batches, as fast as spool files rotate (PREDICTION_LOG_ROTATE_SECONDS) and ship
 (PREDICTION_LOG_BATCH_INTERVAL), so the figures trail traffic by about their sum; rows left out by
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +28,8 @@ from core.drift import DriftGauges, DriftMonitor, DriftResult, Reference
 from core.iris import CLASSES, FEATURES
 from core.settings import DriftSettings
 from core.store import LoadedModel
-from predictor.predlog.record import Answer, from_line
+from predictor.lifecycle import handover
+from predictor.predlog.record import Answer, from_line, iso_time
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -38,9 +42,11 @@ _CLASS_IDS = {name: index for index, name in enumerate(CLASSES)}
 class PodDrift:
     """The drift monitor of the version the agent serves, and its gauges in `registry`."""
 
-    def __init__(self, settings: DriftSettings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: DriftSettings, registry: CollectorRegistry, directory: Path | None = None) -> None:
         self.monitor = DriftMonitor(settings)
         self.gauges = DriftGauges(registry)
+        self.directory = directory
+        """The handover folder ``drift.json`` goes to; None: no snapshot."""
         self.version: str | None = None
         self._lock = threading.Lock()
         self.gauges.publish(None)
@@ -55,7 +61,7 @@ class PodDrift:
         with self._lock:
             self.version = loaded.version
             self.monitor.use(reference)
-            self.gauges.publish(self.monitor.evaluate())
+            self._publish(self.monitor.evaluate())
         log.info("drift reference", extra={"version": loaded.version, "reference": reference is not None})
 
     def observe_lines(self, data: bytes) -> int:
@@ -81,8 +87,27 @@ class PodDrift:
                 log.warning("prediction log lines with malformed answers left out of the drift window")
                 return 0
             self.monitor.observe(features, ids)
-            self.gauges.publish(self.monitor.evaluate())
+            self._publish(self.monitor.evaluate())
         return len(ids)
+
+    def _publish(self, result: DriftResult | None) -> None:
+        """Export an evaluation and write its snapshot to the handover (under the lock: snapshots keep their order)."""
+        self.gauges.publish(result)
+        if self.directory is None or self.version is None:
+            return
+        try:
+            handover.write_drift(self.directory, self.snapshot(result))
+        except OSError:
+            log.exception("drift snapshot not written")
+
+    def snapshot(self, result: DriftResult | None) -> dict[str, Any]:
+        """``drift.json``: when, the version compared, the window's rows and, with a reference, each feature's figures
+        (``features`` absent for a model without reference statistics)."""
+        found: dict[str, Any] = {"updated": iso_time(time.time()), "version": self.version,
+                                 "window_rows": self.monitor.window.rows}  # fmt: skip
+        if result is not None:
+            found["features"] = result.as_dict()["features"]
+        return found
 
     def result(self) -> DriftResult | None:
         with self._lock:

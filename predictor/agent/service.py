@@ -14,7 +14,9 @@ age and whether they lag it) and answers the agent's own liveness probe (AGENT_H
 
 The agent also runs the pod's prediction log shipper (predictor.predlog.shipper: the serving processes' spool files
 to the bucket; started with the agent, stopped after the subscription, its status in ``agent.json``) and feeds each
-shipped file to the pod's drift window (predictor.agent.drift), whose reference follows every model it accepts.
+shipped file to the pod's drift window (predictor.agent.drift), whose reference follows every model it accepts. It
+reads the bucket's live accuracy document on a timer (predictor.agent.accuracy). Both hand their figures over to the
+serving processes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from core import gcs
 from core.observe import Heartbeat, StreamHealth
 from core.store import ArtifactRef, LoadedModel, ModelStore
 from predictor.agent import reconcile
+from predictor.agent.accuracy import LiveAccuracy
 from predictor.agent.aspired import AspiredVersions
 from predictor.agent.drift import PodDrift
 from predictor.agent.subscription import ModelEvents
@@ -105,6 +108,7 @@ class Agent:
         aspired: AspiredVersions | None = None,
         shipper: Shipper | None = None,
         drift: PodDrift | None = None,
+        accuracy: LiveAccuracy | None = None,
     ) -> None:
         self.settings, self.registry, self.health, self.directory = settings, registry, health, directory
         self.aspired = aspired
@@ -112,6 +116,7 @@ class Agent:
         self.shipper = shipper
         """Ships the pod's prediction log; None with PREDICTION_LOG_ENABLED=false."""
         self.drift = drift
+        self.accuracy = accuracy
         self.heartbeat = Heartbeat(settings.agent_stale_after)
         self.stopping = threading.Event()
         self.scheduler: BackgroundScheduler = reconcile.scheduler()
@@ -135,6 +140,8 @@ class Agent:
             self.aspired.start()
         if self.shipper is not None:
             self.shipper.start()
+        if self.accuracy is not None:
+            self.accuracy.start()
         log.info("model agent started", extra={"events": self.events is not None, "interval_s": interval})
 
     def _subscriber(self) -> ModelEvents | None:
@@ -163,6 +170,8 @@ class Agent:
             self.loader.join(timeout=0.5)
         if self.aspired is not None:
             self.aspired.stop()
+        if self.accuracy is not None:
+            self.accuracy.stop()
         if self.shipper is not None:  # last: its final pass ships what the serving processes closed on their way out
             self.shipper.stop()
         log.info("model agent stopped", extra={"duration_s": round(time.monotonic() - started, 3)})
@@ -223,10 +232,12 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     writer = HandoverWriter(directory)
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
-    drift = PodDrift(settings, metrics.registry)
+    drift = PodDrift(settings, metrics.registry, directory)
+    accuracy = LiveAccuracy(settings, store.bucket, metrics.registry, directory, gcs.retry(settings))
     registry = Registry(
         StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
-        on_swap=[writer.point_to, drift.use], on_record=[lambda history: handover.write_history(directory, history)],
+        on_swap=[writer.point_to, drift.use, accuracy.use],
+        on_record=[lambda history: handover.write_history(directory, history)],
     )  # fmt: skip
     writer.pinned = lambda: registry.pinned
     aspired = AspiredVersions(registry, writer, settings.handover_poll_interval)
@@ -236,4 +247,4 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
             settings, store.bucket, settings.spool_dir(directory), settings.pod_name, gcs.retry(settings),
             PredictionLogCounters(metrics.registry), on_shipped=[drift.observe_lines],
         )  # fmt: skip
-    return Agent(settings, registry, health, directory, aspired, shipper, drift)
+    return Agent(settings, registry, health, directory, aspired, shipper, drift, accuracy)

@@ -1,6 +1,8 @@
 """GET /v1/model: the serving version, its lineage, its pin, the recent swap history of this worker, and the pod's
-model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth).
-GET /v1/model/training-sample: the rows of its training data the serving model carries for the page's scatter."""
+model agent as this worker sees it (alive, heartbeat age, whether workers lag it: predictor.lifecycle.podhealth), and
+the serving version's live accuracy from feedback; GET /v1/model/monitoring: live accuracy and drift
+(predictor.http.monitoring); GET /v1/model/training-sample: the rows of its training data the serving model carries
+for the page's scatter."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from flask import Blueprint
 from core import training_sample
 from core.iris import CLASSES
 from predictor.errors import ModelNotReady, NoTrainingSample
-from predictor.http import extensions
+from predictor.http import extensions, monitoring
 from predictor.lifecycle import podhealth
 
 bp = Blueprint("model_info", __name__)
@@ -26,6 +28,7 @@ def model() -> dict[str, Any]:
     return {
         "model_version": current.version if current else None,
         "lineage": current.lineage.as_dict() if current else None,
+        "live_accuracy": monitoring.live_accuracy(current.version if current else None),
         "object": current.ref.name if current else None,
         "generation": current.ref.generation if current else None,
         "loaded_at": registry.loaded_at.isoformat() if registry.loaded_at else None,
@@ -37,6 +40,11 @@ def model() -> dict[str, Any]:
         "behind": pod["behind"] if pod else None,
         "degraded": pod["degraded"] if pod else [],
     }
+
+
+@bp.get("/v1/model/monitoring")
+def model_monitoring() -> dict[str, Any]:
+    return monitoring.answer()
 
 
 @bp.get("/v1/model/training-sample")

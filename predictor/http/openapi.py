@@ -134,6 +134,14 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
         "/v1/model": {
             "get": _operation("Serving model, lineage and swap history", _response("Model.", _ref("ModelInfo")))
         },
+        "/v1/model/monitoring": {
+            "get": _operation(
+                "Live accuracy per model version (from feedback) and the pod's drift figures",
+                _response(
+                    "What the pod's model agent last read and evaluated; null parts: none yet.", _ref("Monitoring")
+                ),
+            )
+        },
         "/v1/model/training-sample": {
             "get": _operation(
                 "Rows of the serving model's training data: petal length and width (cm) and class index",

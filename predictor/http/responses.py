@@ -13,6 +13,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
+from core.liveaccuracy import AccuracyDocument
 from core.states import SwapOutcome, SwapTrigger
 from core.training_sample import MAX_POINTS
 
@@ -86,6 +87,45 @@ class SwapRecord(TypedDict):
     message: Annotated[str | None, Field(description="Why a load was rejected or failed.")]
 
 
+class LiveAccuracy(TypedDict):
+    """A version's accuracy on real traffic: answers confirmed correct by feedback."""
+
+    accuracy: Annotated[float, Field(ge=0, le=1, description="correct / total.")]
+    correct: int
+    total: Annotated[int, Field(ge=1, description="Answers of this version that got feedback.")]
+    updated: Annotated[Stamp, Field(description="When the trainer's feedback joiner last updated the figures.")]
+
+
+class FeatureDrift(TypedDict):
+    score: Annotated[float | None, Field(description="Distance from the training data; null below DRIFT_MIN_ROWS.")]
+    threshold: float
+    drifted: bool
+
+
+class DriftSnapshot(TypedDict):
+    """The pod's drift window after the model agent's last evaluation."""
+
+    updated: Stamp
+    version: Annotated[str | None, Field(description="The model version whose reference the window is compared with.")]
+    window_rows: Annotated[int, Field(ge=0)]
+    features: NotRequired[
+        Annotated[
+            dict[str, FeatureDrift],
+            Field(description="Per feature and `predicted_class`; absent for a model without reference statistics."),
+        ]
+    ]
+
+
+class Monitoring(TypedDict):
+    """Live accuracy and drift as the pod's model agent last saw them (null: none yet)."""
+
+    version: Annotated[str | None, Field(description="The version this worker serves.")]
+    accuracy: Annotated[
+        AccuracyDocument | None, Field(description="The live accuracy document of every recent version.")
+    ]
+    drift: DriftSnapshot | None
+
+
 class ModelInfo(TypedDict):
     model_version: str | None
     lineage: Annotated[dict[str, Any] | None, Field(description="Lineage of the serving artifact.")]
@@ -96,6 +136,9 @@ class ModelInfo(TypedDict):
     pinned: str | None
     ready: bool
     history: list[SwapRecord]
+    live_accuracy: Annotated[
+        LiveAccuracy | None, Field(description="The serving version's accuracy from feedback; null without any.")
+    ]
 
 
 class TrainingSample(TypedDict):
@@ -120,15 +163,31 @@ ANSWERS: dict[str, Any] = {
     "TrainingSample": TrainingSample,
     "PredictResponse": PredictResponse, "ApiResponse": ApiResponse, "InferResponse": InferResponse, "Error": Error,
     "V2Error": V2Error, "SwapRecord": SwapRecord, "ModelInfo": ModelInfo, "AdminResult": AdminResult,
+    "Monitoring": Monitoring,
 }  # fmt: skip
 
 
 class OpenAPI30(GenerateJsonSchema):
-    """JSON Schema as OpenAPI 3.0 reads it: `nullable: true` instead of a `null` type."""
+    """JSON Schema as OpenAPI 3.0 reads it: `nullable: true` instead of a `null` type, a one-value `enum` instead of
+    `const`, and a map's key pattern as the extension `x-key-pattern` (3.0 has no `patternProperties`)."""
 
     def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
         inner = self.generate_inner(schema["schema"])
         return {"allOf": [inner], "nullable": True} if "$ref" in inner else {**inner, "nullable": True}
+
+    def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
+        result = super().literal_schema(schema)
+        if "const" in result:
+            result["enum"] = [result.pop("const")]
+        return result
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        result = super().dict_schema(schema)
+        patterns = result.pop("patternProperties", None)
+        if patterns:
+            (pattern, values), *_ = patterns.items()
+            result.update({"additionalProperties": values, "x-key-pattern": pattern})
+        return result
 
 
 def adapters() -> dict[str, TypeAdapter[Any]]:

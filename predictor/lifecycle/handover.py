@@ -12,6 +12,9 @@ HANDOVER_DIR is a shared emptyDir in a pod (a temporary directory under ``python
   gunicorn's master clears the folder at start and drops an exited worker's file.
 - ``agent.json``: the agent's heartbeat, rewritten every few seconds: when, its pid, the version it accepted, the
   newest version its last listing saw and its stream's health (predictor.lifecycle.podhealth reads it).
+- ``live-accuracy.json``: the live accuracy document (core.liveaccuracy) as the agent last read and checked it from
+  the bucket (predictor.agent.accuracy); ``drift.json``: the pod's drift figures after the agent's last evaluation
+  (predictor.agent.drift). The serving processes answer both in ``GET /v1/model/monitoring``.
 - ``aspired/<id>.json``: an admin request (pin, unpin, reload) a serving process hands to the agent, which decides
   once for the pod (predictor.agent.aspired) and answers in ``decided/<id>.json``; the pointer carries the outcome to
   every serving process.
@@ -39,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core import layout, unpickle
+from core import layout, liveaccuracy, unpickle
 from core.errors import ArtifactRejected
 from core.lineage import Lineage
 from core.store import ArtifactRef, LoadedModel
@@ -51,6 +54,8 @@ POINTER = "current.json"
 HISTORY = "history.json"
 WORKERS = "workers"
 AGENT = "agent.json"
+LIVE_ACCURACY = "live-accuracy.json"
+DRIFT = "drift.json"
 ASPIRED = "aspired"
 DECIDED = "decided"
 KEEP_ARTIFACTS = 3
@@ -63,6 +68,8 @@ WORKER_STATE_MAX_BYTES = 256
 """A worker's state file holds one version name."""
 REQUEST_MAX_BYTES = 4096
 """An admin request or decision holds an action, a version and a swap record."""
+DRIFT_MAX_BYTES = 16 * 1024
+"""The drift snapshot holds a few figures for five features."""
 DECISION_KEEP_S = 300.0
 """Decisions nobody collected (the asking worker gave up or exited) are dropped after this."""
 
@@ -290,6 +297,36 @@ def read_agent(directory: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def write_live_accuracy(directory: Path, data: bytes) -> None:
+    """The live accuracy document as the agent checked it (JSON bytes, core.liveaccuracy.dump)."""
+    write_atomic(directory / LIVE_ACCURACY, data)
+
+
+def read_live_accuracy(directory: Path) -> bytes | None:
+    """The live accuracy document's bytes, None if the agent wrote none (or it is not a regular file in bounds)."""
+    return _read_optional(directory / LIVE_ACCURACY, liveaccuracy.MAX_BYTES)
+
+
+def write_drift(directory: Path, snapshot: dict[str, Any]) -> None:
+    """The pod's drift figures after an evaluation (predictor.agent.drift.snapshot)."""
+    write_atomic(directory / DRIFT, json.dumps(snapshot).encode())
+
+
+def read_drift(directory: Path) -> bytes | None:
+    """The drift snapshot's bytes, None if the agent wrote none (or it is not a regular file in bounds)."""
+    return _read_optional(directory / DRIFT, DRIFT_MAX_BYTES)
+
+
+def _read_optional(path: Path, max_bytes: int) -> bytes | None:
+    try:
+        return read_regular(path, max_bytes)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("handover file %s unreadable: %s", path.name, e)
+        return None
 
 
 class HandoverWriter:

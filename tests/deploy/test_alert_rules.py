@@ -46,6 +46,8 @@ def case(name: str, minutes: int, series: dict[str, str], fires: list[dict[str, 
     }
 
 
+NAN = " ".join(["NaN"] * 21)
+"""A gauge the agent set to NaN (promtool's series notation has no NaNxN)."""
 LATENCY = 'predictor_request_duration_seconds_bucket{{route="{route}",status="200",le="{le}"}}'
 CASES = [
     case("IrisDriftDetected: fires per drifted feature after 5 minutes", 7, {
@@ -68,6 +70,18 @@ CASES = [
         'predictor_model_accuracy_floor{version="v2"}': "0.9x20",
         'predictor_live_accuracy{version="v3"}': "0.5x20",
     }, []),
+    case("IrisLiveAccuracyBelowFloor: quiet where the agent set NaN (a version no longer exported or serving)", 17, {
+        'predictor_live_accuracy{version="v1",pod="p1"}': NAN,
+        'predictor_model_accuracy_floor{version="v1",pod="p1"}': "0.9x20",
+        'predictor_live_accuracy{version="v2",pod="p1"}': "0.5x20",
+        'predictor_model_accuracy_floor{version="v2",pod="p1"}': NAN,
+    }, []),
+    case("IrisLiveAccuracyBelowFloor: fires while one pod still serves the version (another's floor is NaN)", 17, {
+        'predictor_live_accuracy{version="v1",pod="p1"}': "0.8x20",
+        'predictor_live_accuracy{version="v1",pod="p2"}': "0.8x20",
+        'predictor_model_accuracy_floor{version="v1",pod="p1"}': "0.9x20",
+        'predictor_model_accuracy_floor{version="v1",pod="p2"}': NAN,
+    }, [{"version": "v1", **CRITICAL}]),
     case("IrisModelEventsMissed: fires on a missed event", 5, {
         'predictor_agent_missed_events_total{job="predictor"}': "0 0 0 1 1 1 1",
     }, [{"job": "predictor", **WARNING}]),

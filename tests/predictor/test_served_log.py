@@ -1,9 +1,11 @@
 """The prediction log and the drift window wired into `python -m predictor` (2 workers, its agent) and the gRPC
 server beside it: every answer on every route reaches the bucket once under its id, refusals without features, and
-shifted traffic raises the pod's drift flag in /metrics (fake-gcs-server, small rotation)."""
+shifted traffic raises the pod's drift flag in /metrics (fake-gcs-server, small rotation); the bucket's live accuracy
+document reaches the pod's /metrics, /v1/model and /v1/model/monitoring."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import requests
 from google.cloud import storage
 from sklearn.datasets import load_iris
 
+from core import liveaccuracy
 from core.drift import Reference
 from core.iris import CLASSES, EXAMPLES, FEATURES
 from core.lineage import Lineage
@@ -56,7 +59,7 @@ def pod_env(common_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         **common_env, "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "1",
         "HANDOVER_DIR": str(tmp_path / "handover"), "PREDICTION_LOG_DIR": str(tmp_path / "spool"),
         "PREDICTION_LOG_ROTATE_SECONDS": "1", "PREDICTION_LOG_BATCH_INTERVAL": "1", "POD_NAME": "pod-a",
-        "DRIFT_WINDOW_ROWS": "150", "DRIFT_MIN_ROWS": "150",
+        "DRIFT_WINDOW_ROWS": "150", "DRIFT_MIN_ROWS": "150", "LIVE_ACCURACY_INTERVAL": "1",
     }  # fmt: skip
 
 
@@ -216,3 +219,34 @@ def test_a_clean_shutdown_ships_every_record(
     found = records_by_id(storage_client, bucket_name, sent)
     assert {request_id: len(found.get(request_id, [])) for request_id in sent} == dict.fromkeys(sent, 1)
     assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def gauge(text: str, name: str, version: str) -> float | None:
+    found = re.search(rf'^{name}\{{version="{version}"\}} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def test_live_accuracy_and_drift_reach_the_pods_metrics_and_monitoring(
+    pod: Service, served: Lineage, storage_client: storage.Client, bucket_name: str
+) -> None:
+    url, version = pod.url, served.version
+    assert requests.get(f"{url}/v1/model", timeout=5).json()["live_accuracy"] is None  # no feedback yet
+    updated = "2026-12-05T01:30:00.123456Z"
+    document = {"schema": 1, "updated": updated, "versions": {version: {
+        "correct": 18, "total": 24, "series": [{"time": updated, "correct": 18, "total": 24}],
+        "offline": {"accuracy": 0.97, "accuracy_floor": 0.9}}}}  # fmt: skip
+    storage_client.bucket(bucket_name).blob(liveaccuracy.OBJECT).upload_from_string(json.dumps(document))
+    deadline = time.monotonic() + SHIPPED_TIMEOUT
+    text = ""
+    while gauge(text, "predictor_live_accuracy", version) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        text = requests.get(f"{url}/metrics", timeout=5).text
+    assert gauge(text, "predictor_live_accuracy", version) == 0.75
+    assert gauge(text, "predictor_live_accuracy_rows", version) == 24
+    assert gauge(text, "predictor_model_accuracy_floor", version) == 0.9  # the lineage has none: the document's
+    live = requests.get(f"{url}/v1/model", timeout=5).json()["live_accuracy"]
+    assert live == {"accuracy": 0.75, "correct": 18, "total": 24, "updated": updated}
+    monitoring = requests.get(f"{url}/v1/model/monitoring", timeout=5).json()
+    assert (monitoring["version"], monitoring["accuracy"]) == (version, document)
+    assert (monitoring["drift"]["version"], monitoring["drift"]["window_rows"]) == (version, 0)
+    assert set(monitoring["drift"]["features"]) == {*FEATURES, "predicted_class"}

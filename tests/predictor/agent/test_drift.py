@@ -3,7 +3,9 @@ reference of each accepted model (no emulator: prediction log lines and gauges i
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ from core.drift import Reference
 from core.iris import CLASSES, FEATURES
 from core.settings import DriftSettings
 from predictor.agent.drift import PodDrift
+from predictor.lifecycle import handover
 from predictor.predlog.record import Answer, Refusal, to_line
 from tests.predictor.conftest import installed
 
@@ -70,3 +73,23 @@ def test_a_model_without_reference_clears_the_verdicts(fitted_model: Any) -> Non
     assert score is not None
     assert math.isnan(score)
     assert drift.result() is None
+
+
+def test_every_evaluation_is_handed_over_as_a_snapshot(fitted_model: Any, tmp_path: Path) -> None:
+    drift = PodDrift(SETTINGS, CollectorRegistry(), tmp_path)
+    assert handover.read_drift(tmp_path) is None  # nothing serves yet
+    drift.use(with_reference(fitted_model, "v1"))
+    first = json.loads(handover.read_drift(tmp_path) or b"")
+    assert (first["version"], first["window_rows"]) == ("v1", 0)
+    assert first["features"]["petal_length"] == {"score": None, "threshold": 0.25, "drifted": False}
+    shifted = load_iris().data.copy()
+    shifted[:, FEATURES.index("petal_length")] += 1.5
+    drift.observe_lines(lines(shifted, "v1"))
+    snapshot = json.loads(handover.read_drift(tmp_path) or b"")
+    assert snapshot["window_rows"] == 150
+    assert snapshot["features"]["petal_length"]["drifted"] is True
+    assert snapshot["features"]["sepal_length"]["drifted"] is False
+    assert set(snapshot["features"]) == {*FEATURES, "predicted_class"}
+    assert snapshot["updated"].endswith("Z")
+    drift.use(installed(fitted_model, "v2"))  # no reference statistics: no features
+    assert json.loads(handover.read_drift(tmp_path) or b"").keys() == {"updated", "version", "window_rows"}

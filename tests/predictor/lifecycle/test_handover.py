@@ -203,3 +203,15 @@ def test_the_artifact_is_read_after_its_signature_verified_and_outside_the_regis
     assert registry.version == first
     assert (registry.history()[0].version, registry.history()[0].reason) == (second, "bad_signature")
     assert [name for name, _ in reads if name.startswith("model-")] == []
+
+
+def test_monitoring_files_round_trip_and_read_only_when_sound(tmp_path: Path) -> None:
+    assert handover.read_live_accuracy(tmp_path) is None
+    assert handover.read_drift(tmp_path) is None
+    handover.write_live_accuracy(tmp_path, b'{"schema": 1}')
+    handover.write_drift(tmp_path, {"version": "v1", "window_rows": 3})
+    assert handover.read_live_accuracy(tmp_path) == b'{"schema": 1}'
+    assert json.loads(handover.read_drift(tmp_path) or b"") == {"version": "v1", "window_rows": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [handover.DRIFT, handover.LIVE_ACCURACY]  # no temporaries
+    (tmp_path / handover.DRIFT).write_bytes(b" " * (handover.DRIFT_MAX_BYTES + 1))
+    assert handover.read_drift(tmp_path) is None
