@@ -11,14 +11,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
+from google.cloud import storage
 from playwright.sync_api import Browser, Locator, Page, Route, ViewportSize, expect
 from sklearn.datasets import load_iris
+from sklearn.pipeline import Pipeline
 
-from core.iris import CLASSES, EXAMPLES
+from core import liveaccuracy
+from core.drift import Reference
+from core.iris import CLASSES, EXAMPLES, FEATURES
 from core.lineage import Lineage
 from core.store import ModelStore
 from devstack.emulators import Service
-from tests.web.conftest import Console, screenshot
+from tests.web.conftest import FIRST_METRICS as METRICS
+from tests.web.conftest import Console, screenshot, start_predictor
 from trainer.model import build
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -27,6 +33,8 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 MONITORING = "**/v1/model/monitoring"
 OLD, NEW = "20261204T220000000000Z", "20261205T010000000000Z"
+SHIPPED_TIMEOUT_MS = 40_000
+"""How long the pod may take to read the bucket's document and ship, window and evaluate served rows."""
 
 
 def monitoring(serving: str) -> dict[str, Any]:
@@ -241,3 +249,56 @@ def test_operator_charts_say_when_there_is_nothing_to_draw(
         screenshot(page, tmp_path, "operators-empty-phone")
     assert console.errors == []
     assert [f for f in console.failed if "/v1/model/monitoring" not in f] == []
+
+
+def test_operator_charts_from_a_running_pod(
+    browser: Browser,
+    common_env: dict[str, str],
+    store: ModelStore,
+    fitted_model: Pipeline,
+    storage_client: storage.Client,
+    bucket_name: str,
+    tmp_path: Path,
+) -> None:
+    """The whole way: the bucket's live accuracy document and shifted traffic through the prediction log reach the
+    pod's model agent, which hands them to the worker's GET /v1/model/monitoring, which the page draws."""
+    iris = load_iris()
+    reference = Reference.of(iris.data, np.asarray(CLASSES)[iris.target]).to_lineage()
+    served = store.publish(
+        fitted_model, data_fingerprint="sha256:served", row_count=150, metrics=METRICS, reference=reference
+    )
+    (tmp_path / "handover").mkdir()
+    env = {
+        **common_env, "WEB_CONCURRENCY": "1", "MODEL_EVENTS_ENABLED": "false", "RECONCILE_INTERVAL_WITHOUT_EVENTS": "1",
+        "HANDOVER_DIR": str(tmp_path / "handover"), "PREDICTION_LOG_DIR": str(tmp_path / "spool"),
+        "PREDICTION_LOG_ROTATE_SECONDS": "1", "PREDICTION_LOG_BATCH_INTERVAL": "1", "POD_NAME": "pod-a",
+        "DRIFT_WINDOW_ROWS": "150", "DRIFT_MIN_ROWS": "150", "LIVE_ACCURACY_INTERVAL": "1",
+    }  # fmt: skip
+    pod = start_predictor(env, tmp_path / "predictor.log")
+    try:
+        document = monitoring(served.version)["accuracy"]
+        document["versions"] = {OLD: document["versions"][OLD], served.version: document["versions"][NEW]}
+        storage_client.bucket(bucket_name).blob(liveaccuracy.OBJECT).upload_from_string(json.dumps(document))
+        shifted = iris.data.copy()
+        shifted[:, FEATURES.index("petal_length")] += 1.5
+        instances = [dict(zip(FEATURES, row, strict=True)) for row in shifted.tolist()]
+        assert requests.post(f"{pod.url}/predict", json={"instances": instances}, timeout=10).status_code == 200
+
+        page, console = open_page(browser, pod, DESKTOP)
+        page.goto(pod.url + "/")
+        expect(page.locator("#model-live")).to_have_text("95.3 % (41 of 43 labelled)", timeout=SHIPPED_TIMEOUT_MS)
+        open_operators(page)
+        chart = page.locator("#accuracy-chart")
+        expect(chart.locator(".live-line")).to_have_count(2)
+        expect(page.locator(f'#accuracy-versions .version-item[data-version="{served.version}"]')).to_contain_text(
+            "serving"
+        )
+        drift = page.locator("#drift-chart")
+        expect(drift.locator(".drift-bar")).to_have_count(5, timeout=SHIPPED_TIMEOUT_MS)
+        expect(drift.locator(".drifted .drift-label").first).to_have_text("Petal length")
+        expect(page.locator("#drift-caption")).to_contain_text("newest 150 served rows")
+        screenshot(page, tmp_path, "operators-pod-desktop")
+        assert console.errors == []
+        assert console.failed == []
+    finally:
+        pod.stop()

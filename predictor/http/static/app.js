@@ -343,7 +343,7 @@
 
   function liveAccuracy(live) {
     if (!live || typeof live.total !== "number" || live.total <= 0) return "— (no feedback yet)";
-    const share = typeof live.accuracy === "number" ? live.accuracy : live.correct / live.total;
+    const share = typeof live.correct === "number" ? live.correct / live.total : live.accuracy; // unrounded
     return percent(share) + " (" + live.correct + " of " + live.total.toLocaleString() + " labelled)";
   }
 
@@ -410,6 +410,7 @@
   const VERSION_COLOURS = ["#1f5fbf", "#b35c00", "#7a3fa0", "#1d6b35", "#a3214f", "#4f5b6d"];
   const MAX_VERSIONS = VERSION_COLOURS.length;
   let monitoringTimer = null;
+  const DRIFT_EMPTY = $("drift-empty").textContent.replace(/\s+/g, " ").trim();
 
   function featureLabel(name) {
     const words = String(name).replace(/_/g, " ");
@@ -451,9 +452,18 @@
     const names = Object.keys(features);
     const order = config.features.filter((n) => n in features).concat(names.filter((n) => !config.features.includes(n)).sort());
     const rows = order.map((name) => ({ feature: name, label: featureLabel(name), ...features[name] }));
-    $("drift-empty").hidden = rows.length > 0;
-    $("drift-figure").hidden = rows.length === 0;
-    if (!rows.length) return;
+    const scored = rows.some((row) => typeof row.score === "number");
+    const empty = $("drift-empty");
+    empty.hidden = scored;
+    $("drift-figure").hidden = !scored;
+    if (!scored) {
+      const few = rows.length && typeof drift.window_rows === "number";
+      empty.textContent = few
+        ? "No drift figures yet: the window holds " + drift.window_rows.toLocaleString() +
+          " served rows, too few to compare with the training data."
+        : DRIFT_EMPTY;
+      return;
+    }
     $("drift-chart").setAttribute("aria-label", charts.drift($("drift-chart"), rows));
     const windowRows = typeof drift.window_rows === "number" ? drift.window_rows.toLocaleString() : "?";
     $("drift-caption").replaceChildren(
