@@ -135,6 +135,12 @@ def test_scatter_shows_the_sample_and_the_visitors_flower(
     no_sideways_scrolling(page, PHONE)
     screenshot(page, tmp_path, "scatter-phone")
     screenshot(page.locator("#scatter-panel"), tmp_path, "scatter-card-phone")
+    narrow = scatter.get_attribute("viewBox")
+    page.set_viewport_size(DESKTOP)  # drawn again at the width it is shown
+    expect(scatter).not_to_have_attribute("viewBox", str(narrow))
+    expect(scatter.locator(".point")).to_have_count(150)
+    expect(scatter.locator(".visitor")).to_have_count(1)
+    legible(scatter.locator(".axis-x text").first)
     assert console.errors == []
     assert console.failed == []
 
