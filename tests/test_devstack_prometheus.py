@@ -1,5 +1,6 @@
 """`make run`'s Prometheus: it scrapes the predictor, the model agent and the data watcher, evaluates exactly the
-manifests' alert rules, and sees the drift alert go pending on shifted traffic."""
+manifests' alert rules, and sees the drift alert go pending on shifted traffic and the live accuracy alert on a live
+accuracy document below the serving model's floor."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import requests
 import yaml
 from sklearn.datasets import load_iris
 
+from core import liveaccuracy
 from core.iris import FEATURES
 from devstack import emulators, prometheus
 from tests.polling import wait_for
@@ -39,7 +41,7 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
     env |= {"STACK_DIR": str(tmp_path / "stack"), "GCS_BUCKET": "prometheus-stack", "WEB_CONCURRENCY": "1"}
     env |= {  # a small drift window, fed within seconds by the prediction log
         "DRIFT_WINDOW_ROWS": "150", "DRIFT_MIN_ROWS": "100", "PREDICTION_LOG_ROTATE_SECONDS": "1",
-        "PREDICTION_LOG_BATCH_INTERVAL": "1",
+        "PREDICTION_LOG_BATCH_INTERVAL": "1", "LIVE_ACCURACY_INTERVAL": "1",
     }  # fmt: skip
     log = tmp_path / "run.log"
     stack = start_stack(env, log)
@@ -85,8 +87,28 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
 
         alerts = wait_for(drift_alert, 90, f"IrisDriftDetected for petal_length (log {log})", interval=1.0)
         assert {a["state"] for a in alerts} <= {"pending", "firing"}
+        version = requests.get(f"http://127.0.0.1:{ports['PORT']}/v1/model", timeout=10).json()["model_version"]
+        publish_live_accuracy(f"127.0.0.1:{ports['STACK_GCS_PORT']}", env["GCS_BUCKET"], version)
+
+        def accuracy_alert() -> list[dict[str, Any]] | None:
+            alerts = (api(base, "/api/v1/alerts") or {}).get("alerts", [])
+            found = [a for a in alerts if a["labels"].get("alertname") == "IrisLiveAccuracyBelowFloor"]
+            return found or None
+
+        alerts = wait_for(accuracy_alert, 90, f"IrisLiveAccuracyBelowFloor (log {log})", interval=1.0)
+        assert [a["labels"]["version"] for a in alerts] == [version]
     finally:
         stop_stack(stack)
+
+
+def publish_live_accuracy(gcs_host: str, bucket: str, version: str) -> None:
+    """A live accuracy document with `version` at 0.5 on 40 answers, below its floor of 0.9."""
+    updated = "2026-12-05T01:30:00.000000Z"
+    document = {"schema": 1, "updated": updated, "versions": {version: {
+        "correct": 20, "total": 40, "series": [{"time": updated, "correct": 20, "total": 40}],
+        "offline": {"accuracy_floor": 0.9}}}}  # fmt: skip
+    client = emulators.storage_client(gcs_host, "iris-local")
+    client.bucket(bucket).blob(liveaccuracy.OBJECT).upload_from_string(json.dumps(document))
 
 
 def send_shifted_traffic(url: str) -> None:

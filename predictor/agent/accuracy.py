@@ -26,7 +26,7 @@ import math
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
@@ -183,9 +183,6 @@ class LiveAccuracy:
             if floor is not None:
                 values["floor"][self.serving] = floor
         self.gauges.publish(values)
-
-    def status(self) -> dict[str, Any]:
-        return {"generation": self.generation, "updated": self.document["updated"] if self.document else None}
 
     def start(self) -> None:
         """Read the document every LIVE_ACCURACY_INTERVAL seconds."""
