@@ -132,7 +132,7 @@ class TrustSettings(CommonSettings):
     """Version the fleet serves exactly (predictor) and the trainer never marks for deletion (iris-common)."""
     model_max_bytes: int = Field(1024 * 1024, ge=64 * 1024)
     """Largest model artifact a reader downloads or unpickles, in bytes (`too_large` beyond; the trainer's is about
-    1.4 KB)."""
+    5 KB with its training sample)."""
     model_max_array_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest single array an artifact may allocate while unpickling (object arrays are refused at any size)."""
 

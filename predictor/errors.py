@@ -30,6 +30,12 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class NoTrainingSample(NotFound):
+    """The serving model carries no training sample (trained before models had one), or not a well-formed one."""
+
+    code = "no_training_sample"
+
+
 class PayloadTooLarge(ServiceError):
     """The body is larger than MAX_BODY_BYTES."""
 

@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from core import training_sample
 from core.iris import CLASSES
 from trainer.data import Dataset
 from trainer.settings import TrainerSettings
@@ -68,6 +69,7 @@ def fit_and_evaluate(dataset: Dataset, settings: TrainerSettings) -> Evaluated:
         raise InsufficientData(f"every species needs training and held-out rows, have (train, test) {counts}")
     with threadpool_limits(limits=1, user_api="blas"):  # 4 features: threaded BLAS only adds contention
         model = build().fit(x_train, y_train)
+    training_sample.attach(model, x_train, y_train)  # signed with it: the page's petal scatter
     predicted = model.predict(x_test)
     metrics = {
         "accuracy": float(accuracy_score(y_test, predicted)),

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint
 from pydantic import TypeAdapter
 
+from core.training_sample import MAX_POINTS
 from predictor.http import contract as contracts
 from predictor.http import extensions, responses
 from predictor.http.contract import Contract
@@ -35,6 +36,7 @@ ERROR_TEXT = {
     413: "Body larger than MAX_BODY_BYTES.",
     415: "Content-Type is not JSON.",
     422: "The artifact of that version was rejected (the pin is unchanged).",
+    404: "The serving model carries no training sample (`no_training_sample`): it was trained before models had one.",
     503: "No verified model is loaded yet (or the bucket, or the pod's model agent, is unreachable).",
     504: "The pod's model agent did not decide in time, or this worker did not serve its decision in time.",
 }
@@ -140,6 +142,13 @@ def paths(settings: PredictorSettings) -> dict[str, Any]:
                 _response(
                     "What the pod's model agent last read and evaluated; null parts: none yet.", _ref("Monitoring")
                 ),
+            )
+        },
+        "/v1/model/training-sample": {
+            "get": _operation(
+                "Rows of the serving model's training data: petal length and width (cm) and class index",
+                _response(f"Up to {MAX_POINTS} evenly spaced rows the model was fitted on.", _ref("TrainingSample")),
+                errors=_errors(404, 503),
             )
         },
         "/metrics": {

@@ -1,8 +1,11 @@
-"""The page for people at GET /: a measurement form and a live model panel (static assets served by the app).
+"""The page for people at GET /: a measurement form, a petal scatter of the serving model's training sample with the
+visitor's flower, a live model panel and, for operators, live accuracy and drift charts (static assets served by the
+app).
 
 Features, their range and the example flowers come from core.iris and are rendered into the page server-side, so
-the form and the API share one source of truth. The page talks to the JSON API (`POST /predict`, `GET /v1/model`)
-with fetch from `static/app.js`.
+the form and the API share one source of truth. The page talks to the JSON API (`POST /predict`, `GET /v1/model`,
+`GET /v1/model/training-sample`, `GET /v1/model/monitoring`) with fetch from `static/app.js`; `static/charts.js`
+draws the charts as plain SVG (no library, nothing fetched from elsewhere).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing_extensions import TypedDict
 
 from core.liveaccuracy import AccuracyDocument
 from core.states import SwapOutcome, SwapTrigger
+from core.training_sample import MAX_POINTS
 
 Species = Literal["setosa", "versicolor", "virginica"]
 Stamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -140,6 +141,18 @@ class ModelInfo(TypedDict):
     ]
 
 
+class TrainingSample(TypedDict):
+    """Rows of the serving model's training data (core.training_sample), for the page's petal scatter."""
+
+    version: str
+    features: Annotated[list[str], Field(description="The measurements of each point, in order (cm).")]
+    classes: Annotated[list[Species], Field(description="Species by class index.")]
+    points: Annotated[
+        list[Annotated[list[float], Field(min_length=3, max_length=3)]],
+        Field(max_length=MAX_POINTS, description="[petal_length, petal_width, class_index] per row, evenly spaced."),
+    ]
+
+
 class AdminResult(TypedDict):
     model_version: str | None
     pinned: str | None
@@ -164,6 +177,7 @@ class FeedbackResponse(TypedDict):
 
 
 ANSWERS: dict[str, Any] = {
+    "TrainingSample": TrainingSample,
     "PredictResponse": PredictResponse, "ApiResponse": ApiResponse, "InferResponse": InferResponse, "Error": Error,
     "V2Error": V2Error, "SwapRecord": SwapRecord, "ModelInfo": ModelInfo, "AdminResult": AdminResult,
     "FeedbackResponse": FeedbackResponse,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -10,11 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from sklearn.datasets import load_iris
 from sklearn.pipeline import Pipeline
 
+from core import training_sample
+from core.iris import CLASSES
 from core.lineage import Lineage
 from core.store import ModelStore
 from devstack.emulators import Service, free_port, spawn
@@ -76,6 +81,15 @@ def wait_ready(service: Service) -> None:
     raise RuntimeError(f"predictor not ready after {START_TIMEOUT:g} s:\n{service.log_tail()}")
 
 
+@pytest.fixture(scope="session")
+def fitted_model(fitted_model: Pipeline) -> Pipeline:
+    """The shared fitted pipeline with its training sample attached, as the trainer publishes models now."""
+    iris = load_iris()
+    sampled = copy.deepcopy(fitted_model)
+    training_sample.attach(sampled, iris.data, np.asarray(CLASSES)[iris.target])
+    return sampled
+
+
 @pytest.fixture
 def first_model(store: ModelStore, fitted_model: Pipeline) -> Lineage:
     """The model the predictor starts with."""
@@ -111,10 +125,14 @@ class Console:
         page.on("requestfailed", lambda r: self.failed.append(f"failed {r.url}"))
 
 
-def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
-    """A full-page screenshot in the test's folder, copied to test-output/web/ at the repo root."""
+def screenshot(page: Page | Locator, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot (or one of a part of it) in the test's folder, copied to test-output/web/ at the repo
+    root."""
     path = tmp_path / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
+    if isinstance(page, Locator):
+        page.screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=True)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SCREENSHOTS / path.name)
     return path

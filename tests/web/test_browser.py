@@ -33,7 +33,7 @@ def open_page(browser: Browser, predictor: Service, viewport: ViewportSize) -> t
 
 def fill(page: Page, values: dict[str, str]) -> None:
     for name, value in values.items():
-        page.get_by_label(name.replace("_", " ").capitalize()).fill(value)
+        page.get_by_label(name.replace("_", " ").capitalize(), exact=True).fill(value)
 
 
 def test_predict_and_watch_a_hot_swap_land(
@@ -50,7 +50,7 @@ def test_predict_and_watch_a_hot_swap_land(
     expect(page.locator("#model-rows")).to_have_text("150 rows")
 
     fill(page, dict(zip(FEATURES, ["6.7", "3.1", "5.8", "2.2"], strict=True)))
-    page.get_by_label("Petal width").press("Enter")  # the keyboard submits the form
+    page.get_by_label("Petal width", exact=True).press("Enter")  # the keyboard submits the form
     expect(page.locator("#result-species")).to_have_text("virginica")
     expect(page.locator("#result-version")).to_have_text(first_model.version)
     expect(page.locator(".bar-row.top .bar-value")).to_have_text(re.compile(r"^\d+\.\d %$"))

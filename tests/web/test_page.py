@@ -101,7 +101,7 @@ def test_live_regions_for_the_result_and_model_changes(page: Page) -> None:
 def test_linked_assets_are_local_and_served(page: Page, client: FlaskClient) -> None:
     urls = [str(a["href"]) for a in page.find("link", rel="stylesheet")]
     urls += [str(a["src"]) for t, a in page.tags if t == "script" and a.get("src")]
-    assert len(urls) == 2
+    assert len(urls) == 3
     expected = {"text/css", "text/javascript"}
     got = set()
     for url in urls:

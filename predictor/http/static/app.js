@@ -1,4 +1,6 @@
-// The iris page: submits the form to POST /predict and keeps the model panel fresh from GET /v1/model.
+// The iris page: submits the form to POST /predict and keeps the model panel fresh from GET /v1/model; draws the
+// serving model's training sample with the visitor's flower (GET /v1/model/training-sample) and, for operators,
+// live accuracy and drift (GET /v1/model/monitoring) with charts.js.
 // Vanilla JS, no dependencies. Server data is only ever written with textContent.
 "use strict";
 
@@ -6,6 +8,10 @@
   const config = JSON.parse(document.getElementById("page-config").textContent);
   const PREDICT_URL = "/predict";
   const MODEL_URL = "/v1/model";
+  const SAMPLE_URL = "/v1/model/training-sample";
+  const MONITORING_URL = "/v1/model/monitoring";
+  const MONITORING_POLL_MS = 10000;
+  const charts = window.IrisCharts;
   const $ = (id) => document.getElementById(id);
 
   function el(tag, attrs, ...children) {
@@ -151,6 +157,7 @@
       const body = await response.json().catch(() => null);
       if (response.ok && body && Array.isArray(body.predictions) && body.predictions.length) {
         renderPrediction(body, response.headers.get("X-Model-Version"));
+        placeVisitor(instance, body.predictions[0].species);
       } else {
         showApiError(response.status, body);
       }
@@ -307,6 +314,7 @@
     const version = info.version || info.model_version || lineage.version || null;
     if (!version || info.ready === false) {
       $("model-status").textContent = "No model is loaded yet; the service is waiting for one.";
+      if (!sample) $("scatter-status").textContent = "No model is loaded yet.";
       $("model-facts").hidden = true;
     } else {
       $("model-status").textContent = "";
@@ -325,11 +333,193 @@
       // A zero-width space after each "+" lets a long pipeline name wrap between its steps.
       $("model-type").textContent = (lineage.model_type || "—").replaceAll("+", "+\u200b");
       $("model-pinned").textContent = info.pinned ? "yes, to " + info.pinned : "no";
+      $("model-live").textContent = liveAccuracy(info.live_accuracy);
+      if (version !== sampleVersion) loadSample(version);
       if (shownVersion !== null && shownVersion !== version) markChange(shownVersion, version);
       shownVersion = version;
     }
     renderHistory(info.history);
   }
+
+  function liveAccuracy(live) {
+    if (!live || typeof live.total !== "number" || live.total <= 0) return "— (no feedback yet)";
+    const share = typeof live.correct === "number" ? live.correct / live.total : live.accuracy; // unrounded
+    return percent(share) + " (" + live.correct + " of " + live.total.toLocaleString() + " labelled)";
+  }
+
+  // ---- the petal scatter ----------------------------------------------------------------------
+
+  let sample = null; // {version, classes, points} of the serving model, or {points: []} when it carries none
+  let sampleVersion = null;
+  let visitor = null;
+
+  function drawScatter() {
+    const figure = $("scatter-figure");
+    if (!sample) return;
+    figure.hidden = sample.points.length === 0 && !visitor;
+    if (figure.hidden) return;
+    const summary = charts.scatter($("scatter"), { points: sample.points, classes: config.classes, visitor });
+    $("scatter").setAttribute("aria-label", summary);
+    const rows = sample.points.length;
+    $("scatter-note").textContent = rows
+      ? rows.toLocaleString() + " rows the model " + sample.version + " was fitted on (evenly spaced)."
+      : "";
+  }
+
+  async function loadSample(version) {
+    sampleVersion = version;
+    const status = $("scatter-status");
+    try {
+      const response = await fetch(SAMPLE_URL, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body && Array.isArray(body.points)) {
+        sample = { version: body.version, points: body.points };
+        status.textContent = "";
+        status.hidden = true;
+      } else {
+        sample = { version, points: [] };
+        status.hidden = false;
+        status.textContent = response.status === 404
+          ? "The serving model carries no training data to show: it was trained before models kept a sample of it."
+          : "Training data unavailable: " + ((body && body.error && body.error.message) || "HTTP " + response.status) + ".";
+      }
+    } catch (err) {
+      sampleVersion = null; // try again on the next poll
+      status.hidden = false;
+      status.textContent = "Training data unavailable (retrying).";
+      return;
+    }
+    drawScatter();
+  }
+
+  function placeVisitor(instance, species) {
+    const length = instance.petal_length, width = instance.petal_width;
+    if (typeof length !== "number" || typeof width !== "number") return;
+    visitor = { length, width, species };
+    drawScatter();
+  }
+
+  for (const item of $("scatter-legend").children) {
+    const index = config.classes.indexOf(item.dataset.species);
+    const shape = index >= 0 ? charts.SHAPES[index % charts.SHAPES.length] : "star";
+    item.querySelector("svg").append(charts.marker(shape, 8, 8.5, index >= 0 ? 5 : 7.5, {}));
+  }
+
+  // ---- operators: live accuracy and drift -----------------------------------------------------
+
+  const VERSION_COLOURS = ["#1f5fbf", "#b35c00", "#7a3fa0", "#1d6b35", "#a3214f", "#4f5b6d"];
+  const MAX_VERSIONS = VERSION_COLOURS.length;
+  let monitoringTimer = null;
+  const DRIFT_EMPTY = $("drift-empty").textContent.replace(/\s+/g, " ").trim();
+
+  function featureLabel(name) {
+    const words = String(name).replace(/_/g, " ");
+    return words.charAt(0).toUpperCase() + words.slice(1);
+  }
+
+  function renderAccuracy(accuracy, serving) {
+    const all = Object.entries((accuracy && accuracy.versions) || {}).sort(([a], [b]) => a.localeCompare(b));
+    const shown = all.slice(-MAX_VERSIONS).map(([version, figures], index) => ({
+      version,
+      colour: VERSION_COLOURS[index],
+      series: Array.isArray(figures && figures.series) ? figures.series : [],
+      offline: (figures && figures.offline) || {},
+      correct: figures && figures.correct,
+      total: figures && figures.total,
+    }));
+    const anyLive = shown.some((v) => v.series.some((p) => p.total > 0));
+    $("accuracy-empty").hidden = anyLive;
+    $("accuracy-figure").hidden = !anyLive;
+    if (!anyLive) return;
+    $("accuracy-chart").setAttribute("aria-label", charts.accuracy($("accuracy-chart"), shown));
+    const items = shown.map((v) => {
+      const facts = [];
+      if (typeof v.total === "number" && v.total > 0) facts.push("live " + percent(v.correct / v.total) + " (" + v.correct + " of " + v.total + ")");
+      if (typeof v.offline.accuracy === "number") facts.push("held-out " + percent(v.offline.accuracy));
+      if (typeof v.offline.evaluation === "number") facts.push("evaluation set " + percent(v.offline.evaluation));
+      if (typeof v.offline.accuracy_floor === "number") facts.push("floor " + percent(v.offline.accuracy_floor));
+      return el("li", { class: "version-item", "data-version": v.version },
+        el("span", { class: "line-key", style: "background: " + v.colour, "aria-hidden": "true" }),
+        el("code", {}, v.version), v.version === serving ? el("span", { class: "badge serving" }, "serving") : null,
+        el("span", { class: "version-facts" }, facts.join(" · ") || "no figures"));
+    });
+    if (all.length > shown.length) items.push(el("li", { class: "muted" }, "and " + (all.length - shown.length) + " older versions"));
+    $("accuracy-versions").replaceChildren(...items);
+  }
+
+  function renderDrift(drift) {
+    const features = (drift && drift.features) || {};
+    const names = Object.keys(features);
+    const order = config.features.filter((n) => n in features).concat(names.filter((n) => !config.features.includes(n)).sort());
+    const rows = order.map((name) => ({ feature: name, label: featureLabel(name), ...features[name] }));
+    const scored = rows.some((row) => typeof row.score === "number");
+    const empty = $("drift-empty");
+    empty.hidden = scored;
+    $("drift-figure").hidden = !scored;
+    if (!scored) {
+      const few = rows.length && typeof drift.window_rows === "number";
+      empty.textContent = few
+        ? "No drift figures yet: the window holds " + drift.window_rows.toLocaleString() +
+          " served rows, too few to compare with the training data."
+        : DRIFT_EMPTY;
+      return;
+    }
+    $("drift-chart").setAttribute("aria-label", charts.drift($("drift-chart"), rows));
+    const windowRows = typeof drift.window_rows === "number" ? drift.window_rows.toLocaleString() : "?";
+    $("drift-caption").replaceChildren(
+      "Window of the newest " + windowRows + " served rows against the training data of model ",
+      el("code", {}, drift.version || "—"), "; updated ", timeNode(drift.updated),
+      ". Jensen-Shannon distance for each measurement, L-infinity for the predicted-class mix; the dark mark on each" +
+        " row is its threshold, red bars have drifted.",
+    );
+  }
+
+  let shownMonitoring = null;
+
+  function renderMonitoring() {
+    if (!shownMonitoring) return;
+    renderAccuracy(shownMonitoring.accuracy, shownMonitoring.version);
+    renderDrift(shownMonitoring.drift);
+  }
+
+  async function loadMonitoring() {
+    const status = $("operators-status");
+    try {
+      const response = await fetch(MONITORING_URL, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const body = await response.json().catch(() => null);
+      const usable = response.ok && body && typeof body === "object" && !body.error;
+      shownMonitoring = usable ? body : {};
+      renderMonitoring();
+      status.hidden = usable || response.status === 404;
+      status.textContent = usable || response.status === 404 ? "" : "Monitoring figures unavailable (HTTP " + response.status + ").";
+    } catch (err) {
+      status.hidden = false;
+      status.textContent = "Monitoring figures unavailable (retrying).";
+    }
+  }
+
+  function followMonitoring() {
+    clearInterval(monitoringTimer);
+    if (!$("operators").open) return;
+    loadMonitoring();
+    monitoringTimer = setInterval(loadMonitoring, MONITORING_POLL_MS);
+  }
+
+  $("operators").addEventListener("toggle", followMonitoring);
+  followMonitoring();
+
+  // The charts are drawn at the width they are shown (their text stays legible): again when that changes.
+  let resizeTimer = null;
+  let drawnWidth = window.innerWidth;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      if (window.innerWidth === drawnWidth) return;
+      drawnWidth = window.innerWidth;
+      drawScatter();
+      renderMonitoring();
+    }, 150);
+  });
 
   async function poll() {
     try {
