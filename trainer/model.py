@@ -85,7 +85,15 @@ def gate(candidate: Evaluated, current: Any | None, settings: TrainerSettings) -
     """Why the candidate must not be published, or None when it passes."""
     accuracy = candidate.metrics["accuracy"]
     if accuracy < settings.accuracy_floor:
-        return f"accuracy {accuracy:.4f} below floor {settings.accuracy_floor}"
+        rows = len(candidate.y_test)
+        right = int(np.sum(candidate.predicted == candidate.y_test))
+        p_value = floor_p(right, rows, settings.accuracy_floor)
+        candidate.metrics["floor_p_value"] = p_value
+        if p_value <= settings.floor_significance:
+            return (
+                f"accuracy {accuracy:.4f} below floor {settings.accuracy_floor}"
+                f" ({right} of {rows} held-out rows right; p={p_value:.3g})"
+            )
     if current is None:
         return None
     current_right = current.predict(candidate.x_test) == candidate.y_test
@@ -100,6 +108,13 @@ def gate(candidate: Evaluated, current: Any | None, settings: TrainerSettings) -
             f" (wrong on {worse} held-out rows the current model gets right, right on {better}; p={p_value:.3g})"
         )
     return None
+
+
+def floor_p(right: int, rows: int, floor: float) -> float:
+    """One-sided exact binomial p-value that a model right on `right` of `rows` held-out rows is below `floor`."""
+    if rows == 0:
+        return 1.0
+    return float(binomtest(right, rows, floor, alternative="less").pvalue)
 
 
 def mcnemar_p(worse: int, better: int) -> float:
