@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
 PACKAGES := core trainer predictor functions devstack
 
-.PHONY: venv lock run test test-fast docs lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak clean
+.PHONY: venv lock run test test-fast docs lint fmt train drop bench bench-trainer bench-predictor bench-drop bench-soak bench-loop clean
 
 PROTO := predictor/protos/grpc_predict_v2.proto
 STUBS := $(PROTO:.proto=_pb2.py)
@@ -70,6 +70,9 @@ clean:
 
 bench-drop: venv  ## drop a CSV until every worker serves a model that learned from it (starts its own local stack)
 	$(PY) bench/drop_bench.py
+
+bench-loop: venv  ## serve a model that never saw part of iris, label its traffic as feedback, time until one that learned serves
+	$(PY) bench/loop_bench.py $(if $(FAST),--fast)
 
 bench-soak: venv  ## the local stack under load, drops and faults for SOAK_MINUTES (default 30); PASS/FAIL per target
 	$(PY) bench/soak_bench.py $(if $(SOAK_MINUTES),--minutes $(SOAK_MINUTES))
