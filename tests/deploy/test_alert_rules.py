@@ -120,6 +120,22 @@ CASES = [
         'predictor_agent_behind_bucket{pod="p1"}': "1 1 1 1 1 1 1 1 0x12",
         'predictor_agent_behind_bucket{pod="p2"}': "0 0 0 1x20",
     }, []),
+    case("IrisFeedbackRefused: fires on refused feedback", 5, {
+        'predictor_feedback_records_total{outcome="refused",pod="p1"}': "0 0 3 3 3 3",
+        'predictor_feedback_records_total{outcome="accepted",pod="p1"}': "0 5 10 15 20 25",
+    }, [WARNING]),
+    case("IrisFeedbackRefused: quiet while every item is accepted", 5, {
+        'predictor_feedback_records_total{outcome="refused",pod="p1"}': "0x6",
+        'predictor_feedback_records_total{outcome="accepted",pod="p1"}': "0 5 10 15 20 25",
+    }, []),
+    case("IrisFeedbackJoinFailing: fires when every pass of 30 minutes failed", 40, {
+        'trainer_feedback_passes_total{status="failed"}': "0+2x45",
+        'trainer_feedback_passes_total{status="ok"}': "5x45",
+    }, [WARNING]),
+    case("IrisFeedbackJoinFailing: quiet when a pass succeeds between failures", 40, {
+        'trainer_feedback_passes_total{status="failed"}': "0+2x45",
+        'trainer_feedback_passes_total{status="ok"}': "5+1x45",
+    }, []),
     case("IrisFleetServesDifferentModels: fires when pods disagree for 10 minutes", 12, {
         'predictor_model_serving{pod="p1",version="a"}': "2x20",
         'predictor_model_serving{pod="p2",version="b"}': "2x20",

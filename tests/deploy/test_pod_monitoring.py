@@ -44,7 +44,9 @@ def test_each_endpoint_is_a_named_port_of_the_pod_the_scrapers_may_reach(workloa
     assert admitted(workload)[port] == SCRAPERS
 
 
-SCRAPED_PREFIXES = {"predictor_": "iris-predictor", "trainer_watch_": "iris-trainer-watch"}
+SCRAPED_PREFIXES = {
+    "predictor_": "iris-predictor", "trainer_watch_": "iris-trainer-watch", "trainer_feedback_": "iris-trainer-watch",
+}  # fmt: skip
 """Metric prefix -> the monitored workload that exports it (the predictor's admin port carries the whole pod's
 multiprocess metrics: gunicorn workers and model agent)."""
 
@@ -58,7 +60,19 @@ def alerted_metrics() -> set[str]:
     return names
 
 
-PROMQL = {"max", "min", "sum", "count", "rate", "increase", "histogram_quantile", "max_over_time", "le"}
+PROMQL = {
+    "max",
+    "min",
+    "sum",
+    "count",
+    "rate",
+    "increase",
+    "histogram_quantile",
+    "max_over_time",
+    "le",
+    "and",
+    "unless",
+}
 
 
 def test_every_alerted_metric_comes_from_a_scraped_workload() -> None:
