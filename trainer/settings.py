@@ -22,6 +22,12 @@ class FeedbackSettings(BaseSettings):
     feedback_join_interval: float = Field(30.0, ge=0)
     """Seconds between the data watcher's joiner passes (`python -m trainer --watch`); 0 turns its timer off
     (`python -m trainer.feedback` still runs one pass)."""
+    feedback_min_rows: int = Field(100, ge=1)
+    """Joined rows the joiner collects before it writes them as one training CSV (each CSV is a data/ file and a
+    training run): feedback arriving a few labels at a time retrains once per batch, not once per pass. The live
+    accuracy counts every pass's rows at once."""
+    feedback_max_delay: float = Field(3600.0, ge=0, le=DAY)
+    """...or the seconds the oldest joined row waits for the batch to fill, whichever comes first."""
     feedback_join_wait: float = Field(600.0, ge=0)
     """Seconds after a feedback was received (or its file reached the bucket, if later) that its prediction may still
     be on its way (spooled, not shipped); a feedback whose prediction is not found by then is `unknown`, before that

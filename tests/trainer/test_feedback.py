@@ -27,7 +27,7 @@ from tests.trainer.feedback_helpers import (
     uuid7,
 )
 from trainer.feedback import accuracy, ledger, records
-from trainer.feedback.join import Joiner, Metrics
+from trainer.feedback.join import Joiner, Metrics, csv_name
 from trainer.feedback.records import issued_at
 from trainer.settings import TrainerSettings
 
@@ -40,7 +40,7 @@ HEADER = ",".join((*FEATURES, LABEL))
 
 @pytest.fixture
 def settings(trainer_settings: TrainerSettings) -> TrainerSettings:
-    return configured(trainer_settings, feedback_join_wait=60.0)
+    return configured(trainer_settings, feedback_join_wait=60.0, feedback_min_rows=1)  # a CSV per pass with rows
 
 
 @pytest.fixture
@@ -195,35 +195,43 @@ def joined_rows(bucket: storage.Bucket) -> list[str]:
     return [r for name in names(bucket, "incoming/") + names(bucket, "data/feedback-") for r in csv_rows(bucket, name)]
 
 
-@pytest.mark.parametrize("crash_after", ["entry", "csv", "csv_mark", "accuracy"])
+@pytest.mark.parametrize("crash_after", ["entry", "accuracy", "accuracy_mark", "batch_mark", "csv"])
 def test_a_pass_that_dies_midway_is_finished_by_the_next_one_without_losing_or_doubling(
     joiner: Joiner, bucket: storage.Bucket, crash_after: str
 ) -> None:
+    """The steps of a pass, cut short after each: store the entry, count the live accuracy, mark it, mark the
+    entry's batch, write the batch's CSV (then it would mark it written)."""
     now = time.time()
     first, second = uuid7(now - 60), uuid7(now - 30)
     ship(bucket, PREDICTIONS, [answer(first, now - 60, [SETOSA], ["setosa"]),
                                answer(second, now - 30, [VIRGINICA], ["virginica"])], now - 60)  # fmt: skip
     ship(bucket, FEEDBACK, [feedback(first, 0, "setosa", now - 20)], now - 20)
-    died = joiner.plan(now)  # the steps of commit(), cut short
-    entry = ledger.Entry(died.stamp or "", died.objects, died.joined, died.outcomes, [], died.csv)
+    died = joiner.plan(now)
+    entry = ledger.Entry(died.stamp or "", died.objects, died.joined, died.outcomes, [], None)
     entry.store(bucket, joiner.prefix, joiner.retry)
-    if crash_after != "entry":
-        joiner.write_csv(entry)
-    if crash_after in ("csv_mark", "accuracy"):
-        entry.mark(bucket, joiner.prefix, joiner.retry, csv_written=True)
-    if crash_after == "accuracy":
+    steps = ["entry", "accuracy", "accuracy_mark", "batch_mark", "csv"]
+    done = steps[: steps.index(crash_after) + 1]
+    if "accuracy" in done:
         accuracy.add(bucket, joiner.prefix, joiner.keyring, entry.joined, now, joiner.retry)
+    if "accuracy_mark" in done:
+        entry.mark(bucket, joiner.prefix, joiner.retry, accuracy_counted=True)
+    if "batch_mark" in done:
+        entry.mark(bucket, joiner.prefix, joiner.retry, csv=csv_name(entry.stamp))
+    if "csv" in done:
+        joiner.write_csv(csv_name(entry.stamp), entry.joined)
     ship(bucket, FEEDBACK, [feedback(second, 0, "virginica", now - 10)], now - 10)  # arrives meanwhile
     restarted = Joiner(joiner.settings, bucket, Metrics(CollectorRegistry()))
     result = restarted.run_once(now + 1)
-    assert result.finished == [entry.stamp]
+    assert result.finished == ([] if "accuracy_mark" in done else [entry.stamp])
     assert result.outcomes == {"joined": 1}  # only the new feedback: the first one was decided by the dead pass
     assert sorted(joined_rows(bucket)) == sorted([row(SETOSA, "setosa"), row(VIRGINICA, "virginica")])
-    assert len(names(bucket, "incoming/")) == 2
+    # a batch begun before the death keeps exactly its entries; otherwise the dead pass's rows join the new batch
+    assert len(names(bucket, "incoming/")) == (2 if "batch_mark" in done else 1)
     assert restarted.run_once(now + 2).stamp is None
     assert not restarted.run_once(now + 2).finished
+    assert all(e.csv_written and e.accuracy_counted for e in restarted.run_once(now + 3).entries)
     document = read_json(bucket, "feedback/accuracy.json")
-    expected = 2 if crash_after != "accuracy" else 3  # a death between the document and its mark counts twice
+    expected = 3 if done[-1] == "accuracy" else 2  # a death between the document and its mark counts twice
     assert document["versions"]["20261201T000000000000Z"]["total"] == expected
 
 
@@ -233,15 +241,43 @@ def test_a_csv_already_ingested_when_its_pass_died_is_not_written_again(joiner: 
     ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [SETOSA], ["setosa"])], now - 60)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 20)], now - 20)
     died = joiner.plan(now)
-    entry = ledger.Entry(died.stamp or "", died.objects, died.joined, died.outcomes, [], died.csv)
+    entry = ledger.Entry(died.stamp or "", died.objects, died.joined, died.outcomes, [], None)
     entry.store(bucket, joiner.prefix, joiner.retry)
-    joiner.write_csv(entry)
-    assert entry.csv is not None
-    bucket.copy_blob(bucket.blob(entry.csv), bucket, "data/" + entry.csv.removeprefix("incoming/"))  # the ingest
-    bucket.blob(entry.csv).delete()
-    assert Joiner(joiner.settings, bucket).run_once(now + 1).finished == [entry.stamp]
+    name = csv_name(entry.stamp)
+    entry.mark(bucket, joiner.prefix, joiner.retry, csv=name)
+    joiner.write_csv(name, entry.joined)
+    bucket.copy_blob(bucket.blob(name), bucket, "data/" + name.removeprefix("incoming/"))  # the ingest function
+    bucket.blob(name).delete()
+    result = Joiner(joiner.settings, bucket).run_once(now + 1)
+    assert (result.finished, result.csv) == ([entry.stamp], name)
     assert names(bucket, "incoming/") == []
     assert joined_rows(bucket) == [row(SETOSA, "setosa")]
+
+
+def test_feedback_a_few_labels_at_a_time_becomes_one_csv_per_batch(
+    settings: TrainerSettings, bucket: storage.Bucket
+) -> None:
+    """FEEDBACK_MIN_ROWS rows make a batch; fewer wait, counted in the live accuracy at once, until
+    FEEDBACK_MAX_DELAY."""
+    joiner = Joiner(configured(settings, feedback_min_rows=3, feedback_max_delay=600.0), bucket)
+    now = time.time()
+    ids = [uuid7(now - 100 + i) for i in range(4)]
+    ship(bucket, PREDICTIONS, [answer(i, now - 100, [SETOSA], ["setosa"]) for i in ids], now - 100)
+    results = []
+    for step, request_id in enumerate(ids[:3]):
+        ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 50 + step)], now - 50 + step)
+        results.append(joiner.run_once(now + step))
+    assert [r.csv for r in results[:2]] == [None, None]
+    assert results[2].csv is not None
+    assert csv_rows(bucket, results[2].csv) == [row(SETOSA, "setosa")] * 3  # one CSV, three passes' rows
+    document = read_json(bucket, "feedback/accuracy.json")
+    assert document["versions"]["20261201T000000000000Z"]["total"] == 3
+    ship(bucket, FEEDBACK, [feedback(ids[3], 0, "setosa", now - 40)], now - 40)
+    alone = joiner.run_once(now + 10)
+    assert alone.csv is None  # one row: waits for more
+    assert read_json(bucket, "feedback/accuracy.json")["versions"]["20261201T000000000000Z"]["total"] == 4
+    assert joiner.run_once(now + 700).csv is not None  # FEEDBACK_MAX_DELAY passed
+    assert len(names(bucket, "incoming/")) == 2
 
 
 def test_live_accuracy_counts_each_version_with_its_series_and_offline_figures(

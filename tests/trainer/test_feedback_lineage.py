@@ -98,7 +98,9 @@ def test_the_joiners_csv_is_accepted_into_data_unchanged_by_the_ingest_function(
     rows = [(5.1, 3.5, 1.4, 0.2), (5.9, 2.8, 4.3, 1.3), (6.7, 3.1, 5.8, 2.2)]
     ship(bucket, PREDICTIONS, [answer(i, now - 60, [r], ["setosa"]) for i, r in zip(ids, rows, strict=True)], now - 60)
     ship(bucket, FEEDBACK, [feedback(i, 0, c, now - 10) for i, c in zip(ids, CLASSES, strict=True)], now - 10)
-    result = Joiner(trainer_settings, bucket, Metrics(CollectorRegistry())).run_once(now)
+    result = Joiner(configured(trainer_settings, feedback_min_rows=3), bucket, Metrics(CollectorRegistry())).run_once(
+        now
+    )
     assert result.csv is not None
     written = bucket.get_blob(result.csv)
     uploaded = written.download_as_bytes()
@@ -125,7 +127,7 @@ def test_the_one_shot_command_runs_a_pass_and_fails_with_exit_1(
     request_id = uuid7(now - 60)
     ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [(5.1, 3.5, 1.4, 0.2)], ["setosa"])], now - 60)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 10)], now - 10)
-    env = trainer_env(common_env, SPLIT_SALT_PUBLIC="true")
+    env = trainer_env(common_env, SPLIT_SALT_PUBLIC="true", FEEDBACK_MIN_ROWS="1")
     done = one_shot(env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)

@@ -5,9 +5,11 @@
 3. Resolve every item, oldest feedback first: `joined`, `duplicate`, `late`, `bad_row`, `refused`, `invalid`, or
    `unknown` once FEEDBACK_JOIN_WAIT seconds passed since the feedback was received without its prediction being
    found (until then it stays pending and the next pass tries again).
-4. If anything changed, store the pass's ledger entry (create-only), write its joined rows as one canonical CSV
-   ``incoming/feedback-<stamp>.csv`` (create-only, from the entry), mark the entry, add the rows to the live accuracy
-   document (trainer.feedback.accuracy), mark the entry again.
+4. If anything changed, store the pass's ledger entry (create-only), add its joined rows to the live accuracy
+   document (trainer.feedback.accuracy) and mark the entry.
+5. Batch: once the entries whose rows are in no CSV yet hold FEEDBACK_MIN_ROWS rows, or the oldest of them waited
+   FEEDBACK_MAX_DELAY seconds, mark them with one CSV name, write their rows as that canonical CSV
+   ``incoming/feedback-<stamp of the newest>.csv`` (create-only, from the marked entries) and mark them written.
 
 The ingest function validates the CSV into ``data/feedback-<stamp>.csv`` like any dropped CSV, and the data watcher
 trains on it: feedback rows meet every check other data meets.
@@ -78,6 +80,9 @@ class Pass:
     finished: list[str] = field(default_factory=list)
     """Stamps of earlier passes' entries this pass finished."""
     csv: str | None = None
+    """The training CSV this pass wrote (its batch was due), if any."""
+    entries: list[ledger.Entry] = field(default_factory=list)
+    """The ledger's entries of the window, this pass's included once stored."""
     prediction_files_read: int = 0
     busy: bool = False
     """Another joiner held the lease: this pass did nothing."""
@@ -118,6 +123,7 @@ class Joiner:
             try:
                 result = self.plan(now)
                 self.commit(result)
+                result.csv = self.flush(result.entries, time.time() if now is None else now)
             finally:
                 ledger.release_lease(self.bucket, self.prefix, lease, self.retry)
         except Exception:
@@ -128,7 +134,7 @@ class Joiner:
         self.metrics.pending.set(len(result.pending))
         for outcome, count in result.outcomes.items():
             self.metrics.items.labels(outcome).inc(count)
-        changed = result.stamp is not None or result.finished
+        changed = result.stamp is not None or result.finished or result.csv is not None
         level = logging.WARNING if result.outcomes.get(Outcome.INVALID) else logging.INFO
         log.log(level if changed else logging.DEBUG, "feedback joiner pass", extra={"feedback": result.summary()})
         return result
@@ -174,7 +180,7 @@ class Joiner:
         result.prediction_files_read = lookup.files_read
         if result.objects or outcomes or len(result.pending) != len(state.pending):
             result.stamp = ledger.new_stamp(state.newest, now)
-            result.csv = csv_name(result.stamp) if result.joined else None
+        result.entries = state.entries
         return result
 
     def decide(
@@ -220,28 +226,49 @@ class Joiner:
             return
         entry = ledger.Entry(
             result.stamp, result.objects, result.joined, result.outcomes,
-            [item.as_dict() for item in result.pending], result.csv,
+            [item.as_dict() for item in result.pending], None,
             csv_written=not result.joined, accuracy_counted=not result.joined,
         )  # fmt: skip
         entry.store(self.bucket, self.prefix, self.retry)
+        result.entries = [*result.entries, entry]
         self.finish(entry, time.time() if now is None else now)
 
     def finish(self, entry: ledger.Entry, now: float) -> None:
-        """Write the entry's CSV (create-only: a retry finds it there) and count its rows in the live accuracy, each
-        step marked in the entry once done."""
-        if entry.joined and not entry.csv_written:
-            self.write_csv(entry)
-            entry.mark(self.bucket, self.prefix, self.retry, csv_written=True)
+        """Count the entry's rows in the live accuracy, marked in the entry once done."""
         if entry.joined and not entry.accuracy_counted:
             accuracy.add(self.bucket, self.prefix, self.keyring, entry.joined, now, self.retry)
             entry.mark(self.bucket, self.prefix, self.retry, accuracy_counted=True)
 
-    def write_csv(self, entry: ledger.Entry) -> bool:
-        """The entry's joined rows as one canonical CSV; False when it was already there (or already ingested)."""
-        name = entry.csv or csv_name(entry.stamp)
+    def flush(self, entries: list[ledger.Entry], now: float) -> str | None:
+        """Step 5: write the batches that are due (and finish any a dead pass began); the last CSV written."""
+        waiting = [e for e in entries if e.joined and not e.csv_written]
+        written = None
+        for name in sorted({e.csv for e in waiting if e.csv}):  # begun: exactly the entries marked with it
+            self.write_batch(name, [e for e in waiting if e.csv == name])
+            written = name
+        fresh = [e for e in waiting if not e.csv]
+        if not fresh:
+            return written
+        rows = sum(len(e.joined) for e in fresh)
+        waited = now - ledger.stamp_time(fresh[0].stamp)
+        if rows < self.settings.feedback_min_rows and waited < self.settings.feedback_max_delay:
+            return written
+        name = csv_name(fresh[-1].stamp)
+        for entry in fresh:  # the batch is decided before a byte of it is written
+            entry.mark(self.bucket, self.prefix, self.retry, csv=name)
+        self.write_batch(name, fresh)
+        return name
+
+    def write_batch(self, name: str, entries: list[ledger.Entry]) -> None:
+        self.write_csv(name, [row for entry in entries for row in entry.joined])
+        for entry in entries:
+            entry.mark(self.bucket, self.prefix, self.retry, csv_written=True)
+
+    def write_csv(self, name: str, joined: list[dict[str, Any]]) -> bool:
+        """Joined rows as one canonical CSV; False when it was already there (or already ingested)."""
         if self._ingested(name):
             return False
-        rows = [csvscan.Row(i + 2, [], tuple(r["features"]), r["label"]) for i, r in enumerate(entry.joined)]
+        rows = [csvscan.Row(i + 2, [], tuple(r["features"]), r["label"]) for i, r in enumerate(joined)]
         blob = self.bucket.blob(name)
         try:
             gcs.call(self.retry, blob.upload_from_string, csvscan.to_csv(rows), "text/csv", if_generation_match=0)

@@ -2,12 +2,13 @@
 
 A pass's entry lists the feedback objects it read, the rows it joined (with their features, labels, the
 prediction's version and predicted class), how many items ended in each other outcome, the items still pending
-(their prediction may not have shipped yet) and the CSV it writes. It is created (create-only) BEFORE the CSV, then
-marked once the CSV exists and once the live accuracy counted its rows, so a joiner that dies anywhere in a pass
-leaves an entry the next pass finishes: the CSV is written from the entry (never recomputed, so never doubled),
-nothing read is forgotten and nothing joined twice. The state a pass starts from is the union of the entries of the
-window FEEDBACK_MAX_AGE plus a day (older ones cannot matter: their feedback is `late` by now); the pending items are
-those of the newest entry.
+(their prediction may not have shipped yet) and, once its batch is decided, the CSV its rows go into. It is created
+(create-only) before anything else, marked once the live accuracy counted its rows, marked with its batch's CSV
+name before that CSV is written from exactly the entries so marked, and marked written after: a joiner that dies
+anywhere leaves entries the next pass finishes (the CSV is written from the entries, never recomputed, so never
+doubled), nothing read is forgotten and nothing joined twice. The state a pass starts from is the union of the
+entries of the window FEEDBACK_MAX_AGE plus a day (older ones cannot matter: their feedback is `late` by now); the
+pending items are those of the newest entry.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ class Entry:
             return
         self.generation = int(blob.generation or 0)
 
-    def mark(self, bucket: storage.Bucket, prefix: str, retry: Any, **marks: bool) -> None:
-        """Record progress (`csv_written`, `accuracy_counted`), conditioned on the generation last stored."""
+    def mark(self, bucket: storage.Bucket, prefix: str, retry: Any, **marks: Any) -> None:
+        """Record progress (`csv`: the batch its rows go into, `csv_written`, `accuracy_counted`), conditioned on the
+        generation last stored."""
         for key, value in marks.items():
             setattr(self, key, value)
         blob = bucket.blob(self.name(prefix))
@@ -136,8 +138,13 @@ class State:
         return self.entries[-1].stamp if self.entries else None
 
     def unfinished(self) -> list[Entry]:
-        """Entries whose CSV or accuracy counts were not confirmed (their pass died before the end)."""
-        return [e for e in self.entries if e.joined and not (e.csv_written and e.accuracy_counted)]
+        """Entries whose accuracy counts were not confirmed (their pass died before the end)."""
+        return [e for e in self.entries if e.joined and not e.accuracy_counted]
+
+    def unwritten(self) -> list[Entry]:
+        """Entries whose joined rows are in no written CSV yet (waiting for their batch, or their pass died), oldest
+        first."""
+        return [e for e in self.entries if e.joined and not e.csv_written]
 
 
 def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any, cache: dict[str, Entry] | None = None) -> State:
