@@ -41,6 +41,12 @@ from core.iris import CLASSES, FEATURES, LABEL  # noqa: E402
 from devstack.emulators import free_port, storage_client  # noqa: E402
 
 T = TypeVar("T")
+PORTS = (
+    "PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT", "STACK_ADMIN_PORT",
+    "STACK_PREDICTOR_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT", "AGENT_HEALTH_PORT", "WATCH_HEALTH_PORT",
+    "STACK_PROMETHEUS_PORT",
+)  # fmt: skip
+"""Every port the local stack listens on (devstack.run.StackSettings)."""
 PREDICT = {"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}
 IRIS = load_iris()
 
@@ -72,6 +78,8 @@ class LocalStack:
     `make run`); output to `log`; stopped with SIGINT like Ctrl-C."""
 
     def __init__(self, env: dict[str, str], log: Path, workers: int, ready_timeout: float = 120) -> None:
+        self.env = env
+        """What this stack runs with on top of the benchmark's environment."""
         env = os.environ | env
         self.port, gcs_port = int(env.get("PORT", 8080)), int(env.get("STACK_GCS_PORT", 4443))
         self.logs = ROOT / env.get("STACK_DIR", ".stack") / "logs"
@@ -92,15 +100,14 @@ class LocalStack:
             raise
 
     @classmethod
-    def on_free_ports(cls, workdir: Path, workers: int) -> LocalStack:
+    def on_free_ports(
+        cls, workdir: Path, workers: int, bucket: str = "drop-bench", extra: dict[str, str] | None = None
+    ) -> LocalStack:
         """The stack in `workdir`/stack on free ports (every one: another stack may be on the defaults), with
-        `workers` predictor workers."""
-        ports = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT"]
-        ports += ["STACK_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT"]
-        ports += ["AGENT_HEALTH_PORT", "WATCH_HEALTH_PORT", "STACK_PROMETHEUS_PORT"]
-        env = {name: str(free_port()) for name in ports}
-        env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": "drop-bench", "WEB_CONCURRENCY": str(workers)}
-        return cls(env, workdir / "run.log", workers)
+        `workers` predictor workers, `extra` settings on top."""
+        env = {name: str(free_port()) for name in PORTS}
+        env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": bucket, "WEB_CONCURRENCY": str(workers)}
+        return cls(env | (extra or {}), workdir / "run.log", workers)
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:

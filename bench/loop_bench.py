@@ -50,7 +50,6 @@ from drop_bench import IRIS, LocalStack, poll
 
 from core import layout
 from core.iris import CLASSES, FEATURES, LABEL
-from devstack.emulators import free_port
 
 FEEDBACK_BATCH = 100
 """Feedback items per POST /v1/feedback."""
@@ -223,17 +222,11 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="loop-bench-"))
-    ports = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT"]
-    ports += ["STACK_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT", "AGENT_HEALTH_PORT", "WATCH_HEALTH_PORT"]
-    ports += ["STACK_PROMETHEUS_PORT"]
-    env = {name: str(free_port()) for name in ports}
-    env |= {"STACK_DIR": str(workdir / "stack"), "GCS_BUCKET": "loop-bench", "WEB_CONCURRENCY": str(args.workers)}
-    env |= FAST if args.fast else {}
     print(f"machine: {machine()}; load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    stack = LocalStack(env, workdir / "run.log", args.workers)
+    stack = LocalStack.on_free_ports(workdir, args.workers, "loop-bench", FAST if args.fast else {})
     try:
         token = (workdir / "stack" / "keys" / "feedback.token").read_text().strip()  # made by the stack, as make run
-        loop = Loop(stack, env, workdir / "stack" / "env", token)
+        loop = Loop(stack, stack.env, workdir / "stack" / "env", token)
         initial = loop.operator_world(args.cut)
         known = len(partial_rows(args.cut))
         print(
