@@ -60,12 +60,17 @@ def test_predict_and_watch_a_hot_swap_land(
     finalized = datetime.now(UTC) - timedelta(seconds=2)
     provenance = Provenance(Trigger.EVENT, ("data/new.csv#17", "data/iris.csv#3"), finalized)
     second = store.publish(
-        fitted_model, data_fingerprint="sha256:second", row_count=300, metrics={"accuracy": 0.98}, provenance=provenance
+        fitted_model,
+        data_fingerprint="sha256:second",
+        row_count=300,
+        metrics={"accuracy": 0.98},
+        provenance=provenance,
+        feedback_rows=40,
     )
     expect(page.locator("#model-version")).to_have_text(second.version, timeout=SWAP_TIMEOUT_MS)
     expect(page.locator("#model-announce")).to_contain_text(f"now serving {second.version} (was {first_model.version})")
     expect(page.locator("#model-changed")).to_be_visible()
-    expect(page.locator("#model-rows")).to_have_text("300 rows")
+    expect(page.locator("#model-rows")).to_have_text("300 rows (40 from feedback)")
     expect(page.locator("#model-trigger")).to_have_text(
         re.compile(r"^new data, published 2\.\d s after its newest file$")
     )

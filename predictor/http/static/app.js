@@ -327,7 +327,9 @@
       $("model-f1").textContent = metric(lineage.metrics, "f1_macro", "f1");
       $("model-evaluation").textContent = renderEvaluation(lineage.evaluation);
       const rows = lineage.row_count;
-      $("model-rows").textContent = typeof rows === "number" ? rows.toLocaleString() + (rows === 1 ? " row" : " rows") : "—";
+      const fed = lineage.feedback_rows;
+      const fromFeedback = typeof fed === "number" && fed > 0 ? ` (${fed.toLocaleString()} from feedback)` : "";
+      $("model-rows").textContent = typeof rows === "number" ? rows.toLocaleString() + (rows === 1 ? " row" : " rows") + fromFeedback : "—";
       renderTrigger(lineage);
       renderFiles(lineage);
       // A zero-width space after each "+" lets a long pipeline name wrap between its steps.
