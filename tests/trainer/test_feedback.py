@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from core.iris import FEATURES, LABEL
 from core.store import ModelStore
+from core.uuid7 import issued_at
 from tests.trainer.conftest import configured
 from tests.trainer.feedback_helpers import (
     FEEDBACK,
@@ -28,7 +29,6 @@ from tests.trainer.feedback_helpers import (
 )
 from trainer.feedback import accuracy, ledger, records
 from trainer.feedback.join import Joiner, Metrics, csv_name
-from trainer.feedback.records import issued_at
 from trainer.settings import TrainerSettings
 
 pytestmark = pytest.mark.integration

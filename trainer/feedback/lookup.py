@@ -19,7 +19,7 @@ from typing import Any
 
 from google.cloud import storage
 
-from core import gcs
+from core import gcs, uuid7
 from trainer.feedback import records
 from trainer.feedback.records import Prediction
 
@@ -90,7 +90,7 @@ class Lookup:
     def find(self, request_id: str, before: float) -> Prediction | None:
         """The latest record under `request_id` made before `before` (the feedback's time, with NEAR_AFTER's
         slack), or None."""
-        issued = records.issued_at(request_id)
+        issued = uuid7.issued_at(request_id)
         if issued is not None:
             low, high = issued - NEAR_BEFORE, issued + NEAR_AFTER
         else:

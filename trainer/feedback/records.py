@@ -17,7 +17,6 @@ import gzip
 import io
 import json
 import re
-import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -91,19 +90,6 @@ def inflate(data: bytes, limit: int = MAX_FILE_BYTES) -> bytes:
     if len(lines) > limit:
         raise ValueError(f"inflates beyond {limit} bytes")
     return lines
-
-
-def issued_at(request_id: str) -> float | None:
-    """When a generated id (a UUIDv7 as 32 lower-case hex digits) was issued; None for a client's own id."""
-    if len(request_id) != 32 or request_id != request_id.lower():
-        return None
-    try:
-        value = uuid.UUID(hex=request_id)
-    except ValueError:
-        return None
-    if value.version != 7 or value.variant != uuid.RFC_4122:
-        return None
-    return (value.int >> 80) / 1000
 
 
 @dataclass(frozen=True)
