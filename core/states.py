@@ -66,7 +66,8 @@ class SkipReason(StrEnum):
     NOT_A_MODEL = "not_a_model"
     ALREADY_REJECTED = "already_rejected"
     RATE_LIMITED = "rate_limited"
-    """More notifications named unknown objects than NOTIFICATION_LOOKUP_RATE allows: the reconcile poll finds it."""
+    """More notifications named unknown objects than NOTIFICATION_LOOKUP_RATE allows: a reconcile a second later
+    finds the object if it is real."""
     ALREADY_SERVING = "already_serving"
     OLDER = "older"
     PINNED = "pinned"

@@ -99,7 +99,7 @@ class PredictorSettings(TrustSettings, PredictionLogSettings, DriftSettings):
     the least recent is forgotten first."""
     notification_lookup_rate: float = Field(10.0, gt=0)
     """Bucket lookups per second (burst as many) that notifications may cause in the model agent; beyond, an offer
-    is `rate_limited` and the reconcile poll decides."""
+    is `rate_limited` and a reconcile a second later decides (one listing a second at most, however many arrive)."""
     live_accuracy_interval: float = Field(30.0, gt=0)
     """Seconds between the model agent's reads of the live accuracy document (`feedback/accuracy.json`, written by
     the trainer's feedback joiner); an unchanged object (same generation) is not downloaded again."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -24,6 +24,8 @@ JOB_ID = "reconcile"
 NOW_JOB_ID = "reconcile-now"
 FIRST_RETRY_S = 0.5
 """First delay between startup load attempts; it doubles up to LOAD_RETRY_MAX."""
+RATE_LIMITED_DELAY_S = 1.0
+"""How soon a reconcile follows a notification refused a lookup by NOTIFICATION_LOOKUP_RATE (at most one pending)."""
 
 
 class Reconciles(Protocol):
@@ -77,11 +79,23 @@ def schedule(sched: BackgroundScheduler, registry: Reconciles, seconds: float) -
 
 def run_now(sched: BackgroundScheduler, registry: Reconciles) -> None:
     """Reconcile as soon as possible in the scheduler's threads (pending requests coalesce into one)."""
+    run_soon(sched, registry, 0.0)
+
+
+def run_soon(sched: BackgroundScheduler, registry: Reconciles, delay: float) -> None:
+    """Reconcile within `delay` s: a request already due by then stands (so a stream of requests, a flood of
+    rate-limited notifications say, costs one listing per `delay`, never starves), a later one is brought forward.
+    A request made while a reconcile runs queues behind it on the registry's lock."""
+    due = datetime.now(UTC) + timedelta(seconds=delay)
+    pending = sched.get_job(NOW_JOB_ID)
+    if pending is not None and pending.next_run_time is not None and pending.next_run_time <= due:
+        return
     sched.add_job(
         reconcile_once,
         "date",
-        run_date=datetime.now(UTC),
+        run_date=due,
         args=(registry, SwapTrigger.RECONCILE),
         id=NOW_JOB_ID,
         replace_existing=True,
+        max_instances=2,
     )

@@ -159,7 +159,8 @@ class Agent:
         try:
             events = ModelEvents(
                 self.registry, self.settings, on_reconnect=lambda: reconcile.run_now(self.scheduler, self.registry),
-                health=self.health,
+                health=self.health, on_rate_limited=lambda: reconcile.run_soon(
+                    self.scheduler, self.registry, reconcile.RATE_LIMITED_DELAY_S),
             )  # fmt: skip
             self.health.on_missed = events.recycle
         except Exception:

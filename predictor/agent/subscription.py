@@ -41,7 +41,7 @@ from core import layout, pubsub
 from core.errors import StoreUnavailable
 from core.notifications import Malformed, ModelEvent, model_event
 from core.observe import StreamHealth
-from core.states import SwapTrigger
+from core.states import SkipReason, SwapTrigger
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,12 @@ class ModelEvents:
         settings: PredictorSettings,
         on_reconnect: Callable[[], None],
         health: StreamHealth | None = None,
+        on_rate_limited: Callable[[], None] | None = None,
     ) -> None:
+        """`on_reconnect` asks for a reconcile at once (events may have been missed); `on_rate_limited` asks for one
+        soon (an offer was refused a lookup by NOTIFICATION_LOOKUP_RATE, so the listing must decide)."""
         self._registry, self._settings, self._on_reconnect = registry, settings, on_reconnect
+        self._on_rate_limited = on_rate_limited
         self.health = health
         self._trouble = threading.Event()  # the channel failed since the last successful probe
         self._client = self._new_client()
@@ -247,11 +251,11 @@ class ModelEvents:
         self._trouble.clear()
         return True
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, request: Callable[[], None] | None = None, why: str = "reconnect") -> None:
         try:
-            self._on_reconnect()
+            (request or self._on_reconnect)()
         except Exception:
-            log.exception("model events: reconcile after reconnect failed to start")
+            log.exception("model events: reconcile after %s failed to start", why)
 
     def _ensure_subscription(self) -> None:
         settings = self._settings
@@ -324,6 +328,8 @@ class ModelEvents:
             log.warning("model events: store unavailable, nacking %s: %s", event.name, e)
             return False
         log.info("model events: offered %s", event.name, extra={"outcome": getattr(record, "outcome", None)})
+        if getattr(record, "reason", None) == SkipReason.RATE_LIMITED and self._on_rate_limited is not None:
+            self._catch_up(self._on_rate_limited, "a rate-limited offer")
         return True
 
 

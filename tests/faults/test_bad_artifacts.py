@@ -43,10 +43,16 @@ def test_bad_artifacts_rejected_old_model_serves(main_stack: Stack, pods: list[P
         for artifact in bad:
             artifacts.upload(main_stack.bucket(), artifact)
 
-        def counted() -> bool:  # each pod's model agent verifies once; its workers never see a rejected artifact
-            return all(rejected(p.url) - before[p.name] == expected for p in pods)
+        counts: dict[str, Counter[str]] = {}
 
-        wait_for(counted, 30, "every pod rejecting every bad artifact")
+        def counted() -> bool:  # each pod's model agent verifies once; its workers never see a rejected artifact
+            counts.update({p.name: rejected(p.url) - before[p.name] for p in pods})
+            return all(counts[p.name] == expected for p in pods)
+
+        try:
+            wait_for(counted, 30, "every pod rejecting every bad artifact")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: expected {dict(expected)}, counted {counts}") from None
         histories = {pod.name: history_rejections(pod) for pod in pods}
 
     row.add_load(load.sent, len(load.failures()), load.versions())

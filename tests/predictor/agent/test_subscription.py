@@ -18,6 +18,7 @@ from core import layout
 from core.store import ModelStore
 from devstack import emulators
 from devstack.emulators import PubsubTarget, Service
+from predictor.agent import reconcile
 from predictor.agent import subscription as events_module
 from predictor.agent.subscription import ModelEvents
 from predictor.lifecycle.registry import Registry
@@ -106,6 +107,34 @@ def test_older_and_repeated_notifications_never_change_the_served_version(
         assert ignored_offers(registry) == 2  # "older", then "already serving"; the repeat never reached it
         assert registry.version == newer.version
         assert [r.outcome for r in registry.history()] == ["swapped"]
+
+
+def test_a_rate_limited_notification_asks_for_a_reconcile_that_serves_the_model(
+    settings: PredictorSettings, store: ModelStore, fitted_model: Pipeline
+) -> None:
+    """Beyond NOTIFICATION_LOOKUP_RATE an offer makes no lookup; the subscriber asks the agent's scheduler for a
+    reconcile soon, and that listing serves the artifact the notification named."""
+    registry = registry_for(settings.model_copy(update={"notification_lookup_rate": 0.01}))  # one token, 100 s refill
+    assert registry.notification_lookups is not None
+    assert registry.notification_lookups.take()  # spent: none left
+    sched = reconcile.scheduler()
+    sched.start()
+    asked: list[float] = []
+
+    def soon() -> None:
+        asked.append(time.monotonic())
+        reconcile.run_soon(sched, registry, reconcile.RATE_LIMITED_DELAY_S)
+
+    try:
+        with running(ModelEvents(registry, settings, on_reconnect=lambda: None, on_rate_limited=soon)) as events:
+            lineage = publish_model(store, fitted_model)
+            wait_for(lambda: registry.version == lineage.version, 10, "the swap by the requested reconcile")
+            assert events.counts["offered"] == 1
+        assert len(asked) == 1
+        assert [(r.trigger, r.outcome) for r in registry.history()] == [("reconcile", "swapped")]
+        assert ignored_offers(registry) == 1  # the notification itself: rate_limited
+    finally:
+        sched.shutdown(wait=False)
 
 
 def test_foreign_and_malformed_messages_are_acked_and_the_subscriber_keeps_working(

@@ -112,6 +112,33 @@ def test_run_now_reconciles_at_once_and_requests_coalesce() -> None:
         sched.shutdown(wait=False)
 
 
+def test_run_soon_keeps_the_earliest_request_so_a_stream_of_requests_never_starves_it() -> None:
+    recorder = Recorder()
+    sched = reconcile.scheduler()
+    sched.start()
+    try:
+        asked = time.monotonic()
+        reconcile.run_soon(sched, recorder, 0.6)
+        first_due = sched.get_job(reconcile.NOW_JOB_ID).next_run_time
+        for _ in range(5):  # later requests while one is pending: it stands
+            time.sleep(0.05)
+            reconcile.run_soon(sched, recorder, 0.6)
+        assert sched.get_job(reconcile.NOW_JOB_ID).next_run_time == first_due
+        reconcile.run_soon(sched, recorder, 5.0)  # due later than the pending one: nothing changes
+        assert sched.get_job(reconcile.NOW_JOB_ID).next_run_time == first_due
+        wait_for(lambda: len(recorder.calls) == 1, 3, "the coalesced reconcile")
+        assert 0.55 <= recorder.calls[0][1] - asked < 1.5
+        time.sleep(0.3)
+        assert len(recorder.calls) == 1
+
+        reconcile.run_soon(sched, recorder, 30.0)
+        reconcile.run_now(sched, recorder)  # an earlier request brings the pending one forward
+        wait_for(lambda: len(recorder.calls) == 2, 2, "the reconcile brought forward")
+        assert sched.get_job(reconcile.NOW_JOB_ID) is None
+    finally:
+        sched.shutdown(wait=False)
+
+
 def test_initial_load_backs_off_exponentially_up_to_the_cap_and_survives_errors() -> None:
     recorder = Recorder(ready_after=5, unavailable=2)
     settings = settings_with(load_retry_max=0.8)
