@@ -17,9 +17,11 @@ _VARIANT = (0x3 << 62, 0x2 << 62)
 _UUID_HEX = re.compile(r"[0-9a-f]{32}")
 
 
-def new() -> str:
-    """A fresh id: a UUIDv7 (48-bit Unix milliseconds, version 7, variant, 74 random bits), 32 hex digits."""
-    value = (time.time_ns() // 1_000_000 & (1 << _MS_BITS) - 1) << _RANDOM_BITS | int.from_bytes(os.urandom(10))
+def new(at: float | None = None) -> str:
+    """A fresh id: a UUIDv7 (48-bit Unix milliseconds, version 7, variant, 74 random bits), 32 hex digits; issued
+    now, or at `at` seconds since the epoch (an id as it was issued then, for replaying traffic)."""
+    millis = time.time_ns() // 1_000_000 if at is None else int(at * 1000)
+    value = (millis & (1 << _MS_BITS) - 1) << _RANDOM_BITS | int.from_bytes(os.urandom(10))
     value = value & ~_VERSION[0] | _VERSION[1]
     return f"{value & ~_VARIANT[0] | _VARIANT[1]:032x}"
 

@@ -27,9 +27,10 @@ import numpy as np
 from core.drift import DriftGauges, DriftMonitor, DriftResult, Reference
 from core.iris import CLASSES, FEATURES
 from core.settings import DriftSettings
+from core.shipped import iso_time
 from core.store import LoadedModel
 from predictor.lifecycle import handover
-from predictor.predlog.record import Answer, from_line, iso_time
+from predictor.predlog.record import Answer, from_line
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -12,11 +12,12 @@ is a record of its own kind, spooled and shipped apart from the log (its own fol
 
 - a ``feedback``: the true class (``label``, a name of core.iris.CLASSES) of row ``row`` of the prediction ``id``,
   and when the predictor received it.
- The request path builds the
-record from what it already holds (NumPy arrays are fine: serialising happens in the writer thread, so the caller
-must not modify them afterwards). Records are plain slotted dataclasses (a frozen one costs the request path five
-times as much to build); nothing changes one once it is queued. `to_line` and `from_line` are the file format,
-one JSON object per line::
+
+The request path builds the record from what it already holds (NumPy arrays are fine: serialising happens in the
+writer thread, so the caller must not modify them afterwards). Records are plain slotted dataclasses (a frozen one
+costs the request path five times as much to build); nothing changes one once it is queued. `to_line` and
+`from_line` are the line format (core.shipped holds what the trainer's reader shares: schema, kinds, times, file
+names), one JSON object per line::
 
     {"schema":1,"kind":"answer","id":"...","time":"2026-12-04T22:10:00.123456Z","version":"2026...Z",
      "route":"v2","features":[[5.1,3.5,1.4,0.2]],"classes":["setosa"],"probabilities":[[0.98,0.02,0.0]]}
@@ -26,15 +27,12 @@ one JSON object per line::
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from core.iris import CLASSES
+from core.shipped import SCHEMA, Kind, iso_time, parse_time
 
-SCHEMA = 1
-"""Format version written in every line; a reader refuses lines of a newer one."""
 REASON_MAX_CHARS = 1000
 """A refusal's reason is cut to this length (it may quote the request)."""
 
@@ -89,8 +87,6 @@ def _plain(value: Any) -> Any:
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 """One encoder for every line (json.dumps with separators builds a new one per call)."""
-_second: tuple[int, str] = (-1, "")
-"""The last whole second formatted (the writer formats thousands of records within one second)."""
 
 
 def _class_names(value: Any) -> list[Any]:
@@ -98,44 +94,22 @@ def _class_names(value: Any) -> list[Any]:
     return [CLASSES[c] if type(c) is int else c for c in _plain(value)]
 
 
-def _second_text(second: int) -> str:
-    global _second
-    cached = _second
-    if cached[0] != second:
-        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return cached[1]
-
-
-def iso_time(seconds: float) -> str:
-    """ISO 8601 in UTC with microseconds, e.g. 2026-12-04T22:05:07.123456Z."""
-    second = int(seconds)
-    micros = round((seconds - second) * 1_000_000)
-    if micros == 1_000_000:
-        second, micros = second + 1, 0
-    return f"{_second_text(second)}.{micros:06d}Z"
-
-
-def day(seconds: float) -> str:
-    """The UTC date of a moment, YYYY-MM-DD: the partition a record ships under."""
-    return _second_text(int(seconds))[:10]
-
-
 def to_line(record: Record) -> bytes:
     """The record as one line of JSON, newline included."""
     if isinstance(record, Answer):
         head: dict[str, Any] = {
-            "schema": SCHEMA, "kind": "answer", "id": record.id, "time": iso_time(record.time),
+            "schema": SCHEMA, "kind": Kind.ANSWER, "id": record.id, "time": iso_time(record.time),
             "version": record.version, "route": record.route, "features": _plain(record.features),
             "classes": _class_names(record.classes), "probabilities": _plain(record.probabilities),
         }  # fmt: skip
     elif isinstance(record, Feedback):
         head = {
-            "schema": SCHEMA, "kind": "feedback", "id": record.id, "row": record.row, "label": record.label,
+            "schema": SCHEMA, "kind": Kind.FEEDBACK, "id": record.id, "row": record.row, "label": record.label,
             "time": iso_time(record.time),
         }  # fmt: skip
     else:
         head = {
-            "schema": SCHEMA, "kind": "refusal", "id": record.id, "time": iso_time(record.time),
+            "schema": SCHEMA, "kind": Kind.REFUSAL, "id": record.id, "time": iso_time(record.time),
             "version": record.version, "route": record.route, "reason": record.reason[:REASON_MAX_CHARS],
             "status": record.status,
         }  # fmt: skip
@@ -150,15 +124,15 @@ def from_line(line: bytes | str) -> Record:
             raise ValueError("not a JSON object")
         if data.get("schema") != SCHEMA:
             raise ValueError(f"schema {data.get('schema')!r}, this reader knows {SCHEMA}")
-        moment = datetime.strptime(data["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-        if data["kind"] == "answer":
+        moment = parse_time(data["time"])
+        if data["kind"] == Kind.ANSWER:
             return Answer(
                 data["id"], moment, data["route"], data["version"], data["features"], data["classes"],
                 data["probabilities"],
             )  # fmt: skip
-        if data["kind"] == "refusal":
+        if data["kind"] == Kind.REFUSAL:
             return Refusal(data["id"], moment, data["route"], data["reason"], data["status"], data["version"])
-        if data["kind"] == "feedback":
+        if data["kind"] == Kind.FEEDBACK:
             if type(data["row"]) is not int or data["label"] not in CLASSES:
                 raise ValueError(f"feedback row {data['row']!r} or label {data['label']!r} out of range")
             return Feedback(data["id"], data["row"], data["label"], moment)

@@ -3,7 +3,7 @@
 Each pass (every PREDICTION_LOG_BATCH_INTERVAL seconds) makes dead writers' files ready (spool.promote_orphans),
 keeps the spool within PREDICTION_LOG_MAX_SPOOL_BYTES (spool.enforce_bound), then ships the files oldest first: claim
 (rename to ``.shipping``, so the bound never drops a file being uploaded), gzip, upload as
-``<PREDICTION_LOG_PREFIX>date=<day of its first record>/<pod>-<spool file stem>.jsonl.gz`` with
+``<PREDICTION_LOG_PREFIX>date=<day of its first record>/<pod>-<spool file stem>.jsonl.gz`` (core.shipped) with
 ``if_generation_match=0``, count the records sent, delete. The object name comes from the file, so the same file
 always names the same object; a file whose upload succeeded but whose deletion never happened (the agent killed in
 between, or the answer to a successful upload lost and retried) meets a 412 on its next attempt and is deleted
@@ -28,22 +28,17 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import storage
 
-from core import gcs
+from core import gcs, shipped
 from core.errors import StoreRefused, StoreUnavailable
 from predictor.predlog.metrics import PredictionLogCounters
 from predictor.predlog.settings import PredictionLogSettings
-from predictor.predlog.spool import READY, SHIPPING, day_of_stem, enforce_bound, promote_orphans, ready_files, stem_of
+from predictor.predlog.spool import READY, SHIPPING, enforce_bound, promote_orphans, ready_files, stem_of
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/gzip"
 FINAL_PASS_TIMEOUT = 5.0
 """Most seconds stop()'s last pass retries a failing upload."""
-
-
-def object_name(prefix: str, pod: str, stem: str) -> str:
-    """Where the spool file `stem` lands: date-partitioned by its first record's UTC day."""
-    return f"{prefix}date={day_of_stem(stem)}/{pod}-{stem}.jsonl.gz"
 
 
 class Shipper:
@@ -94,7 +89,7 @@ class Shipper:
         except FileNotFoundError:
             return True
         records = data.count(b"\n")
-        name = object_name(self.prefix, self.pod, stem_of(claimed))
+        name = shipped.object_name(self.prefix, self.pod, stem_of(claimed))
         blob = self.bucket.blob(name)
         try:
             gcs.call(

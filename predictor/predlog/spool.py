@@ -14,10 +14,10 @@ what reached the file. Files and their names (one folder, shared by the pod):
 - ``<stem>.shipping``: claimed by the shipper (predictor.predlog.shipper) while it uploads; deleted once uploaded;
 - ``<stem>.dropping``: claimed to be dropped by enforce_bound.
 
-A stem is ``<UTC time of its first record, YYYYmmddTHHMMSS>-<writer token>-<sequence>``: unique (the token is
-random per process), sortable by age, and the object name derives from it, so a retried upload names the same object.
-A ``.part`` whose lock can be taken belongs to a dead writer: promote_orphans cuts a partial last line and makes it
-ready.
+A stem (core.shipped.stem) is ``<UTC time of its first record, YYYYmmddTHHMMSS>-<writer token>-<sequence>``: unique
+(the token is random per process), sortable by age, and the object name derives from it, so a retried upload names
+the same object. A ``.part`` whose lock can be taken belongs to a dead writer: promote_orphans cuts a partial last
+line and makes it ready.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import fcntl
 import functools
 import logging
 import os
-import re
 import threading
 import time
 import uuid
@@ -36,8 +35,9 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import shipped
 from predictor.predlog.metrics import PredictionLogCounters
-from predictor.predlog.record import Record, day, to_line
+from predictor.predlog.record import Record, to_line
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +48,13 @@ MEASURE_S = 1.0
 """Seconds between a refusing spool's measurements of what waits in its folder (`refuse_over`)."""
 
 
-STEM = re.compile(r"\d{8}T\d{6}-[0-9a-f]{12}-\d{6}")
-"""What a spool file's stem looks like; anything else in the folder is not ours and is left alone."""
-
-
 def ours(path: Path) -> bool:
-    return STEM.fullmatch(stem_of(path)) is not None
+    """Whether `path` is a spool file (core.shipped.STEM); anything else in the folder is left alone."""
+    return shipped.STEM.fullmatch(stem_of(path)) is not None
 
 
 def stem_of(path: Path) -> str:
     return path.name.removeprefix(".").split(".", 1)[0]
-
-
-def day_of_stem(stem: str) -> str:
-    """YYYY-MM-DD of the spool file's first record."""
-    return f"{stem[0:4]}-{stem[4:6]}-{stem[6:8]}"
 
 
 def count_lines(path: Path) -> int:
@@ -215,7 +207,7 @@ class Spool:
                 log.exception("prediction log record not serialisable", extra={"request_id": record.id})
                 self.counters.dropped.inc()
                 continue
-            record_day = day(record.time)
+            record_day = shipped.day(record.time)
             current = self._file
             if current is not None and (current.day != record_day or current.size + pending >= self.rotate_bytes):
                 self._write(lines)
@@ -239,9 +231,8 @@ class Spool:
         self._write(lines)
 
     def _open(self, moment: float, record_day: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(moment))
         self._sequence += 1
-        stem = f"{stamp}-{self._token}-{self._sequence:06d}"
+        stem = shipped.stem(moment, self._token, self._sequence)
         creating = self.directory / f".{stem}{NEW}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         try:

@@ -12,9 +12,9 @@ import pytest
 from google.cloud import storage
 from prometheus_client import CollectorRegistry
 
+from core import uuid7
 from core.iris import FEATURES, LABEL
 from core.store import ModelStore
-from core.uuid7 import issued_at
 from tests.trainer.conftest import configured
 from tests.trainer.feedback_helpers import (
     FEEDBACK,
@@ -25,7 +25,6 @@ from tests.trainer.feedback_helpers import (
     read_json,
     refusal,
     ship,
-    uuid7,
 )
 from trainer.feedback import accuracy, ledger, records
 from trainer.feedback.join import Joiner, Metrics, csv_name
@@ -74,8 +73,8 @@ def test_a_pass_joins_every_outcome_and_writes_one_canonical_csv_and_a_ledger_en
     joiner: Joiner, bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    batch, single, refused, odd = uuid7(now - 120), uuid7(now - 110), uuid7(now - 100), uuid7(now - 90)
-    assert issued_at(batch) is not None
+    batch, single, refused, odd = uuid7.new(now - 120), uuid7.new(now - 110), uuid7.new(now - 100), uuid7.new(now - 90)
+    assert uuid7.issued_at(batch) is not None
     ship(bucket, PREDICTIONS, [
         answer(batch, now - 120, [SETOSA, VIRGINICA], ["setosa", "versicolor"]),
         answer(single, now - 110, [VERSICOLOR], ["versicolor"]),
@@ -122,7 +121,7 @@ def test_a_feedback_waits_for_its_prediction_then_joins_when_it_ships_late(
     joiner: Joiner, bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    request_id = uuid7(now - 30)
+    request_id = uuid7.new(now - 30)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "virginica", now - 10)], now - 10)
     first = joiner.run_once(now)
     assert (first.outcomes, len(first.pending), first.csv) == ({}, 1, None)
@@ -139,7 +138,7 @@ def test_a_feedback_whose_prediction_never_ships_is_unknown_after_the_wait(
     joiner: Joiner, bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    ship(bucket, FEEDBACK, [feedback(uuid7(now - 30), 0, "setosa", now - 10),
+    ship(bucket, FEEDBACK, [feedback(uuid7.new(now - 30), 0, "setosa", now - 10),
                             feedback("client-id-7", 0, "setosa", now - 10)], now - 10)  # fmt: skip
     assert joiner.run_once(now).outcomes == {}
     assert joiner.run_once(now + 30).outcomes == {}  # still within FEEDBACK_JOIN_WAIT (60 s)
@@ -153,7 +152,7 @@ def test_a_feedback_that_reaches_the_bucket_late_still_waits_for_its_prediction(
     joiner: Joiner, bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    request_id = uuid7(now - 1200)  # both spools waited out a 20-minute outage; the feedback's file shipped first
+    request_id = uuid7.new(now - 1200)  # both spools waited out a 20-minute outage; the feedback's file shipped first
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "versicolor", now - 1100)], now - 1100)
     first = joiner.run_once(now)
     assert (first.outcomes, len(first.pending)) == ({}, 1)  # received 1100 s ago, but in the bucket only now
@@ -163,7 +162,7 @@ def test_a_feedback_that_reaches_the_bucket_late_still_waits_for_its_prediction(
 
 def test_a_label_for_a_row_joined_in_an_earlier_pass_is_a_duplicate(joiner: Joiner, bucket: storage.Bucket) -> None:
     now = time.time()
-    request_id = uuid7(now - 60)
+    request_id = uuid7.new(now - 60)
     ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [SETOSA], ["setosa"])], now - 60)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 20)], now - 20)
     assert joiner.run_once(now).outcomes == {"joined": 1}
@@ -202,7 +201,7 @@ def test_a_pass_that_dies_midway_is_finished_by_the_next_one_without_losing_or_d
     """The steps of a pass, cut short after each: store the entry, count the live accuracy, mark it, mark the
     entry's batch, write the batch's CSV (then it would mark it written)."""
     now = time.time()
-    first, second = uuid7(now - 60), uuid7(now - 30)
+    first, second = uuid7.new(now - 60), uuid7.new(now - 30)
     ship(bucket, PREDICTIONS, [answer(first, now - 60, [SETOSA], ["setosa"]),
                                answer(second, now - 30, [VIRGINICA], ["virginica"])], now - 60)  # fmt: skip
     ship(bucket, FEEDBACK, [feedback(first, 0, "setosa", now - 20)], now - 20)
@@ -237,7 +236,7 @@ def test_a_pass_that_dies_midway_is_finished_by_the_next_one_without_losing_or_d
 
 def test_a_csv_already_ingested_when_its_pass_died_is_not_written_again(joiner: Joiner, bucket: storage.Bucket) -> None:
     now = time.time()
-    request_id = uuid7(now - 60)
+    request_id = uuid7.new(now - 60)
     ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [SETOSA], ["setosa"])], now - 60)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 20)], now - 20)
     died = joiner.plan(now)
@@ -261,7 +260,7 @@ def test_feedback_a_few_labels_at_a_time_becomes_one_csv_per_batch(
     FEEDBACK_MAX_DELAY."""
     joiner = Joiner(configured(settings, feedback_min_rows=3, feedback_max_delay=600.0), bucket)
     now = time.time()
-    ids = [uuid7(now - 100 + i) for i in range(4)]
+    ids = [uuid7.new(now - 100 + i) for i in range(4)]
     ship(bucket, PREDICTIONS, [answer(i, now - 100, [SETOSA], ["setosa"]) for i in ids], now - 100)
     results = []
     for step, request_id in enumerate(ids[:3]):
@@ -290,7 +289,7 @@ def test_live_accuracy_counts_each_version_with_its_series_and_offline_figures(
     )  # fmt: skip
     version, other = published.version, "20261101T000000000000Z"
     now = time.time()
-    ids = [uuid7(now - 90 + i) for i in range(4)]
+    ids = [uuid7.new(now - 90 + i) for i in range(4)]
     ship(bucket, PREDICTIONS, [
         answer(ids[0], now - 90, [SETOSA], ["setosa"], version),
         answer(ids[1], now - 89, [VERSICOLOR], ["versicolor"], version),
@@ -308,7 +307,7 @@ def test_live_accuracy_counts_each_version_with_its_series_and_offline_figures(
     assert [(p["correct"], p["total"]) for p in mine["series"]] == [(2, 3)]
     assert mine["offline"] == {"accuracy": 0.97, "evaluation": 0.96, "accuracy_floor": 0.9}
     assert document["versions"][other]["offline"] == {}  # no such artifact: no figures
-    more = uuid7(now - 10)
+    more = uuid7.new(now - 10)
     ship(bucket, PREDICTIONS, [answer(more, now - 10, [SETOSA], ["setosa"], version)], now - 10)
     ship(bucket, FEEDBACK, [feedback(more, 0, "setosa", now - 5)], now - 5)
     joiner.run_once(now + 1)
@@ -382,7 +381,7 @@ def test_a_pass_waits_while_another_joiner_holds_the_lease_and_takes_an_expired_
     joiner: Joiner, bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    request_id = uuid7(now - 60)
+    request_id = uuid7.new(now - 60)
     ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [SETOSA], ["setosa"])], now - 60)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 20)], now - 20)
     lease = bucket.blob("feedback/ledger/lease.json")

@@ -17,6 +17,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 from prometheus_client import CollectorRegistry
 
+from core import uuid7
 from core.errors import ArtifactRejected
 from core.iris import CLASSES, FEATURES
 from core.lineage import Lineage
@@ -26,7 +27,7 @@ from functions.ingest import ingest
 from functions.settings import IngestSettings
 from tests import keys
 from tests.trainer.conftest import ROOT, configured, csv_text, iris_rows, put, trainer_env
-from tests.trainer.feedback_helpers import FEEDBACK, PREDICTIONS, answer, feedback, names, ship, uuid7
+from tests.trainer.feedback_helpers import FEEDBACK, PREDICTIONS, answer, feedback, names, ship
 from trainer.feedback.join import Joiner, Metrics
 from trainer.run import train_once
 from trainer.settings import TrainerSettings
@@ -94,7 +95,7 @@ def test_the_joiners_csv_is_accepted_into_data_unchanged_by_the_ingest_function(
     trainer_settings: TrainerSettings, bucket: storage.Bucket, common_env: dict[str, str]
 ) -> None:
     now = time.time()
-    ids = [uuid7(now - 60 + i) for i in range(3)]
+    ids = [uuid7.new(now - 60 + i) for i in range(3)]
     rows = [(5.1, 3.5, 1.4, 0.2), (5.9, 2.8, 4.3, 1.3), (6.7, 3.1, 5.8, 2.2)]
     ship(bucket, PREDICTIONS, [answer(i, now - 60, [r], ["setosa"]) for i, r in zip(ids, rows, strict=True)], now - 60)
     ship(bucket, FEEDBACK, [feedback(i, 0, c, now - 10) for i, c in zip(ids, CLASSES, strict=True)], now - 10)
@@ -124,7 +125,7 @@ def test_the_one_shot_command_runs_a_pass_and_fails_with_exit_1(
     common_env: dict[str, str], bucket: storage.Bucket
 ) -> None:
     now = time.time()
-    request_id = uuid7(now - 60)
+    request_id = uuid7.new(now - 60)
     ship(bucket, PREDICTIONS, [answer(request_id, now - 60, [(5.1, 3.5, 1.4, 0.2)], ["setosa"])], now - 60)
     ship(bucket, FEEDBACK, [feedback(request_id, 0, "setosa", now - 10)], now - 10)
     env = trainer_env(common_env, SPLIT_SALT_PUBLIC="true", FEEDBACK_MIN_ROWS="1")

@@ -29,8 +29,8 @@ from google.cloud import storage
 
 from core import gcs, layout, signing
 from core.errors import ArtifactRejected
+from core.shipped import iso_time
 from core.store import ArtifactRef, ModelStore
-from trainer.feedback.records import iso
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,13 @@ def applied(document: dict[str, Any], counts: dict[str, tuple[int, int]], now: f
         entry = dict(versions.get(version) or {"correct": 0, "total": 0, "series": []})
         entry["correct"] = int(entry.get("correct", 0)) + correct
         entry["total"] = int(entry.get("total", 0)) + total
-        point = {"time": iso(now), "correct": entry["correct"], "total": entry["total"]}
+        point = {"time": iso_time(now), "correct": entry["correct"], "total": entry["total"]}
         entry["series"] = thin([*list(entry.get("series") or []), point])
         if version in figures:
             entry["offline"] = figures[version]
         entry.setdefault("offline", {})
         versions[version] = entry
-    return {"schema": SCHEMA, "updated": iso(now), "versions": versions}
+    return {"schema": SCHEMA, "updated": iso_time(now), "versions": versions}
 
 
 def read(bucket: storage.Bucket, prefix: str, retry: Any) -> tuple[dict[str, Any], int]:

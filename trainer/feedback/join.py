@@ -33,10 +33,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from core import csvscan, gcs, layout
+from core import csvscan, gcs, layout, shipped
 from trainer.feedback import accuracy, ledger
 from trainer.feedback.lookup import DAY, FileCache, Lookup
-from trainer.feedback.records import Feedback, Outcome, feedback_lines, inflate, partition
+from trainer.feedback.records import Feedback, Outcome, feedback_lines, inflate
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class Joiner:
         found: dict[str, float] = {}
         moment = now
         while moment >= since - DAY:
-            for blob in gcs.call(self.retry, gcs.listed, self.bucket, prefix=partition(self.prefix, moment)):
+            for blob in gcs.call(self.retry, gcs.listed, self.bucket, prefix=shipped.partition(self.prefix, moment)):
                 found[blob.name] = blob.time_created.timestamp() if blob.time_created else 0.0
             moment -= DAY
         return sorted(found.items())

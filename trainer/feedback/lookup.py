@@ -19,7 +19,7 @@ from typing import Any
 
 from google.cloud import storage
 
-from core import gcs, uuid7
+from core import gcs, shipped, uuid7
 from trainer.feedback import records
 from trainer.feedback.records import Prediction
 
@@ -65,10 +65,10 @@ class Lookup:
 
     def _listing(self, moment: float) -> list[tuple[float, str]]:
         """(first record time, name) of the shipped files of `moment`'s day partition, newest first."""
-        folder = records.partition(self.prefix, moment)
+        folder = shipped.partition(self.prefix, moment)
         if folder not in self._days:
             blobs = gcs.call(self.retry, gcs.listed, self.bucket, prefix=folder)
-            found = [(records.file_time(b.name), b.name) for b in blobs]
+            found = [(shipped.file_time(b.name), b.name) for b in blobs]
             self._days[folder] = sorted(((t, n) for t, n in found if t is not None), reverse=True)
         return self._days[folder]
 

@@ -1,14 +1,13 @@
-"""What the joiner reads: the predictors' feedback records and prediction log records, and where they live.
+"""What the joiner reads: the predictors' feedback records and prediction log records.
 
-Both are gzip JSON lines shipped by a predictor pod's agent, one object per closed spool file, date-partitioned by
-the UTC day of the file's first record: ``<prefix>date=YYYY-MM-DD/<pod>-<YYYYmmddTHHMMSS>-<token>-<seq>.jsonl.gz``.
-A feedback line names a prediction by its request id and the row within that request's batch::
+Both are gzip JSON lines shipped by a predictor pod's agent (core.shipped: the file names, schema, kinds and times
+both sides share). A feedback line names a prediction by its request id and the row within that request's batch::
 
     {"schema":1,"kind":"feedback","id":"...","row":0,"label":"virginica","time":"2026-12-05T01:30:00.123456Z"}
 
 A prediction line is an ``answer`` (version, features, classes, ...) or a ``refusal`` (no features). This module
-reads only the fields the joiner needs and refuses anything else line by line; it shares no code with the predictor
-(the trainer's image holds core/ and trainer/ only).
+reads only the fields the joiner needs and refuses anything else line by line (the trainer's image holds core/ and
+trainer/ only: nothing of predictor/).
 """
 
 from __future__ import annotations
@@ -16,20 +15,15 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from core.iris import CLASSES, FEATURES, check_measurement
+from core.shipped import SCHEMA, Kind, iso_time, parse_time
 
-SCHEMA = 1
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Most bytes a shipped file may inflate to (a spool file rotates at 4 MiB by default); a larger one is skipped."""
-_FILE = re.compile(r"-(\d{8}T\d{6})-[0-9a-f]{12}-\d{6}\.jsonl\.gz$")
-"""The end of a shipped file's name: its spool stem, which begins with the UTC time of its first record."""
 
 
 class Outcome(StrEnum):
@@ -49,35 +43,6 @@ class Outcome(StrEnum):
     """The id's record is a refusal: there are no features to learn from."""
     INVALID = "invalid"
     """A line that is not a feedback record, or features a training CSV would not accept."""
-
-
-def parse_time(text: Any) -> float:
-    """Seconds since the epoch of an ISO UTC time as the predictor writes it (ValueError otherwise)."""
-    if not isinstance(text, str):
-        raise ValueError("time is not a string")
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC).timestamp()
-
-
-def iso(seconds: float) -> str:
-    """The predictor's time format: ISO 8601 UTC with microseconds."""
-    return datetime.fromtimestamp(seconds, UTC).strftime(TIME_FORMAT)
-
-
-def day(seconds: float) -> str:
-    """The UTC day of a moment, the date partition a record ships under."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
-
-
-def partition(prefix: str, seconds: float) -> str:
-    return f"{prefix}date={day(seconds)}/"
-
-
-def file_time(name: str) -> float | None:
-    """The UTC time of a shipped file's first record, from its name; None for a name that is not a shipped file."""
-    match = _FILE.search(name)
-    if match is None:
-        return None
-    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
 
 
 def inflate(data: bytes, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -114,8 +79,8 @@ class Feedback:
         return now - max(self.time, self.arrived)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "row": self.row, "label": self.label, "time": iso(self.time), "source": self.source,
-                "arrived": iso(self.arrived)}  # fmt: skip
+        return {"id": self.id, "row": self.row, "label": self.label, "time": iso_time(self.time), "source": self.source,
+                "arrived": iso_time(self.arrived)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> Feedback:
@@ -139,7 +104,7 @@ def feedback_lines(lines: bytes, source: str, arrived: float = 0.0) -> tuple[lis
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or record.get("schema") != SCHEMA or record.get("kind") != "feedback":
+            if not isinstance(record, dict) or record.get("schema") != SCHEMA or record.get("kind") != Kind.FEEDBACK:
                 raise ValueError("not a feedback record of schema 1")
             items.append(replace(Feedback.from_dict(record, source), arrived=arrived))
         except ValueError:
@@ -178,15 +143,15 @@ def prediction_index(lines: bytes) -> dict[str, list[Prediction]]:
             if not isinstance(record, dict) or record.get("schema") != SCHEMA:
                 continue
             kind, request_id = record.get("kind"), record.get("id")
-            if kind not in ("answer", "refusal") or not isinstance(request_id, str):
+            if kind not in (Kind.ANSWER, Kind.REFUSAL) or not isinstance(request_id, str):
                 continue
-            features = record.get("features") if kind == "answer" else []
-            classes = record.get("classes") if kind == "answer" else []
+            features = record.get("features") if kind == Kind.ANSWER else []
+            classes = record.get("classes") if kind == Kind.ANSWER else []
             if not isinstance(features, list) or not isinstance(classes, list):
                 continue
             version = record.get("version")
             prediction = Prediction(
-                request_id, parse_time(record.get("time")), kind == "refusal",
+                request_id, parse_time(record.get("time")), kind == Kind.REFUSAL,
                 version if isinstance(version, str) else None, features, classes,
             )  # fmt: skip
         except ValueError:

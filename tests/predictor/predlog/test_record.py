@@ -59,7 +59,3 @@ def test_a_refusal_keeps_its_reason_and_no_features() -> None:
 def test_lines_that_are_not_records_are_refused(line: bytes) -> None:
     with pytest.raises(ValueError, match=r"."):
         record.from_line(line)
-
-
-def test_the_day_is_the_utc_date() -> None:
-    assert record.day(MOMENT) == "2026-12-04"

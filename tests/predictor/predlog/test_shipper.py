@@ -13,6 +13,7 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from core import shipped
 from core.iris import CLASSES
 from devstack import emulators
 from devstack.emulators import Service
@@ -67,7 +68,7 @@ def test_records_of_two_processes_reach_the_bucket_once_each(
     for name, records in objects.items():
         match = OBJECT.fullmatch(name)
         assert match, name
-        assert match.group(1) == "-".join(match.group(2, 3, 4)) == record.day(records[0].time)
+        assert match.group(1) == "-".join(match.group(2, 3, 4)) == shipped.day(records[0].time)
     refusals = [r for rs in objects.values() for r in rs if isinstance(r, record.Refusal)]
     assert len(refusals) == 120
     assert {r.reason for r in refusals} == {"petal_length: expected a number"}
