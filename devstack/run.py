@@ -74,11 +74,26 @@ class StackSettings(BaseSettings):
     """The model agent's /healthz and /metrics listener (its AGENT_HEALTH_PORT), which Prometheus scrapes."""
     watch_health_port: int = Field(9094, ge=1, le=65535)
     """The data watcher's /healthz and /metrics listener (its WATCH_HEALTH_PORT), which Prometheus scrapes."""
+    stack_nginx: bool = True
+    """Put Debian's nginx in front of the predictor when it is installed; false runs the stack as on a machine
+    without it (the predictor itself answers on PORT and STACK_ADMIN_PORT)."""
+    stack_prometheus: bool = True
+    """Start Debian's Prometheus when it is installed; false runs the stack as on a machine without it."""
     stack_restart_limit: int = Field(5, ge=1)
     """A child that exits this many times within STACK_RESTART_WINDOW is reported (exit code, last lines of its log)
     and left down; the rest keeps running."""
     stack_restart_window: float = Field(300.0, gt=0)
     """Seconds over which a child's exits are counted against STACK_RESTART_LIMIT."""
+
+
+def nginx(config: StackSettings) -> str | None:
+    """The nginx binary the stack puts in front of the predictor; None when not installed or STACK_NGINX=false."""
+    return proxy.nginx_binary() if config.stack_nginx else None
+
+
+def prometheus_binary(config: StackSettings) -> str | None:
+    """The Prometheus binary the stack starts; None when not installed or STACK_PROMETHEUS=false."""
+    return prometheus.binary() if config.stack_prometheus else None
 
 
 def secret_file(path: Path) -> Path:
@@ -103,11 +118,11 @@ def child_env(config: StackSettings, gcs: Service, pubsub: Service | None) -> di
         **keys.env(config.stack_dir / "keys"),  # the trainer reads the private key, the predictor the public one
         "ADMIN_TOKEN": secret_file(config.stack_dir / "admin.token").read_text(),
         "TRAIN_SCHEDULE": config.train_schedule,
-        "PORT": str(config.stack_predictor_port if proxy.nginx_binary() else config.port),
+        "PORT": str(config.stack_predictor_port if nginx(config) else config.port),
         "GRPC_PORT": str(config.stack_grpc_port),
         "HANDOVER_DIR": str(config.stack_dir / "handover"),  # the gRPC server follows the predictor's model agent
         "BIND_HOST": "127.0.0.1",
-        "ADMIN_PORT": str(config.stack_predictor_admin_port if proxy.nginx_binary() else config.stack_admin_port),
+        "ADMIN_PORT": str(config.stack_predictor_admin_port if nginx(config) else config.stack_admin_port),
         "ADMIN_BIND_HOST": "127.0.0.1",
         "ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",  # the predictor and the function refuse DNS-rebound names
         "WORKER_SOCKETS_DIR": str((config.stack_dir / "sockets").resolve()),  # nginx balances over the workers
@@ -300,8 +315,9 @@ def start_prometheus(stack: Stack, events: bool) -> None:
     """Prometheus scraping the predictor's admin port, the model agent and the data watcher, with the alert rules of
     the manifests; without it installed one line says so."""
     cfg = stack.config
-    if prometheus.binary() is None:
-        print("prometheus not installed (apt-get install prometheus): no local Prometheus", file=sys.stderr)
+    if prometheus_binary(cfg) is None:
+        missing = "prometheus not installed (apt-get install prometheus)"
+        print(f"{'STACK_PROMETHEUS=false' if prometheus.binary() else missing}: no local Prometheus", file=sys.stderr)
         return
     targets = [prometheus.Target("predictor", cfg.stack_admin_port), prometheus.Target("model-agent",
                cfg.agent_health_port)]  # fmt: skip
@@ -328,8 +344,9 @@ def start_front(stack: Stack, env: dict[str, str]) -> None:
     )  # fmt: skip
     max_body = int(env.get("MAX_BODY_BYTES", PredictorSettings.model_fields["max_body_bytes"].default))
     admin, sockets = f"127.0.0.1:{env['ADMIN_PORT']}", proxy.worker_sockets(env)
-    if proxy.nginx_binary() is None:
-        print("nginx not installed (apt-get install nginx): the predictor answers slow clients itself", file=sys.stderr)
+    if nginx(cfg) is None:
+        why = "STACK_NGINX=false" if proxy.nginx_binary() else "nginx not installed (apt-get install nginx)"
+        print(f"{why}: the predictor answers slow clients itself", file=sys.stderr)
         return
 
     def start() -> Service:

@@ -74,14 +74,16 @@ def learned_from(port: int, prefix: str) -> dict | None:
     return lineage if lineage and any(o.startswith(prefix) for o in lineage["data_objects"]) else None
 
 
-def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path) -> None:
+def test_local_stack_without_nginx_or_prometheus_serves_a_signed_model_and_stops_every_child(tmp_path: Path) -> None:
+    """As on a machine without the optional tools (STACK_NGINX / STACK_PROMETHEUS false): the predictor itself takes
+    PORT and the admin port, and the stack says so. (test_make_run_as_a_user_runs_it runs nginx in front.)"""
     ports = {"PORT": free_port(), "STACK_GCS_PORT": free_port(), "STACK_PUBSUB_PORT": free_port()}
     ports["STACK_FUNCTION_PORT"], ports["STACK_GRPC_PORT"] = free_port(), free_port()
     ports |= {"STACK_PREDICTOR_PORT": free_port(), "STACK_ADMIN_PORT": free_port(), "PROXY_HEALTH_PORT": free_port()}
     ports["STACK_PREDICTOR_ADMIN_PORT"] = free_port()
     ports |= {"AGENT_HEALTH_PORT": free_port(), "WATCH_HEALTH_PORT": free_port(), "STACK_PROMETHEUS_PORT": free_port()}
     env = os.environ | {k: str(v) for k, v in ports.items()} | {"STACK_DIR": str(tmp_path / "stack")}
-    env |= {"GCS_BUCKET": "stack-test", "WEB_CONCURRENCY": "1"}
+    env |= {"GCS_BUCKET": "stack-test", "WEB_CONCURRENCY": "1", "STACK_NGINX": "false", "STACK_PROMETHEUS": "false"}
     with (tmp_path / "run.log").open("wb") as log:
         stack = subprocess.Popen([sys.executable, "-m", "devstack.run"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
@@ -111,6 +113,11 @@ def test_local_stack_serves_a_signed_model_and_stops_every_child(tmp_path: Path)
         sockets = listening(stack.pid)
         assert {port for _, port in sockets} >= {ports["PORT"], ports["STACK_GCS_PORT"], ports["STACK_FUNCTION_PORT"]}
         assert {address for address, _ in sockets} <= {"127.0.0.1", "::1"}, sockets
+        assert {port for _, port in sockets}.isdisjoint({ports["STACK_PREDICTOR_PORT"], ports["STACK_PROMETHEUS_PORT"]})
+        said = (tmp_path / "run.log").read_text()
+        assert "STACK_NGINX=false: the predictor answers slow clients itself" in said
+        assert "STACK_PROMETHEUS=false: no local Prometheus" in said
+        assert "Prometheus " not in said.split("Local stack is up")[1]
         assert_gcs_refuses_browsers_and_dot_dot(ports["STACK_GCS_PORT"], bucket, tmp_path / "stack")
         started = children_of(stack.pid)
         assert len(started) >= 6  # emulators, trainer watcher and scheduler, predictor, function (+ bridge)
