@@ -40,9 +40,9 @@ def canonical_hex(signature: str, length: int) -> bool:
     return len(signature) == length and _LOWER_HEX.fullmatch(signature) is not None
 
 
-def canonical(fields: Mapping[str, str]) -> bytes:
+def canonical(fields: Mapping[str, str], purpose: str = PURPOSE) -> bytes:
     """The signed bytes: purpose and fields as sorted, compact, ASCII-only JSON."""
-    document = {"purpose": PURPOSE, "fields": dict(fields)}
+    document = {"purpose": purpose, "fields": dict(fields)}
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -124,21 +124,22 @@ class Keyring:
         keys = list(trusted) + ([signer] if signer else [])
         return cls({k.key_id: k for k in keys}, signer)
 
-    def sign(self, fields: Mapping[str, str]) -> str:
-        """Signature over every lineage field (key_id, version, sha256, data_fingerprint, metrics, ...)."""
+    def sign(self, fields: Mapping[str, str], purpose: str = PURPOSE) -> str:
+        """Signature over every field (a lineage's: key_id, version, sha256, data_fingerprint, metrics, ...) under
+        `purpose` (an artifact's lineage unless told)."""
         if self.signer is None:
             raise RuntimeError("this keyring holds no signing key")
-        return self.signer.sign(canonical(fields))
+        return self.signer.sign(canonical(fields, purpose))
 
-    def verify(self, key_id: str, fields: Mapping[str, str], signature: str) -> bool:
-        """Whether a trusted key `key_id` signed exactly these field strings; False unless the signature is the
-        canonical spelling (lowercase hex of the key's exact length)."""
+    def verify(self, key_id: str, fields: Mapping[str, str], signature: str, purpose: str = PURPOSE) -> bool:
+        """Whether a trusted key `key_id` signed exactly these field strings under `purpose`; False unless the
+        signature is the canonical spelling (lowercase hex of the key's exact length)."""
         key = self.trusted.get(key_id)
         return (
             key is not None
             and canonical_hex(signature, key.signature_length)
             and all(isinstance(v, str) for v in fields.values())
-            and key.verify(canonical(fields), signature)
+            and key.verify(canonical(fields, purpose), signature)
         )
 
 

@@ -15,9 +15,10 @@ import requests
 import yaml
 from sklearn.datasets import load_iris
 
-from core import liveaccuracy
+from core import liveaccuracy, signing
 from core.iris import FEATURES
 from devstack import emulators, prometheus
+from devstack import keys as devstack_keys
 from tests.polling import wait_for
 from tests.test_devstack import get, stack_ports, start_stack, stop_stack
 
@@ -88,7 +89,10 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
         alerts = wait_for(drift_alert, 90, f"IrisDriftDetected for petal_length (log {log})", interval=1.0)
         assert {a["state"] for a in alerts} <= {"pending", "firing"}
         version = requests.get(f"http://127.0.0.1:{ports['PORT']}/v1/model", timeout=10).json()["model_version"]
-        publish_live_accuracy(f"127.0.0.1:{ports['STACK_GCS_PORT']}", env["GCS_BUCKET"], version)
+        signer = signing.load_signer((tmp_path / "stack" / "keys" / devstack_keys.PRIVATE).read_bytes())
+        publish_live_accuracy(
+            f"127.0.0.1:{ports['STACK_GCS_PORT']}", env["GCS_BUCKET"], version, signing.Keyring.of(signer)
+        )
 
         def accuracy_alert() -> list[dict[str, Any]] | None:
             alerts = (api(base, "/api/v1/alerts") or {}).get("alerts", [])
@@ -101,14 +105,15 @@ def test_the_stacks_prometheus_scrapes_all_three_and_loads_the_manifest_rules(tm
         stop_stack(stack)
 
 
-def publish_live_accuracy(gcs_host: str, bucket: str, version: str) -> None:
-    """A live accuracy document with `version` at 0.5 on 40 answers, below its floor of 0.9."""
+def publish_live_accuracy(gcs_host: str, bucket: str, version: str, keyring: signing.Keyring) -> None:
+    """A live accuracy document with `version` at 0.5 on 40 answers, below its floor of 0.9, signed as the stack's
+    trainer would."""
     updated = "2026-12-05T01:30:00.000000Z"
     document = {"schema": 1, "updated": updated, "versions": {version: {
         "correct": 20, "total": 40, "series": [{"time": updated, "correct": 20, "total": 40}],
         "offline": {"accuracy_floor": 0.9}}}}  # fmt: skip
     client = emulators.storage_client(gcs_host, "iris-local")
-    client.bucket(bucket).blob(liveaccuracy.OBJECT).upload_from_string(json.dumps(document))
+    liveaccuracy.write(client.bucket(bucket), "feedback/", json.dumps(document).encode(), keyring)
 
 
 def send_shifted_traffic(url: str) -> None:

@@ -1,12 +1,13 @@
 """Live accuracy in the pod: the agent reads the bucket's live accuracy document, exports it and hands it over.
 
-Every LIVE_ACCURACY_INTERVAL seconds the agent looks at ``feedback/accuracy.json`` (core.liveaccuracy, written by the
-trainer's feedback joiner) through core.gcs with its retry: one metadata request, and a download only when the
-object's generation changed. A missing object means no feedback yet; a document that does not validate (or is over
-core.liveaccuracy.MAX_BYTES) is logged and ignored, and the last good one stays (its generation is remembered, so it
-is not downloaded again until it changes). A good document is written to the handover (``live-accuracy.json``, for the
-serving processes' /v1/model and /v1/model/monitoring) and exported in the agent's registry (multiprocess files, so
-they join the pod's /metrics):
+Every LIVE_ACCURACY_INTERVAL seconds the agent looks at ``<FEEDBACK_LOG_PREFIX>accuracy.json`` (core.liveaccuracy,
+written and signed by the trainer's feedback joiner) through core.gcs with its retry: one metadata request, and a
+download only when the object's generation changed. A missing object means no feedback yet; a document that no trusted
+key signed, that does not validate (or is over core.liveaccuracy.MAX_BYTES) or that is older than the one held (a
+replay) is logged, counted in ``predictor_live_accuracy_refused_total{reason}`` and ignored, and the last good one
+stays (its generation is remembered, so it is not downloaded again until it changes). A good document is written to
+the handover (``live-accuracy.json``, for the serving processes' /v1/model and /v1/model/monitoring) and exported in
+the agent's registry (multiprocess files, so they join the pod's /metrics):
 
 - ``predictor_live_accuracy{version}``: correct / total, only once a version has LIVE_ACCURACY_MIN_ROWS answers with
   feedback (the alert IrisLiveAccuracyBelowFloor never judges a version by three labels);
@@ -33,8 +34,9 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 
 from core import gcs, liveaccuracy
-from core.errors import StoreRefused, StoreUnavailable
+from core.errors import ArtifactRejected, StoreRefused, StoreUnavailable
 from core.liveaccuracy import AccuracyDocument
+from core.signing import Keyring
 from core.store import LoadedModel
 from predictor.lifecycle import handover
 from predictor.settings import PredictorSettings
@@ -56,11 +58,19 @@ def lineage_floor(loaded: LoadedModel) -> float | None:
     return None
 
 
+class _Refused(Exception):
+    """A document the agent does not take, and the `reason` label it is counted under."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class AccuracyGauges:
     """The live accuracy figures in `registry` (``mostrecent``: the agent alone sets them)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Gauge
+        from prometheus_client import Counter, Gauge
 
         self.accuracy = Gauge(
             "predictor_live_accuracy",
@@ -70,6 +80,11 @@ class AccuracyGauges:
         self.rows = Gauge(
             "predictor_live_accuracy_rows", "Answers of a model version that got feedback.",
             ["version"], multiprocess_mode="mostrecent", registry=registry,
+        )  # fmt: skip
+        self.refused = Counter(
+            "predictor_live_accuracy_refused",
+            "Live accuracy documents the agent refused: unsigned or not by a trusted key, invalid, or a replay.",
+            ["reason"], registry=registry,
         )  # fmt: skip
         self.floor = Gauge(
             "predictor_model_accuracy_floor",
@@ -101,8 +116,11 @@ class LiveAccuracy:
         registry: CollectorRegistry,
         directory: Path | None = None,
         retry: Retry | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.settings, self.bucket, self.directory, self.retry = settings, bucket, directory, retry
+        self.keyring = keyring or settings.keyring()
+        self.object = liveaccuracy.object_name(settings.feedback_log_prefix)
         self.gauges = AccuracyGauges(registry)
         self.document: AccuracyDocument | None = None
         """The last good document (None before one was read)."""
@@ -124,7 +142,7 @@ class LiveAccuracy:
 
     def run_once(self) -> bool:
         """One look at the bucket; True if a new good document was taken. StoreUnavailable/StoreRefused pass."""
-        blob = gcs.call(self.retry, self.bucket.get_blob, liveaccuracy.OBJECT)
+        blob = gcs.call(self.retry, self.bucket.get_blob, self.object)
         if blob is None:
             if self.document is not None:
                 log.warning("live accuracy document gone from the bucket; keeping the last one read")
@@ -134,7 +152,8 @@ class LiveAccuracy:
             return False
         if blob.size is not None and blob.size > liveaccuracy.MAX_BYTES:
             self.generation = generation
-            log.warning("live accuracy document ignored: %d bytes, over %d", blob.size, liveaccuracy.MAX_BYTES)
+            self.gauges.refused.labels("invalid").inc()
+            log.warning("live accuracy document refused: %d bytes, over %d", blob.size, liveaccuracy.MAX_BYTES)
             return False
         try:
             data = gcs.call(self.retry, blob.download_as_bytes, if_generation_match=generation)
@@ -143,11 +162,12 @@ class LiveAccuracy:
         self.downloads += 1
         self.generation = generation
         try:
-            document = liveaccuracy.parse(data)
-        except ValueError as e:
+            document = self._checked(data, blob.metadata)
+        except _Refused as e:
+            self.gauges.refused.labels(e.reason).inc()
             log.warning(
-                "live accuracy document ignored (the last good one stays): %s", e,
-                extra={"object": liveaccuracy.OBJECT, "generation": generation},
+                "live accuracy document refused (the last good one stays): %s", e,
+                extra={"object": self.object, "generation": generation, "reason": e.reason},
             )  # fmt: skip
             return False
         with self._lock:
@@ -160,6 +180,21 @@ class LiveAccuracy:
             extra={"generation": generation, "versions": len(document["versions"]), "updated": document["updated"]},
         )  # fmt: skip
         return True
+
+    def _checked(self, data: bytes, metadata: dict[str, str] | None) -> AccuracyDocument:
+        """The document in `data` if a trusted key signed it, it validates and it is not older than the one held."""
+        try:
+            liveaccuracy.verify(data, metadata, self.keyring, self.object)
+        except ArtifactRejected as e:
+            raise _Refused(e.reason, e.message) from e
+        try:
+            document = liveaccuracy.parse(data)
+        except ValueError as e:
+            raise _Refused("invalid", str(e)) from e
+        held = self.document
+        if held is not None and datetime.fromisoformat(document["updated"]) < datetime.fromisoformat(held["updated"]):
+            raise _Refused("replayed", f"updated {document['updated']}, older than the {held['updated']} held")
+        return document
 
     def _publish(self) -> None:
         """Export the document's newest versions and the serving version's floor (under the lock)."""

@@ -248,7 +248,7 @@ def build(settings: PredictorSettings, directory: Path, store: ModelStore | None
     metrics = AgentMetrics()
     health = StreamHealth(PREFIX, settings.missed_event_after, metrics.registry, by_name=True)  # never overwritten
     drift = PodDrift(settings, metrics.registry, directory)
-    accuracy = LiveAccuracy(settings, store.bucket, metrics.registry, directory, gcs.retry(settings))
+    accuracy = LiveAccuracy(settings, store.bucket, metrics.registry, directory, gcs.retry(settings), store.keyring)
     registry = Registry(
         StagingBucket(store, writer, settings.gcs_bucket, health), settings, metrics,
         on_swap=[writer.point_to, drift.use, accuracy.use],

@@ -29,6 +29,7 @@ from devstack.emulators import Service
 from predictor.predlog import record
 from predictor.protos import grpc_predict_v2_pb2 as pb
 from predictor.protos import grpc_predict_v2_pb2_grpc as pb_grpc
+from tests import keys
 from tests.predictor.conftest import METRICS
 from tests.predictor.grpc.grpc_fixtures import start_grpc_server, wait_serving
 from tests.predictor.predlog.helpers import shipped
@@ -285,7 +286,7 @@ def test_live_accuracy_and_drift_reach_the_pods_metrics_and_monitoring(
     document = {"schema": 1, "updated": updated, "versions": {version: {
         "correct": 18, "total": 24, "series": [{"time": updated, "correct": 18, "total": 24}],
         "offline": {"accuracy": 0.97, "accuracy_floor": 0.9}}}}  # fmt: skip
-    storage_client.bucket(bucket_name).blob(liveaccuracy.OBJECT).upload_from_string(json.dumps(document))
+    liveaccuracy.write(storage_client.bucket(bucket_name), "feedback/", json.dumps(document).encode(), keys.KEYRING)
     deadline = time.monotonic() + SHIPPED_TIMEOUT
     text = ""
     while gauge(text, "predictor_live_accuracy", version) is None and time.monotonic() < deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import logging
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from google.cloud import storage
 from prometheus_client import CollectorRegistry
 
-from core import uuid7
+from core import liveaccuracy, signing, uuid7
 from core.iris import FEATURES, LABEL
 from core.store import ModelStore
 from tests.trainer.conftest import configured
@@ -404,3 +405,44 @@ def counted_passes(joiner: Joiner) -> dict[str, float]:
         for s in m.samples
         if s.name == "trainer_feedback_passes_total"
     }
+
+
+def test_the_document_is_signed_and_a_forged_one_is_not_built_on(
+    bucket: storage.Bucket, settings: TrainerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a pod verifies with the public key alone; counts someone wrote unsigned are dropped, not carried on."""
+    version = "20261201T000000000000Z"
+    forged = {"schema": 1, "updated": "2026-12-05T01:00:00.000000Z", "versions": {version: {
+        "correct": 900, "total": 900, "series": [{"time": "2026-12-05T01:00:00.000000Z", "correct": 900,
+                                                  "total": 900}]}}}  # fmt: skip
+    bucket.blob("feedback/accuracy.json").upload_from_string(json.dumps(forged), "application/json")
+    rows = [{"version": version, "label": "setosa", "predicted": p} for p in ("setosa", "setosa", "virginica")]
+    with caplog.at_level(logging.ERROR, logger="trainer.feedback.accuracy"):
+        accuracy.add(bucket, FEEDBACK, settings.keyring(), rows, time.time(), None)
+    assert "live accuracy document refused, starting it again: unsigned" in caplog.text
+    blob = bucket.get_blob("feedback/accuracy.json")
+    assert blob is not None
+    data = blob.download_as_bytes()
+    public_only = signing.Keyring.of(trusted=[settings.keyring().trusted[blob.metadata["key_id"]]])
+    liveaccuracy.verify(data, blob.metadata, public_only)  # raises if it does not verify
+    entry = liveaccuracy.parse(data)["versions"][version]
+    assert (entry["correct"], entry["total"]) == (2, 3)
+
+
+def test_the_document_keeps_the_newest_versions_within_what_readers_take() -> None:
+    series = [{"time": f"2026-12-05T01:{i // 60:02d}:{i % 60:02d}.000000Z", "correct": i, "total": i}
+              for i in range(accuracy.MAX_POINTS)]  # fmt: skip
+    versions = {f"2026{m:02d}01T000000{v:06d}Z": {"correct": 1, "total": 1, "series": series, "offline": {}}
+                for m in (10, 11) for v in range(50)}  # fmt: skip
+    newest = "20261201T000000000000Z"
+    document = accuracy.applied({"schema": 1, "versions": versions}, {newest: (1, 1)}, time.time(), {})
+    assert sorted(document["versions"]) == sorted([*versions, newest])[-accuracy.KEEP_VERSIONS :]
+    assert len(accuracy.encoded(document)) <= liveaccuracy.MAX_BYTES  # the kept ones fit with full series
+
+    oversized = {"schema": 1, "updated": document["updated"], "versions": {**versions, newest: versions[min(versions)]}}
+    assert len(json.dumps(oversized)) > liveaccuracy.MAX_BYTES
+    body = accuracy.encoded(oversized)
+    assert len(body) <= liveaccuracy.MAX_BYTES
+    left = sorted(liveaccuracy.parse(body)["versions"])
+    assert left == sorted(oversized["versions"])[-len(left) :]  # the oldest went first
+    assert newest in left

@@ -23,6 +23,7 @@ from core.iris import CLASSES, EXAMPLES, FEATURES
 from core.lineage import Lineage
 from core.store import ModelStore
 from devstack.emulators import Service
+from tests import keys
 from tests.web.conftest import FIRST_METRICS as METRICS
 from tests.web.conftest import Console, screenshot, start_predictor
 from trainer.model import build
@@ -284,7 +285,7 @@ def test_operator_charts_from_a_running_pod(
     try:
         document = monitoring(served.version)["accuracy"]
         document["versions"] = {OLD: document["versions"][OLD], served.version: document["versions"][NEW]}
-        storage_client.bucket(bucket_name).blob(liveaccuracy.OBJECT).upload_from_string(json.dumps(document))
+        liveaccuracy.write(storage_client.bucket(bucket_name), "feedback/", json.dumps(document).encode(), keys.KEYRING)
         shifted = iris.data.copy()
         shifted[:, FEATURES.index("petal_length")] += 1.5
         instances = [dict(zip(FEATURES, row, strict=True)) for row in shifted.tolist()]

@@ -1,20 +1,16 @@
-"""The live accuracy document ``<FEEDBACK_LOG_PREFIX>accuracy.json``: per model version, how its answers fared.
-
-::
-
-    {"schema": 1, "updated": "<iso>", "versions": {"<version>": {"correct": 41, "total": 45,
-     "series": [{"time": "<iso>", "correct": 41, "total": 45}],
-     "offline": {"accuracy": 0.97, "evaluation": 0.96, "accuracy_floor": 0.9}}}}
+"""Writing the live accuracy document (core.liveaccuracy: its shape, signature and bounds) after a joiner pass.
 
 `correct` counts joined rows whose logged predicted class equals the feedback's label, `total` all joined rows;
 `series` holds the cumulative counts after each pass that changed them, oldest first, thinned evenly to at most
-MAX_POINTS (the first and the latest always kept). `offline` comes from the version's signed lineage (held-out
-`metrics.accuracy`, the trusted evaluation set's `evaluation.accuracy`, the gate's `metrics.accuracy_floor`), read
-from the artifact's metadata and its signature verified with the trusted keys (no download); a figure the lineage
-does not have, or a lineage that does not verify, is left out.
+MAX_POINTS (the first and the latest always kept); only the KEEP_VERSIONS newest versions stay, fewer if the document
+would outgrow what readers take. `offline` comes from the version's signed lineage (held-out `metrics.accuracy`, the
+trusted evaluation set's `evaluation.accuracy`, the gate's `metrics.accuracy_floor`), read from the artifact's
+metadata and its signature verified with the trusted keys (no download); a figure the lineage does not have, or a
+lineage that does not verify, is left out.
 
-Every write is conditioned on the generation read (create-only when there is none), so two joiners never overwrite
-each other's counts: the one that loses re-reads the document and applies its counts again.
+Every write is signed with the trainer's key and conditioned on the generation read (create-only when there is none),
+so two joiners never overwrite each other's counts: the one that loses re-reads the document and applies its counts
+again. A document that does not verify is never built on: the next write starts it again.
 """
 
 from __future__ import annotations
@@ -27,22 +23,23 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from core import gcs, layout, signing
+from core import gcs, layout, liveaccuracy, signing
 from core.errors import ArtifactRejected
 from core.shipped import iso_time
 from core.store import ArtifactRef, ModelStore
 
 log = logging.getLogger(__name__)
 
-NAME = "accuracy.json"
 SCHEMA = 1
-MAX_POINTS = 200
+MAX_POINTS = liveaccuracy.SERIES_MAX
+KEEP_VERSIONS = 50
+"""Newest versions the document keeps (with full series, ~12 KiB each: well within what readers take)."""
 MAX_ATTEMPTS = 20
 """Writes tried before a pass gives up (each loss means another joiner's counts landed first)."""
 
 
-def object_name(prefix: str) -> str:
-    return f"{prefix}{NAME}"
+def empty() -> dict[str, Any]:
+    return {"schema": SCHEMA, "versions": {}}
 
 
 def tally(joined: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
@@ -96,26 +93,38 @@ def applied(document: dict[str, Any], counts: dict[str, tuple[int, int]], now: f
             entry["offline"] = figures[version]
         entry.setdefault("offline", {})
         versions[version] = entry
-    return {"schema": SCHEMA, "updated": iso_time(now), "versions": versions}
+    kept = sorted(versions, reverse=True)[:KEEP_VERSIONS]
+    return {"schema": SCHEMA, "updated": iso_time(now), "versions": {v: versions[v] for v in sorted(kept)}}
 
 
-def read(bucket: storage.Bucket, prefix: str, retry: Any) -> tuple[dict[str, Any], int]:
-    """The document and its generation (an empty document and 0 when there is none, or it is unreadable)."""
-    blob = gcs.call(retry, bucket.get_blob, object_name(prefix))
+def encoded(document: dict[str, Any]) -> bytes:
+    """The document's JSON, its oldest versions left out until it fits what readers take (MAX_BYTES)."""
+    while True:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        if len(body) <= liveaccuracy.MAX_BYTES or not document["versions"]:
+            return body
+        versions = dict(document["versions"])
+        del versions[min(versions)]
+        document = {**document, "versions": versions}
+
+
+def read(bucket: storage.Bucket, prefix: str, keyring: signing.Keyring, retry: Any) -> tuple[dict[str, Any], int]:
+    """The document and its generation (an empty document and 0 when there is none). A document that is unsigned, not
+    signed by a trusted key or invalid is not built on: the pass starts it again (and overwrites it)."""
+    blob = gcs.call(retry, bucket.get_blob, liveaccuracy.object_name(prefix))
     if blob is None:
-        return {"schema": SCHEMA, "versions": {}}, 0
+        return empty(), 0
     generation = int(blob.generation or 0)
     try:
         raw = gcs.call(retry, blob.download_as_bytes, if_generation_match=generation)
     except (gexc.NotFound, gexc.PreconditionFailed):
-        return read(bucket, prefix, retry)
+        return read(bucket, prefix, keyring, retry)
     try:
-        document = json.loads(raw)
-        if not isinstance(document, dict) or not isinstance(document.get("versions"), dict):
-            raise ValueError("no versions object")
-    except ValueError as e:
-        log.error("live accuracy document unreadable, starting it again: %s", e, extra={"object": blob.name})
-        document = {"schema": SCHEMA, "versions": {}}
+        liveaccuracy.verify(raw, blob.metadata, keyring, blob.name)
+        document = liveaccuracy.as_json(liveaccuracy.parse(raw))
+    except (ArtifactRejected, ValueError) as e:
+        log.error("live accuracy document refused, starting it again: %s", e, extra={"object": blob.name})
+        document = empty()
     return document, generation
 
 
@@ -129,18 +138,16 @@ def add(bucket: storage.Bucket, prefix: str, keyring: signing.Keyring, joined: l
         return None
     figures: dict[str, dict[str, float]] = {}
     for _ in range(MAX_ATTEMPTS):
-        document, generation = read(bucket, prefix, retry)
+        document, generation = read(bucket, prefix, keyring, retry)
         known = document["versions"]
         for version in counts:
             if version not in figures and not (known.get(version) or {}).get("offline"):
                 figures[version] = offline(bucket, keyring, version, retry)
         updated = applied(document, counts, now, figures)
-        blob = bucket.blob(object_name(prefix))
-        body = json.dumps(updated, separators=(",", ":"))
         try:
-            gcs.call(retry, blob.upload_from_string, body, "application/json", if_generation_match=generation)
+            liveaccuracy.write(bucket, prefix, encoded(updated), keyring, retry, if_generation_match=generation)
         except gexc.PreconditionFailed:
             log.info("live accuracy document changed meanwhile; reading it again")
             continue
         return updated
-    raise gexc.PreconditionFailed(f"{object_name(prefix)} kept changing: {MAX_ATTEMPTS} writes lost")
+    raise gexc.PreconditionFailed(f"{liveaccuracy.object_name(prefix)} kept changing: {MAX_ATTEMPTS} writes lost")

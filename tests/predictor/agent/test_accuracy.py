@@ -1,5 +1,5 @@
 """predictor.agent.accuracy on fake-gcs-server: the live accuracy document read from the bucket, its gauges, its
-handover copy; a missing, unchanged or malformed document."""
+handover copy; a missing, unchanged, malformed, unsigned, forged or replayed document."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
 
-from core import liveaccuracy
+from core import liveaccuracy, signing
 from core.store import LoadedModel
 from predictor.agent.accuracy import EXPORTED_VERSIONS, LiveAccuracy
 from predictor.lifecycle import handover
@@ -46,7 +46,7 @@ def figures(correct: int, total: int, **offline: float) -> dict[str, Any]:
 
 def upload(bucket: storage.Bucket, data: bytes | dict[str, Any]) -> None:
     body = json.dumps(data).encode() if isinstance(data, dict) else data
-    bucket.blob(liveaccuracy.OBJECT).upload_from_string(body, content_type="application/json")
+    liveaccuracy.write(bucket, "feedback/", body, keys.KEYRING)
 
 
 def sample(registry: CollectorRegistry, name: str, version: str) -> float | None:
@@ -131,12 +131,68 @@ def test_a_malformed_document_keeps_the_last_good_one(
     upload(bucket, bad)
     with caplog.at_level(logging.WARNING, logger="predictor.agent.accuracy"):
         assert reader.run_once() is False
-    assert "live accuracy document ignored" in caplog.text
+    assert "live accuracy document refused" in caplog.text
+    assert registry.get_sample_value("predictor_live_accuracy_refused_total", {"reason": "invalid"}) == 1
     assert sample(registry, "predictor_live_accuracy", NEW) == pytest.approx(0.8)
     assert handover.read_live_accuracy(tmp_path) == good
     downloads = reader.downloads
     assert reader.run_once() is False  # the bad generation is not fetched again
     assert reader.downloads == downloads
+
+
+def signed_otherwise(bucket: storage.Bucket, body: bytes, metadata: dict[str, str]) -> None:
+    blob = bucket.blob(liveaccuracy.object_name("feedback/"))
+    blob.metadata = metadata
+    blob.upload_from_string(body, content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("unsigned", "unsigned"),
+        ("other key", "unknown_key"),
+        ("other key, our key id", "bad_signature"),
+        ("signed as a model lineage", "bad_signature"),
+        ("bytes changed after signing", "hash_mismatch"),
+    ],
+)
+def test_a_document_no_trusted_key_signed_is_refused(
+    tmp_path: Path, bucket: storage.Bucket, settings: PredictorSettings, how: str, reason: str
+) -> None:
+    registry = CollectorRegistry()
+    reader = LiveAccuracy(settings, bucket, registry, tmp_path, RETRY)
+    upload(bucket, document(**{NEW: figures(40, 50)}))
+    assert reader.run_once() is True
+    forged = json.dumps(document(**{NEW: figures(10, 50)})).encode()  # what someone with write access would claim
+    ours = keys.KEYRING.signer.key_id if keys.KEYRING.signer else ""
+    fields = {"sha256": signing.sha256_hex(forged), "key_id": ours}
+    metadata = {
+        "unsigned": {},
+        "other key": liveaccuracy.signed_metadata(forged, keys.OTHER),
+        "other key, our key id": liveaccuracy.signed_metadata(forged, keys.OTHER) | {"key_id": ours},
+        "signed as a model lineage": fields | {"signature": keys.KEYRING.sign(fields)},
+        "bytes changed after signing": liveaccuracy.signed_metadata(forged.replace(b"10", b"11"), keys.KEYRING),
+    }[how]
+    signed_otherwise(bucket, forged, metadata)
+    assert reader.run_once() is False
+    assert registry.get_sample_value("predictor_live_accuracy_refused_total", {"reason": reason}) == 1
+    assert sample(registry, "predictor_live_accuracy", NEW) == pytest.approx(0.8)
+    assert reader.document is not None
+    assert reader.document["versions"][NEW]["correct"] == 40
+
+
+def test_an_older_signed_document_is_a_replay_and_refused(
+    tmp_path: Path, bucket: storage.Bucket, settings: PredictorSettings
+) -> None:
+    registry = CollectorRegistry()
+    reader = LiveAccuracy(settings, bucket, registry, tmp_path, RETRY)
+    old = json.dumps(document(**{NEW: figures(45, 50)})).encode()
+    upload(bucket, {**document(**{NEW: figures(40, 60)}), "updated": "2026-12-05T02:30:00.000000Z"})
+    assert reader.run_once() is True
+    upload(bucket, old)  # genuinely signed, an hour older than the one held
+    assert reader.run_once() is False
+    assert registry.get_sample_value("predictor_live_accuracy_refused_total", {"reason": "replayed"}) == 1
+    assert sample(registry, "predictor_live_accuracy_rows", NEW) == 60
 
 
 def test_min_rows_gate_the_accuracy_not_the_row_count(
