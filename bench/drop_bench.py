@@ -39,14 +39,11 @@ sys.path.insert(0, str(ROOT))
 from core import layout  # noqa: E402
 from core.iris import CLASSES, FEATURES, LABEL  # noqa: E402
 from devstack.emulators import free_port, storage_client  # noqa: E402
+from devstack.run import port_variables  # noqa: E402
 
 T = TypeVar("T")
-PORTS = (
-    "PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_PREDICTOR_PORT", "STACK_ADMIN_PORT",
-    "STACK_PREDICTOR_ADMIN_PORT", "STACK_GRPC_PORT", "PROXY_HEALTH_PORT", "AGENT_HEALTH_PORT", "WATCH_HEALTH_PORT",
-    "STACK_PROMETHEUS_PORT",
-)  # fmt: skip
-"""Every port the local stack listens on (devstack.run.StackSettings)."""
+PORTS = port_variables()
+"""Every port the local stack listens on."""
 PREDICT = {"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}
 IRIS = load_iris()
 

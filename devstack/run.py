@@ -86,6 +86,12 @@ class StackSettings(BaseSettings):
     """Seconds over which a child's exits are counted against STACK_RESTART_LIMIT."""
 
 
+def port_variables() -> tuple[str, ...]:
+    """Every port the local stack listens on, as its environment variable: StackSettings' and nginx's health port."""
+    own = [name.upper() for name in StackSettings.model_fields if name == "port" or name.endswith("_port")]
+    return (*own, "PROXY_HEALTH_PORT")
+
+
 def nginx(config: StackSettings) -> str | None:
     """The nginx binary the stack puts in front of the predictor; None when not installed or STACK_NGINX=false."""
     return proxy.nginx_binary() if config.stack_nginx else None

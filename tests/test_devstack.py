@@ -20,6 +20,7 @@ from google.cloud import storage
 from core import layout
 from devstack import proxy
 from devstack.emulators import free_port, storage_client
+from devstack.run import port_variables
 from tests.listening import listening
 from tests.polling import wait_for
 
@@ -77,11 +78,7 @@ def learned_from(port: int, prefix: str) -> dict | None:
 def test_local_stack_without_nginx_or_prometheus_serves_a_signed_model_and_stops_every_child(tmp_path: Path) -> None:
     """As on a machine without the optional tools (STACK_NGINX / STACK_PROMETHEUS false): the predictor itself takes
     PORT and the admin port, and the stack says so. (test_make_run_as_a_user_runs_it runs nginx in front.)"""
-    ports = {"PORT": free_port(), "STACK_GCS_PORT": free_port(), "STACK_PUBSUB_PORT": free_port()}
-    ports["STACK_FUNCTION_PORT"], ports["STACK_GRPC_PORT"] = free_port(), free_port()
-    ports |= {"STACK_PREDICTOR_PORT": free_port(), "STACK_ADMIN_PORT": free_port(), "PROXY_HEALTH_PORT": free_port()}
-    ports["STACK_PREDICTOR_ADMIN_PORT"] = free_port()
-    ports |= {"AGENT_HEALTH_PORT": free_port(), "WATCH_HEALTH_PORT": free_port(), "STACK_PROMETHEUS_PORT": free_port()}
+    ports = stack_ports()
     env = os.environ | {k: str(v) for k, v in ports.items()} | {"STACK_DIR": str(tmp_path / "stack")}
     env |= {"GCS_BUCKET": "stack-test", "WEB_CONCURRENCY": "1", "STACK_NGINX": "false", "STACK_PROMETHEUS": "false"}
     with (tmp_path / "run.log").open("wb") as log:
@@ -137,20 +134,8 @@ IDLE_S = 80.0
 
 
 def stack_ports() -> dict[str, int]:
-    names = ["PORT", "STACK_GCS_PORT", "STACK_PUBSUB_PORT", "STACK_FUNCTION_PORT", "STACK_GRPC_PORT"]
-    return {
-        name: free_port()
-        for name in [
-            *names,
-            "STACK_PREDICTOR_PORT",
-            "STACK_ADMIN_PORT",
-            "PROXY_HEALTH_PORT",
-            "STACK_PREDICTOR_ADMIN_PORT",
-            "AGENT_HEALTH_PORT",
-            "WATCH_HEALTH_PORT",
-            "STACK_PROMETHEUS_PORT",
-        ]
-    }
+    """A free port for every port the stack listens on."""
+    return {name: free_port() for name in port_variables()}
 
 
 def start_stack(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
