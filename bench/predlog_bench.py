@@ -52,6 +52,7 @@ from flask import Flask
 from peers import loadgen, servers
 from sklearn.datasets import load_iris
 
+from core import uuid7
 from core.iris import CLASSES
 from core.lineage import Lineage
 from core.store import ArtifactRef, LoadedModel
@@ -59,7 +60,6 @@ from devstack import emulators, keys
 from predictor.http import extensions
 from predictor.http.app import create_app
 from predictor.lifecycle.registry import Serving
-from predictor.predlog import ids
 from predictor.predlog.log import PredictionLog
 from predictor.predlog.metrics import PredictionLogCounters
 from predictor.predlog.settings import PredictionLogSettings
@@ -282,7 +282,7 @@ def call_alone(calls: int) -> dict[str, tuple[float, float, float]]:
         for mode in ("off", "on", "off", "on"):
             spool = Spool(Path(folder), PredictionLogCounters(), queue_size=calls + 1) if mode == "on" else None
             log = PredictionLog(spool)
-            request_ids = [ids.new_id() for _ in range(calls)]
+            request_ids = [uuid7.new() for _ in range(calls)]
             durations = np.empty(calls)
             clock = time.perf_counter_ns
             began = clock()

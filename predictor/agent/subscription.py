@@ -203,7 +203,7 @@ class ModelEvents:
             self.health.opened(first=self.connects == 1)
         log.info("model events: subscribed", extra={"subscription": self.subscription, "connects": self.connects})
         if catch_up:
-            self._catch_up()
+            self._catch_up(self._on_reconnect, "reconnect")
         try:
             while True:
                 try:
@@ -251,9 +251,9 @@ class ModelEvents:
         self._trouble.clear()
         return True
 
-    def _catch_up(self, request: Callable[[], None] | None = None, why: str = "reconnect") -> None:
+    def _catch_up(self, request: Callable[[], None], why: str) -> None:
         try:
-            (request or self._on_reconnect)()
+            request()
         except Exception:
             log.exception("model events: reconcile after %s failed to start", why)
 

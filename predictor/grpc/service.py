@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from core import uuid7
 from core.errors import ServiceError
 from predictor import infer_request
 from predictor.dataplane import DataPlane
@@ -107,7 +108,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             request_id = ids.resolve(request.id or None, header)
         except ids.InvalidRequestId as e:
             error = bad_field(e.source, e.message)
-            self.dataplane.refused(ids.new_id(), ROUTE, error.message, error.status)
+            self.dataplane.refused(uuid7.new(), ROUTE, error.message, error.status)
             raise error from e
         try:
             return self._infer(request, request_id)

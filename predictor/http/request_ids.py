@@ -13,6 +13,7 @@ import contextlib
 
 from flask import Flask, Response, g, request
 
+from core import uuid7
 from predictor.errors import bad_field
 from predictor.http import extensions
 from predictor.predlog import ids
@@ -41,7 +42,7 @@ def current() -> str:
     """The id this request answers with."""
     found = g.get("request_id")
     if found is None:
-        found = g.request_id = ids.new_id()
+        found = g.request_id = uuid7.new()
     return str(found)
 
 
@@ -57,9 +58,9 @@ def register(app: Flask) -> None:
     def provisional_id() -> None:
         header = request.headers.get(ids.HEADER)
         try:
-            g.request_id = ids.check(header, ids.HEADER) if header else ids.new_id()
+            g.request_id = ids.check(header, ids.HEADER) if header else uuid7.new()
         except ids.InvalidRequestId:
-            g.request_id = ids.new_id()
+            g.request_id = uuid7.new()
 
     @app.after_request
     def stamp(response: Response) -> Response:

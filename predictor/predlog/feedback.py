@@ -6,7 +6,7 @@ class. What a serving process can know at once, it answers per item (`judge`, in
 - ``not_logged``: the prediction log is off in this pod, so no prediction can be joined with a label;
 - ``sampled_out``: the log never kept that id (predictor.predlog.log.in_sample at PREDICTION_LOG_SAMPLE_RATE is
   deterministic, so a sampled-out id is known as such, never mistaken for an unknown one);
-- ``late``: a generated id (a UUIDv7, predictor.predlog.ids.issued_at) issued more than FEEDBACK_MAX_AGE ago;
+- ``late``: a generated id (a UUIDv7, core.uuid7.issued_at) issued more than FEEDBACK_MAX_AGE ago;
 - ``duplicate``: the same (id, row) earlier in the same request;
 - ``unavailable``: this process's feedback queue is full, or the feedback spool holds FEEDBACK_LOG_MAX_SPOOL_BYTES
   waiting for the bucket: not taken, the client retries (feedback is never dropped to make room, unlike the log);
@@ -29,7 +29,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from predictor.predlog import ids
+from core import uuid7
 from predictor.predlog.log import PredictionLog
 from predictor.predlog.metrics import FeedbackCounters
 from predictor.predlog.record import Feedback
@@ -118,7 +118,7 @@ class FeedbackLog:
             return Verdict(item.id, item.row, SAMPLED_OUT, f"the prediction log did not keep this id "
                            f"(PREDICTION_LOG_SAMPLE_RATE={log.sample_rate:g}): its features are unknown, so its "
                            f"label cannot become training data")  # fmt: skip
-        issued = ids.issued_at(item.id)
+        issued = uuid7.issued_at(item.id)
         if issued is not None and received_at - issued > self.max_age:
             return Verdict(item.id, item.row, LATE, f"the prediction is {(received_at - issued) / DAY:.1f} days old, "
                            f"older than FEEDBACK_MAX_AGE ({self.max_age:g} s)")  # fmt: skip

@@ -241,7 +241,7 @@ class Joiner:
 
     def flush(self, entries: list[ledger.Entry], now: float) -> str | None:
         """Step 5: write the batches that are due (and finish any a dead pass began); the last CSV written."""
-        waiting = [e for e in entries if e.joined and not e.csv_written]
+        waiting = ledger.unwritten(entries)
         written = None
         for name in sorted({e.csv for e in waiting if e.csv}):  # begun: exactly the entries marked with it
             self.write_batch(name, [e for e in waiting if e.csv == name])

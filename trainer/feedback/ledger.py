@@ -141,10 +141,10 @@ class State:
         """Entries whose accuracy counts were not confirmed (their pass died before the end)."""
         return [e for e in self.entries if e.joined and not e.accuracy_counted]
 
-    def unwritten(self) -> list[Entry]:
-        """Entries whose joined rows are in no written CSV yet (waiting for their batch, or their pass died), oldest
-        first."""
-        return [e for e in self.entries if e.joined and not e.csv_written]
+
+def unwritten(entries: list[Entry]) -> list[Entry]:
+    """Those of `entries` whose joined rows are in no written CSV yet (waiting for their batch, or their pass died)."""
+    return [e for e in entries if e.joined and not e.csv_written]
 
 
 def load(bucket: storage.Bucket, prefix: str, since: float, retry: Any, cache: dict[str, Entry] | None = None) -> State:

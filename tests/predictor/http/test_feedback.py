@@ -14,9 +14,10 @@ from pydantic import ValidationError
 from sklearn.pipeline import Pipeline
 from werkzeug.test import TestResponse
 
+from core import uuid7
 from predictor.http import extensions
 from predictor.http.app import create_app
-from predictor.predlog import ids, record
+from predictor.predlog import record
 from predictor.predlog.log import in_sample
 from predictor.predlog.spool import READY
 from predictor.settings import PredictorSettings
@@ -80,7 +81,7 @@ def spooled_feedback(folder: Path) -> list[record.Record]:
 def issued_ago(seconds: float) -> str:
     """A generated id (UUIDv7) as if issued `seconds` ago."""
     millis = int((time.time() - seconds) * 1000)
-    return f"{millis:012x}" + ids.new_id()[12:]
+    return f"{millis:012x}" + uuid7.new()[12:]
 
 
 @pytest.mark.parametrize(
@@ -203,7 +204,7 @@ def test_sampled_out_late_and_duplicate_items_are_answered_each(make_app: Any, t
     candidates = [f"req-{i}" for i in range(100)]
     kept = next(i for i in candidates if in_sample(i, rate))
     left_out = next(i for i in candidates if not in_sample(i, rate))
-    fresh = next(i for i in (ids.new_id() for _ in range(200)) if in_sample(i, rate))
+    fresh = next(i for i in (uuid7.new() for _ in range(200)) if in_sample(i, rate))
     old = next(i for i in (issued_ago(8 * 86_400) for _ in range(200)) if in_sample(i, rate))
     response = send(client, {"feedback": [
         {"id": kept, "label": "setosa"}, {"id": left_out, "label": "setosa"}, {"id": old, "label": "virginica"},
